@@ -1,0 +1,127 @@
+"""Seaborn figures of a run: variance against L, and bias against L."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from analysis.load import load_run, wide  # noqa: E402
+
+Z_95 = 1.959964  # two-sided 95% normal quantile for the standard-error bands
+PANEL_COLUMNS = 4
+
+
+def estimator_palette(estimators) -> dict:
+    """One colour per estimator, the same in every panel and figure of a run."""
+    names = sorted(set(estimators))
+    return dict(zip(names, sns.color_palette("colorblind", len(names))))
+
+
+def _panels(table: pd.DataFrame, problem_order: list[str]):
+    """One panel per (problem, parameter group), ``all`` excluded, problems in the run's order; unused
+    axes hidden.  Returns the figure and a list of ((problem, parameter), rows, axes)."""
+    table = table[table["parameter"] != "all"]
+    groups = list(table.groupby(["problem", "parameter"], sort=False))
+    order = {name: i for i, name in enumerate(problem_order)}
+    groups.sort(key=lambda group: order[group[0][0]])
+    columns = min(PANEL_COLUMNS, len(groups))
+    rows = math.ceil(len(groups) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    flat_axes = list(axes.flat)
+    for ax in flat_axes[len(groups):]:
+        ax.set_visible(False)
+    return fig, [(name, frame, ax) for (name, frame), ax in zip(groups, flat_axes)]
+
+
+def variance_vs_L(metrics: pd.DataFrame) -> plt.Figure:
+    """Variance of the L-sample estimate against L, log-log: a line per estimator with its 95% band,
+    the exact variance dotted where known, and a 1/L reference."""
+    table = wide(metrics)
+    palette = estimator_palette(table["estimator"])
+    fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
+    for (problem, parameter), frame, ax in panels:
+        for estimator, line in frame.groupby("estimator"):
+            line = line.sort_values("num_samples")
+            color = palette[estimator]
+            low = (line["variance"] - Z_95 * line["variance_se"]).clip(lower=line["variance"] * 1e-3)
+            ax.plot(line["num_samples"], line["variance"], marker="o", ms=3, color=color, label=estimator)
+            ax.fill_between(line["num_samples"], low, line["variance"] + Z_95 * line["variance_se"],
+                            color=color, alpha=0.2, linewidth=0)
+            if "exact_variance" in line and line["exact_variance"].notna().all():
+                ax.plot(line["num_samples"], line["exact_variance"], ls=":", lw=2, color=color,
+                        label=f"{estimator} (exact)")
+        first = frame.sort_values("num_samples").iloc[0]
+        reference = frame["num_samples"].drop_duplicates().sort_values()
+        ax.plot(reference, first["variance"] * first["num_samples"] / reference, ls="--", color="0.6",
+                lw=1, label="∝ 1/L")
+        ax.set(xscale="log", yscale="log", title=f"{problem}: ∂/∂{parameter}",
+               xlabel="samples per estimate, L", ylabel="variance of the estimate")
+    _legend(fig, panels)
+    fig.suptitle("Variance of the gradient estimate against the number of samples", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def bias_vs_L(metrics: pd.DataFrame) -> plt.Figure:
+    """Squared bias ‖E g − ∇F‖² against L in units of its standard error.
+
+    An unbiased estimator's standardized squared bias stays within ±1.96 (shaded) in 95% of cells;
+    a biased one's grows with the number of replicates, since its standard error shrinks.
+    """
+    table = wide(metrics)
+    if "bias_squared" not in table:
+        raise ValueError("The run has no bias_squared metric: no problem in it has an exact gradient.")
+    table = table.dropna(subset=["bias_squared"])
+    table = table.assign(bias_z=table["bias_squared"] / table["bias_squared_se"])
+    palette = estimator_palette(table["estimator"])
+    fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
+    for (problem, parameter), frame, ax in panels:
+        for estimator, line in frame.groupby("estimator"):
+            line = line.sort_values("num_samples")
+            ax.plot(line["num_samples"], line["bias_z"], marker="o", ms=3, color=palette[estimator],
+                    label=estimator)
+        ax.axhspan(-Z_95, Z_95, color="0.85", zorder=0, label="±1.96: consistent with no bias")
+        ax.axhline(0.0, color="0.3", lw=0.8)
+        ax.set(xscale="log", title=f"{problem}: ∂/∂{parameter}", xlabel="samples per estimate, L",
+               ylabel="squared bias / its std. error")
+    _legend(fig, panels)
+    fig.suptitle("Squared bias of the gradient estimate, in standard errors", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def _legend(fig: plt.Figure, panels) -> None:
+    handles, labels = {}, []
+    for _, _, ax in panels:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    labels = list(handles)
+    fig.legend([handles[label] for label in labels], labels, loc="lower center",
+               ncol=min(len(labels), 6), bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(labels) // 7)),
+               frameon=False)
+    fig.subplots_adjust(bottom=0.15)
+
+
+def save_run_figures(run_dir: str | Path) -> list[Path]:
+    """Draw every figure of a run into ``<run_dir>/figures/`` (partial runs included); return the paths."""
+    run = load_run(run_dir, allow_partial=True)
+    out = Path(run_dir) / "figures"
+    out.mkdir(exist_ok=True)
+    written = []
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+        for name, draw in (("variance_vs_L", variance_vs_L), ("bias_vs_L", bias_vs_L)):
+            fig = draw(run.metrics)
+            path = out / f"{name}.png"
+            fig.savefig(path, dpi=120, bbox_inches="tight")
+            plt.close(fig)
+            written.append(path)
+    return written

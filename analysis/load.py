@@ -1,0 +1,70 @@
+"""Run folders into pandas DataFrames."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+
+METRICS_FILE = "metrics.csv"
+COORDINATE_METRICS_FILE = "metrics_by_coordinate.csv"
+PARTIAL_SUFFIX = ".partial"
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One run folder, loaded."""
+
+    path: Path
+    metrics: pd.DataFrame  #: metrics.csv, with a ``run_id`` column
+    coordinate_metrics: pd.DataFrame  #: metrics_by_coordinate.csv, with a ``run_id`` column
+    config: dict
+    env: dict
+
+    @property
+    def run_id(self) -> str:
+        return self.config.get("run_id", self.path.name)
+
+
+def load_run(path: str | Path, allow_partial: bool = False) -> Run:
+    """Load a run folder ``results/<experiment>/<run_id>/``.
+
+    A ``.partial`` folder (a run that was interrupted or is still running) is refused unless
+    ``allow_partial`` is set, so incomplete results are never mistaken for complete ones.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"No run folder at {path}.")
+    if path.name.endswith(PARTIAL_SUFFIX) and not allow_partial:
+        raise ValueError(
+            f"{path} is an incomplete run (it ends in {PARTIAL_SUFFIX}: interrupted or still running). "
+            "Pass allow_partial=True to read the cells it finished."
+        )
+    missing = [f for f in (METRICS_FILE, "config.json", "env.json") if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path} is not a run folder: it lacks {', '.join(missing)}.")
+    config = json.loads((path / "config.json").read_text())
+    env = json.loads((path / "env.json").read_text())
+    run_id = config.get("run_id", path.name)
+    metrics = pd.read_csv(path / METRICS_FILE).assign(run_id=run_id)
+    coordinate_path = path / COORDINATE_METRICS_FILE
+    coordinates = pd.read_csv(coordinate_path) if coordinate_path.is_file() else pd.DataFrame()
+    return Run(path, metrics, coordinates.assign(run_id=run_id), config, env)
+
+
+def load_metrics(*paths: str | Path) -> pd.DataFrame:
+    """The metrics of one or more run folders, concatenated, with a ``run_id`` column."""
+    if not paths:
+        raise ValueError("load_metrics needs at least one run folder.")
+    return pd.concat([load_run(p).metrics for p in paths], ignore_index=True)
+
+
+def wide(metrics: pd.DataFrame, index=("problem", "estimator", "num_samples", "parameter")) -> pd.DataFrame:
+    """One row per cell and parameter, one column per metric, and ``<metric>_se`` for its standard error."""
+    index = [c for c in (*index, "run_id") if c in metrics.columns]
+    values = metrics.pivot_table(index=index, columns="metric", values="value", aggfunc="first")
+    errors = metrics.pivot_table(index=index, columns="metric", values="std_error", aggfunc="first")
+    errors.columns = [f"{c}_se" for c in errors.columns]
+    return values.join(errors).reset_index().rename_axis(columns=None)

@@ -1,0 +1,62 @@
+"""The interface every distribution of the library implements."""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+
+class Distribution(abc.ABC):
+    """A distribution over one sample: an array whose shape is ``event_shape``.
+
+    ``log_prob`` returns the joint log density (or mass) of one whole sample as a scalar, so an
+    estimator can treat every distribution alike.  ``sample`` never carries a gradient with respect to
+    the distribution's parameters; ``rsample`` does, where the distribution is reparameterizable.
+    """
+
+    #: True where ``rsample`` returns a sample differentiable in the parameters.
+    reparameterizable: ClassVar[bool] = False
+    #: True for distributions over a discrete set (Bernoulli, categorical).
+    discrete: ClassVar[bool] = False
+
+    @property
+    @abc.abstractmethod
+    def event_shape(self) -> tuple[int, ...]:
+        """The shape of one sample."""
+
+    @property
+    @abc.abstractmethod
+    def dtype(self) -> jnp.dtype:
+        """The floating dtype of samples and log densities."""
+
+    @abc.abstractmethod
+    def _draw(self, key: jax.Array) -> jax.Array:
+        """One sample, possibly differentiable in the parameters."""
+
+    @abc.abstractmethod
+    def log_prob(self, x: jax.Array) -> jax.Array:
+        """The joint log density of one sample ``x``: a scalar."""
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """One sample, with no gradient flowing to the parameters."""
+        return jax.lax.stop_gradient(self._draw(key))
+
+    def rsample(self, key: jax.Array) -> jax.Array:
+        """One reparameterized sample, differentiable in the parameters."""
+        if not self.reparameterizable:
+            raise ValueError(
+                f"{type(self).__name__} has no reparameterized sampler (rsample): its samples are not a "
+                "differentiable function of its parameters. Use sample() with a score-function estimator."
+            )
+        return self._draw(key)
+
+
+def float_dtype(*arrays) -> jnp.dtype:
+    """The floating dtype shared by the parameters: theirs if floating, JAX's default float otherwise."""
+    dtype = jnp.result_type(*arrays)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    return dtype

@@ -1,0 +1,54 @@
+"""The categorical distribution over one-hot vectors, parameterized by logits."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from estimators.distributions.base import Distribution, float_dtype
+
+
+class Categorical(Distribution):
+    r"""Independent categorical variables over the last axis of ``logits``, as one-hot float vectors.
+
+    With ``logits`` of shape ``(..., K)``, a sample has the same shape and is one-hot along the last
+    axis: :math:`x \sim \mathrm{Categorical}(\mathrm{softmax}(\ell))`.  One-hot samples let a cost be
+    written as a linear map of the sample, and let relaxations substitute a point of the simplex.
+    """
+
+    discrete = True
+
+    def __init__(self, logits):
+        logits = jnp.asarray(logits, float_dtype(logits))
+        if logits.ndim == 0:
+            raise ValueError(
+                "Categorical needs logits with at least one axis (the K categories are the last axis); "
+                "got a scalar. For a binary variable use Bernoulli(logits)."
+            )
+        self.logits = logits
+
+    @property
+    def event_shape(self):
+        return self.logits.shape
+
+    @property
+    def dtype(self):
+        return self.logits.dtype
+
+    @property
+    def num_categories(self) -> int:
+        return self.logits.shape[-1]
+
+    @property
+    def probs(self):
+        return jax.nn.softmax(self.logits, axis=-1)
+
+    def _draw(self, key):
+        index = jax.random.categorical(key, self.logits, axis=-1)
+        return jax.nn.one_hot(index, self.num_categories, dtype=self.dtype)
+
+    def log_prob(self, x):
+        return jnp.sum(x * jax.nn.log_softmax(self.logits, axis=-1))
+
+    def __repr__(self):
+        return f"Categorical(event_shape={self.event_shape}, dtype={self.dtype})"

@@ -1,0 +1,160 @@
+"""``grad``, ``value_and_grad`` and ``grad_with_state``: stochastic counterparts of ``jax.grad``."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from estimators import registry
+from estimators.base import Estimate, GradientEstimator
+from estimators.objective import Objective, Params
+
+PyTree = Any
+
+
+class StatefulGrad(NamedTuple):
+    """The pure functions of a stateful estimator, as in optax: ``state = init(params)``,
+    ``grads, state = update(params, key, state)``."""
+
+    init: Callable[[Params], PyTree]
+    update: Callable[[Params, jax.Array, PyTree], tuple[PyTree, PyTree]]
+
+
+def grad(objective: Objective, estimator: GradientEstimator | str, num_samples: int):
+    """A function ``g(params, key)`` that returns a Monte Carlo estimate of ∇θ F(θ).
+
+    ``g`` is pure: the same key gives the same estimate, and it can be jitted, and vmapped over keys
+    and parameters.  The estimate has the structure, shapes and dtypes of ``params``.
+
+    Args:
+      objective: the :class:`Objective` F(θ) = E_{x ~ dist(θ)}[cost(θ, x)].
+      estimator: an estimator object, or a registry name such as ``"score_function"``.
+      num_samples: L, the number of samples averaged in one estimate.
+    """
+    estimate = _checked_estimate(objective, estimator, num_samples, caller="grad")
+
+    def grad_fn(params, key):
+        return estimate(params, key, ()).grads
+
+    return grad_fn
+
+
+def value_and_grad(objective: Objective, estimator: GradientEstimator | str, num_samples: int):
+    """Like :func:`grad`, but ``g(params, key)`` returns ``(value, grads)``, where ``value`` is the
+    L-sample estimate of F(θ) from the same samples."""
+    estimate = _checked_estimate(objective, estimator, num_samples, caller="value_and_grad")
+
+    def value_and_grad_fn(params, key):
+        result = estimate(params, key, ())
+        return result.value, result.grads
+
+    return value_and_grad_fn
+
+
+def grad_with_state(objective: Objective, estimator: GradientEstimator | str, num_samples: int):
+    """``(init, update)`` for an estimator that carries state between calls (any estimator works;
+    stateless ones carry the empty state ``()``)."""
+    estimator = _resolve(estimator)
+    estimate = _checked_estimate(objective, estimator, num_samples, caller="grad_with_state")
+
+    def update(params, key, state):
+        result = estimate(params, key, state)
+        return result.grads, result.state
+
+    return StatefulGrad(init=estimator.init, update=update)
+
+
+def _resolve(estimator: GradientEstimator | str) -> GradientEstimator:
+    if isinstance(estimator, str):
+        return registry.get(estimator)
+    if not isinstance(estimator, GradientEstimator):
+        raise TypeError(
+            f"estimator must be a registry name ({', '.join(registry.names())}) or an estimator object "
+            f"such as estimators.ScoreFunction(), got {type(estimator).__name__}."
+        )
+    return estimator
+
+
+def _checked_estimate(objective, estimator, num_samples, caller) -> Callable[..., Estimate]:
+    """Validate everything that can be checked before tracing; return the checked estimate function."""
+    estimator = _resolve(estimator)
+    if not isinstance(objective, Objective):
+        raise TypeError(
+            f"objective must be an estimators.Objective(dist=..., cost=...), got {type(objective).__name__}."
+        )
+    num_samples = _check_num_samples(num_samples, estimator)
+    if estimator.stateful and caller != "grad_with_state":
+        raise ValueError(
+            f"Estimator {estimator.name!r} is stateful, so {caller} cannot run it: use "
+            f"`init, update = estimators.grad_with_state(objective, estimator, num_samples)`, then "
+            "`state = init(params)` and `grads, state = update(params, key, state)`."
+        )
+
+    def estimate(params, key, state):
+        _check_params(params)
+        _check_key(key)
+        _check_distribution(estimator, objective.distribution(params))
+        return estimator.estimate(objective, params, key, num_samples, state)
+
+    return estimate
+
+
+def _check_num_samples(num_samples, estimator: GradientEstimator) -> int:
+    try:
+        count = operator.index(num_samples)
+    except TypeError:
+        raise TypeError(
+            f"num_samples must be a Python int (it fixes array shapes), got {type(num_samples).__name__}."
+        ) from None
+    if count < estimator.min_num_samples:
+        need = estimator.min_num_samples
+        raise ValueError(
+            f"Estimator {estimator.name!r} needs num_samples >= {need}, got {count}."
+            + (" It compares each sample with the others, so use num_samples=2 or more." if need > 1 else "")
+        )
+    return count
+
+
+def _check_params(params) -> None:
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    if not leaves:
+        raise ValueError("params is an empty pytree: there is nothing to differentiate.")
+    for path, leaf in leaves:
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(
+                f"params{jax.tree_util.keystr(path)} has dtype {dtype}; gradients need floating-point "
+                "parameters. Convert it, for example with jnp.asarray(value, dtype=jnp.float32)."
+            )
+
+
+def _check_key(key) -> None:
+    dtype = getattr(key, "dtype", None)
+    is_typed_key = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    is_raw_key = dtype == jnp.uint32 and jnp.shape(key)[-1:] == (2,)
+    if not (is_typed_key or is_raw_key):
+        raise TypeError(
+            f"key must be a JAX random key, for example jax.random.key(0), got {type(key).__name__}"
+            + (f" of dtype {dtype}" if dtype is not None else "")
+            + "."
+        )
+    batch_shape = jnp.shape(key) if is_typed_key else jnp.shape(key)[:-1]
+    if batch_shape:
+        raise ValueError(
+            f"key must be a single key, got a batch of shape {batch_shape}. For one estimate per key, "
+            "map over them: jax.vmap(g, in_axes=(None, 0))(params, keys)."
+        )
+
+
+def _check_distribution(estimator: GradientEstimator, dist) -> None:
+    reason = estimator.incompatibility(dist)
+    if reason is None:
+        return
+    alternatives = [name for name in registry.names() if registry.get(name).incompatibility(dist) is None]
+    raise ValueError(
+        f"Estimator {estimator.name!r} cannot serve a {type(dist).__name__} distribution: {reason}. "
+        f"Estimators that can: {', '.join(alternatives) or 'none'}."
+    )

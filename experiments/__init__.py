@@ -1,0 +1,1 @@
+"""Problems with exact answers, the experiments that measure estimators on them, and the CLI ``run``."""

@@ -1,0 +1,87 @@
+"""Replicated gradient estimates of one (problem, estimator, L) cell: compiled once, vmapped, timed."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import estimators as est
+from experiments.problems import Problem
+
+#: Memory budget for one chunk of replicates, in array elements of one sample or gradient (~32 MB
+#: of float32 per buffer); replicates beyond it run in sequence through ``jax.lax.map``.
+DEFAULT_CHUNK_ELEMENTS = 2**23
+
+
+@dataclasses.dataclass(frozen=True)
+class CellMeasurement:
+    """The replicate estimates of one cell, on the host in float64, and what they cost."""
+
+    grads: Any  #: pytree like the params, each leaf of shape (R, *leaf_shape), float64
+    values: np.ndarray  #: (R,) the objective estimates from the same samples
+    compile_time_s: float
+    run_time_s: float  #: wall time of all R estimates, once compiled
+    chunk_size: int  #: replicates evaluated at once
+
+
+def replicate_keys(key: jax.Array, num_replicates: int) -> jax.Array:
+    """Replicate r uses ``fold_in(key, r)``, so it is the same whatever the number of replicates."""
+    return est.sample_keys(key, num_replicates)
+
+
+def chunk_size(problem: Problem, num_samples: int, num_replicates: int, chunk_elements: int) -> int:
+    """The largest divisor of R whose replicates fit in ``chunk_elements`` elements.
+
+    A divisor, so that ``lax.map`` needs no separately compiled remainder (which doubles compile time),
+    unless R has no divisor within a factor of two of the budget.
+    """
+    sample_size = math.prod(problem.distribution().event_shape)
+    param_size = sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree_util.tree_leaves(problem.params))
+    per_replicate = num_samples * max(sample_size, param_size, 1)
+    limit = max(1, min(num_replicates, chunk_elements // per_replicate))
+    divisor = max(d for d in range(1, limit + 1) if num_replicates % d == 0)
+    return divisor if 2 * divisor >= limit else limit
+
+
+def measure_cell(
+    problem: Problem,
+    estimator: est.GradientEstimator,
+    num_samples: int,
+    num_replicates: int,
+    key: jax.Array,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+) -> CellMeasurement:
+    """R independent L-sample estimates of the gradient at the problem's parameters.
+
+    One jit-compiled program evaluates all replicates, vmapped within chunks and ``lax.map``-ped over
+    them; compile time and run time are measured separately.
+    """
+    value_and_grad = est.value_and_grad(problem.objective, estimator, num_samples)
+    batch = chunk_size(problem, num_samples, num_replicates, chunk_elements)
+
+    def all_replicates(params, key):
+        keys = replicate_keys(key, num_replicates)
+        return jax.lax.map(lambda k: value_and_grad(params, k), keys, batch_size=batch)
+
+    start = time.perf_counter()
+    compiled = jax.jit(all_replicates).lower(problem.params, key).compile()
+    compile_time = time.perf_counter() - start
+
+    start = time.perf_counter()
+    values, grads = jax.block_until_ready(compiled(problem.params, key))
+    run_time = time.perf_counter() - start
+
+    to_host = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
+    return CellMeasurement(
+        grads=jax.tree_util.tree_map(to_host, grads),
+        values=to_host(values),
+        compile_time_s=compile_time,
+        run_time_s=run_time,
+        chunk_size=batch,
+    )

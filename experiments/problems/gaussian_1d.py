@@ -1,0 +1,122 @@
+r"""The one-dimensional Gaussian test functions of Mohamed et al. (2020), with exact answers.
+
+For :math:`x \sim \mathcal{N}(\mu, \sigma^2)` and the costs :math:`(x - k)^2`, :math:`\exp(-k x^2)` and
+:math:`\cos(k x)`, the parameters are ``{"loc": μ, "scale": σ}``.  The expectations have closed forms,
+differentiated here by hand; the per-sample variances of both estimators are expectations of
+:math:`g(\epsilon)^2` under :math:`\epsilon \sim \mathcal{N}(0, 1)` with :math:`x = \mu + \sigma\epsilon`,
+computed by Gauss–Hermite quadrature from the per-sample gradients
+
+- pathwise: :math:`f'(x)` for μ and :math:`f'(x)\,\epsilon` for σ;
+- score function: :math:`f(x)\,\epsilon/\sigma` for μ and :math:`f(x)\,(\epsilon^2 - 1)/\sigma` for σ.
+
+Reference: Mohamed, Rosca, Figurnov & Mnih, *Monte Carlo Gradient Estimation in Machine Learning*,
+JMLR 2020, sections 3 and 5 (figures 2 and 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+from estimators import Normal, Objective
+from experiments.problems.base import Problem, iid_variance
+from experiments.quadrature import standard_normal_expectation
+
+
+@dataclasses.dataclass(frozen=True)
+class TestFunction:
+    """A cost f(x) written against an array module (NumPy for exact answers, jax.numpy for the cost),
+    its derivative, and the closed-form gradient of E[f(x)] with respect to (μ, σ)."""
+
+    name: str
+    formula: str
+    f: Callable  # f(x, k, xp)
+    df: Callable  # f'(x, k, xp)
+    exact_grad: Callable[[float, float, float], tuple[float, float]]  # (μ, σ, k) -> (∂μ, ∂σ)
+
+
+def _exp_grad(mu, sigma, k):
+    # E exp(-k x²) = s^{-1/2} exp(-k μ² / s), s = 1 + 2kσ².
+    s = 1 + 2 * k * sigma**2
+    mean = s**-0.5 * np.exp(-k * mu**2 / s)
+    d_mu = mean * (-2 * k * mu / s)
+    d_sigma = mean * (-2 * k * sigma / s + 4 * k**2 * mu**2 * sigma / s**2)
+    return d_mu, d_sigma
+
+
+def _cos_grad(mu, sigma, k):
+    # E cos(k x) = cos(kμ) exp(-k²σ²/2).
+    damping = np.exp(-(k**2) * sigma**2 / 2)
+    return -k * np.sin(k * mu) * damping, -(k**2) * sigma * np.cos(k * mu) * damping
+
+
+TEST_FUNCTIONS = {
+    "quadratic": TestFunction(
+        name="quadratic",
+        formula="(x - k)^2",
+        f=lambda x, k, xp: (x - k) ** 2,
+        df=lambda x, k, xp: 2 * (x - k),
+        exact_grad=lambda mu, sigma, k: (2 * (mu - k), 2 * sigma),
+    ),
+    "exp": TestFunction(
+        name="exp",
+        formula="exp(-k x^2)",
+        f=lambda x, k, xp: xp.exp(-k * x**2),
+        df=lambda x, k, xp: -2 * k * x * xp.exp(-k * x**2),
+        exact_grad=_exp_grad,
+    ),
+    "cosine": TestFunction(
+        name="cosine",
+        formula="cos(k x)",
+        f=lambda x, k, xp: xp.cos(k * x),
+        df=lambda x, k, xp: -k * xp.sin(k * x),
+        exact_grad=_cos_grad,
+    ),
+}
+
+
+def per_sample_gradients(test_function: TestFunction, mu: float, sigma: float, k: float):
+    """The per-sample gradients of each estimator as functions of the standard normal noise ε."""
+    f = lambda eps: test_function.f(mu + sigma * eps, k, np)  # noqa: E731
+    df = lambda eps: test_function.df(mu + sigma * eps, k, np)  # noqa: E731
+    return {
+        "pathwise": {"loc": df, "scale": lambda eps: df(eps) * eps},
+        "score_function": {
+            "loc": lambda eps: f(eps) * eps / sigma,
+            "scale": lambda eps: f(eps) * (eps**2 - 1) / sigma,
+        },
+    }
+
+
+def _variance(per_sample_gradient) -> float:
+    mean = standard_normal_expectation(per_sample_gradient)
+    second_moment = standard_normal_expectation(lambda eps: per_sample_gradient(eps) ** 2)
+    return float(second_moment - mean**2)
+
+
+def gaussian_test_problem(function: str, mu: float = 1.0, sigma: float = 1.0, k: float = 1.0) -> Problem:
+    """The test function ``function`` ("quadratic", "exp" or "cosine") under N(mu, sigma²)."""
+    test_function = TEST_FUNCTIONS[function]
+    dtype = jnp.result_type(float)
+    params = {"loc": jnp.asarray(mu, dtype), "scale": jnp.asarray(sigma, dtype)}
+    objective = Objective(
+        dist=lambda p: Normal(p["loc"], p["scale"]),
+        cost=lambda p, x: test_function.f(x, k, jnp),
+    )
+    d_mu, d_sigma = test_function.exact_grad(mu, sigma, k)
+    exact_grad = {"loc": np.float64(d_mu), "scale": np.float64(d_sigma)}
+    variances = {
+        estimator: iid_variance({name: np.float64(_variance(g)) for name, g in grads.items()})
+        for estimator, grads in per_sample_gradients(test_function, mu, sigma, k).items()
+    }
+    return Problem(
+        name=f"gaussian_{function}",
+        description=f"f(x) = {test_function.formula.replace('k', f'{k:g}')}, x ~ N({mu:g}, {sigma:g}²)",
+        objective=objective,
+        params=params,
+        exact_grad=exact_grad,
+        exact_variances=variances,
+    )

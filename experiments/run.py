@@ -1,0 +1,127 @@
+"""The command line: ``python -m experiments.run EXPERIMENT [options]``.
+
+    python -m experiments.run variance_vs_L                       # the default run, about a minute
+    python -m experiments.run variance_vs_L --problems gaussian_quadratic --num-samples 1,10,100
+    python -m experiments.run variance_vs_L --list                # what can be measured
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXPERIMENTS = {"variance_vs_L": "bias, variance, MSE and cost of each estimator against the sample count L"}
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(item) for item in _comma_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,4,16, got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from experiments.variance_vs_L import DEFAULT_NUM_SAMPLES, DEFAULT_PROBLEMS, DEFAULT_REPLICATES
+
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.run",
+        description="Measure Monte Carlo gradient estimators on problems with exact answers.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Results go to OUTPUT_DIR/EXPERIMENT/RUN_ID/ (metrics.csv, metrics_by_coordinate.csv, "
+        "config.json, env.json, figures/); see results/README.md for the layout.",
+    )
+    experiments = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+    sub = experiments.add_parser(
+        "variance_vs_L",
+        help=EXPERIMENTS["variance_vs_L"],
+        description="For every (problem, estimator) pair that applies and every L, draw R replicate "
+        "L-sample gradient estimates and report mean, bias², variance, MSE (with standard errors), "
+        "wall time per estimate and cost in function evaluations.",
+    )
+    sub.add_argument("--problems", type=_comma_list, default=list(DEFAULT_PROBLEMS), metavar="NAMES",
+                     help="comma-separated problem names (default: %(default)s; --list shows all)")
+    sub.add_argument("--estimators", type=_comma_list, default=None, metavar="NAMES",
+                     help="comma-separated estimator names (default: every registered estimator)")
+    sub.add_argument("--num-samples", type=_int_list, default=list(DEFAULT_NUM_SAMPLES), metavar="LS",
+                     help="comma-separated sample counts L (default: %(default)s)")
+    sub.add_argument("--replicates", type=int, default=DEFAULT_REPLICATES, metavar="R",
+                     help="independent estimates per cell; the variance's relative standard error is "
+                     "about sqrt(2/R) for Gaussian-like estimates (default: %(default)s)")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the base key (default: %(default)s)")
+    sub.add_argument("--output-dir", default="results", metavar="DIR",
+                     help="where run folders go (default: %(default)s)")
+    sub.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                     help="where to compute; auto is JAX's default backend (default: %(default)s)")
+    sub.add_argument("--precision", choices=("float32", "float64"), default="float32",
+                     help="device precision; statistics are float64 on the host either way "
+                     "(default: %(default)s)")
+    sub.add_argument("--no-figures", action="store_true", help="skip drawing figures at the end")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_argument("--list", action="store_true", help="list problems and estimators, then exit")
+    return parser
+
+
+def select_device(name: str):
+    """The JAX device for ``--device``; a clear error where the backend is missing."""
+    import jax
+
+    if name == "auto":
+        return jax.devices()[0]
+    try:
+        return jax.devices(name)[0]
+    except RuntimeError:
+        hint = " Install a GPU build of JAX (pip install 'jax[cuda12]') or use --device cpu." if name == "gpu" else ""
+        raise ValueError(f"--device {name}: JAX sees no {name.upper()} here.{hint}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    import jax
+
+    if args.precision == "float64":
+        jax.config.update("jax_enable_x64", True)
+
+    import estimators as est
+    from experiments import problems, variance_vs_L
+
+    if args.list:
+        print("problems:")
+        for name in problems.names():
+            print(f"  {name:28s} {problems.get(name).description}")
+        print("estimators:\n  " + "\n  ".join(est.names()))
+        return 0
+
+    config = variance_vs_L.Config(
+        problems=tuple(args.problems),
+        estimators=tuple(args.estimators or est.names()),
+        num_samples=tuple(args.num_samples),
+        replicates=args.replicates,
+        seed=args.seed,
+        output_dir=args.output_dir,
+        device=args.device,
+        precision=args.precision,
+        figures=not args.no_figures,
+    )
+    try:
+        config.validate()
+        device = select_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        path = variance_vs_L.run(config, device=device, progress=not args.quiet)
+    except ValueError as error:  # bad combinations found while planning (no applicable pair, ...)
+        parser.error(str(error))
+    except KeyboardInterrupt:
+        return 130
+    print(f"{variance_vs_L.NAME}: wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
