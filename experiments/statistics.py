@@ -43,7 +43,8 @@ def group_summary(estimates, exact=None) -> dict[str, tuple[float, float]]:
     ``variance`` is the trace of the covariance, E‖g − E g‖².  With the exact gradient g*:
     ``bias_squared`` is ‖E g − g*‖², estimated without the upward bias of ‖ḡ − g*‖² (which exceeds
     it by trace/R on average), so it can come out slightly negative for an unbiased estimator; its
-    standard error is sqrt(4 bᵀΣb/R + 2 tr(Σ²)/R²), the Gaussian-limit one.  ``mse`` is E‖g − g*‖².
+    standard error is sqrt(4 bᵀΣb/R + 2 tr(Σ²)/R²), the Gaussian-limit one (conservative near b = 0,
+    where it is floored at its value under b = 0).  ``mse`` is E‖g − g*‖².
     """
     g = _as_replicates(estimates)
     num_replicates = g.shape[0]

@@ -1,0 +1,298 @@
+"""The public API of DESIGN §2: pytrees, purity, jit and vmap, compilation, keys and every error."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import estimators as est
+
+ESTIMATORS = ["pathwise", "score_function"]
+
+
+def normal_objective(cost=lambda p, x: jnp.sum(x**2)):
+    return est.Objective(dist=lambda p: est.Normal(p["mu"], jnp.exp(p["log_sigma"])), cost=cost)
+
+
+PARAMS = {"mu": jnp.array([0.5, -1.0], jnp.float32), "log_sigma": jnp.zeros(2, jnp.float32)}
+
+
+def assert_same_structure(tree, like):
+    assert jax.tree_util.tree_structure(tree) == jax.tree_util.tree_structure(like)
+    for leaf, ref in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(like)):
+        assert leaf.shape == ref.shape and leaf.dtype == ref.dtype
+
+
+# --- pytrees ---------------------------------------------------------------------------------------
+
+PYTREE_CASES = {
+    "dict": (
+        {"mu": jnp.array([0.5, -1.0]), "log_sigma": jnp.zeros(2)},
+        lambda p: (p["mu"], p["log_sigma"]),
+    ),
+    "tuple": ((jnp.array([0.5, -1.0]), jnp.zeros(2)), lambda p: (p[0], p[1])),
+    "nested": (
+        {"location": {"mu": jnp.array([0.5, -1.0])}, "spread": (jnp.zeros(2),)},
+        lambda p: (p["location"]["mu"], p["spread"][0]),
+    ),
+}
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize("case", list(PYTREE_CASES))
+def test_pytree_params_give_the_same_estimate_in_their_own_structure(estimator, case, key):
+    params, unpack = PYTREE_CASES[case]
+    objective = est.Objective(
+        dist=lambda p: est.Normal(unpack(p)[0], jnp.exp(unpack(p)[1])), cost=lambda p, x: jnp.sum(x**2)
+    )
+    grads = est.grad(objective, estimator, 3)(params, key)
+    assert_same_structure(grads, params)
+    reference = est.grad(normal_objective(), estimator, 3)(
+        {"mu": unpack(params)[0], "log_sigma": unpack(params)[1]}, key
+    )
+    np.testing.assert_array_equal(unpack(grads)[0], reference["mu"])
+    np.testing.assert_array_equal(unpack(grads)[1], reference["log_sigma"])
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_grads_keep_the_dtypes_of_mixed_precision_params(estimator, key):
+    params = {"mu": jnp.zeros(2, jnp.bfloat16), "log_sigma": jnp.zeros((), jnp.float32)}
+    objective = est.Objective(
+        dist=lambda p: est.Normal(p["mu"].astype(jnp.float32), jnp.exp(p["log_sigma"])),
+        cost=lambda p, x: jnp.sum(x**2),
+    )
+    assert_same_structure(est.grad(objective, estimator, 2)(params, key), params)
+
+
+# --- purity, jit, vmap -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_same_key_same_estimate_and_jit_agrees(estimator, key):
+    g = est.grad(normal_objective(), estimator, 5)
+    first, second, jitted = g(PARAMS, key), g(PARAMS, key), jax.jit(g)(PARAMS, key)
+    for a, b, c in zip(*map(jax.tree_util.tree_leaves, (first, second, jitted))):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_different_keys_give_different_estimates(estimator, key):
+    g = est.grad(normal_objective(), estimator, 5)
+    first_key, second_key = jax.random.split(key)
+    assert not np.array_equal(g(PARAMS, first_key)["mu"], g(PARAMS, second_key)["mu"])
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_vmap_over_keys_equals_one_call_per_key(estimator, key):
+    g = est.grad(normal_objective(), estimator, 4)
+    keys = jax.random.split(key, 3)
+    batched = jax.vmap(g, in_axes=(None, 0))(PARAMS, keys)
+    for i in range(3):
+        single = g(PARAMS, keys[i])
+        for name in PARAMS:
+            np.testing.assert_allclose(batched[name][i], single[name], rtol=1e-6)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_vmap_over_params(estimator, key):
+    g = est.grad(normal_objective(), estimator, 4)
+    batch = {"mu": jnp.stack([PARAMS["mu"], PARAMS["mu"] + 1]), "log_sigma": jnp.stack([PARAMS["log_sigma"]] * 2)}
+    batched = jax.vmap(g, in_axes=(0, None))(batch, key)
+    second = g({"mu": PARAMS["mu"] + 1, "log_sigma": PARAMS["log_sigma"]}, key)
+    np.testing.assert_allclose(batched["mu"][1], second["mu"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_sample_i_is_the_same_for_every_num_samples(estimator, key):
+    # Common random numbers across the L grid: the L-sample estimate uses the first L of the samples
+    # drawn with fold_in(key, i), so its value is the mean of their first L costs.
+    dist = est.Normal(PARAMS["mu"], jnp.exp(PARAMS["log_sigma"]))
+    costs = jnp.sum(jax.vmap(dist.sample)(est.sample_keys(key, 5)) ** 2, axis=1)
+    for num_samples in (1, 2, 5):
+        value, _ = est.value_and_grad(normal_objective(), estimator, num_samples)(PARAMS, key)
+        assert float(value) == pytest.approx(float(jnp.mean(costs[:num_samples])), rel=1e-6)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_second_call_does_not_recompile(estimator, key):
+    traces = []
+
+    def cost(p, x):
+        traces.append(None)  # runs only while tracing
+        return jnp.sum(x**2)
+
+    g = jax.jit(est.grad(normal_objective(cost), estimator, 8))
+    first_key, second_key = jax.random.split(key)
+    jax.block_until_ready(g(PARAMS, first_key))
+    count = len(traces)
+    jax.block_until_ready(g(jax.tree_util.tree_map(lambda x: x + 1, PARAMS), second_key))
+    assert count > 0 and len(traces) == count
+
+
+def test_key_reuse_checking_is_active():
+    # The suite runs with jax_debug_key_reuse on; this guards that the flag is really in force.
+    key = jax.random.key(0)
+    jax.random.normal(key)
+    with pytest.raises(Exception, match="consumed"):
+        jax.random.normal(key)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_estimators_do_not_reuse_keys(estimator, key):
+    g = est.grad(normal_objective(), estimator, 3)
+    g(PARAMS, key)  # raises KeyReuseError if any key is consumed twice
+    jax.jit(g)(PARAMS, key)
+
+
+def test_raw_uint32_keys_are_accepted():
+    g = est.grad(normal_objective(), "pathwise", 2)
+    typed = g(PARAMS, jax.random.wrap_key_data(jnp.array([0, 7], jnp.uint32)))
+    raw = g(PARAMS, jnp.array([0, 7], jnp.uint32))
+    np.testing.assert_array_equal(typed["mu"], raw["mu"])
+
+
+# --- stateful estimators ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CountingScoreFunction(est.ScoreFunction):
+    """A stateful estimator for the interface tests: the state counts the calls."""
+
+    name = "counting_score_function"
+    stateful = True
+
+    def init(self, params):
+        return jnp.zeros((), jnp.int32)
+
+    def estimate(self, objective, params, key, num_samples, state):
+        result = super().estimate(objective, params, key, num_samples, state)
+        return result._replace(state=state + 1)
+
+
+def test_grad_refuses_a_stateful_estimator_and_names_grad_with_state():
+    for fn in (est.grad, est.value_and_grad):
+        with pytest.raises(ValueError, match=r"stateful.*grad_with_state"):
+            fn(normal_objective(), CountingScoreFunction(), 4)
+
+
+def test_grad_with_state_threads_the_state(key):
+    init, update = est.grad_with_state(normal_objective(), CountingScoreFunction(), 4)
+    state = init(PARAMS)
+    keys = jax.random.split(key, 2)
+    grads, state = jax.jit(update)(PARAMS, keys[0], state)
+    grads, state = jax.jit(update)(PARAMS, keys[1], state)
+    assert int(state) == 2
+    assert_same_structure(grads, PARAMS)
+
+
+def test_grad_with_state_serves_stateless_estimators_with_empty_state(key):
+    init, update = est.grad_with_state(normal_objective(), "pathwise", 4)
+    state = init(PARAMS)
+    grads, new_state = update(PARAMS, key, state)
+    assert state == () and new_state == ()
+    np.testing.assert_array_equal(grads["mu"], est.grad(normal_objective(), "pathwise", 4)(PARAMS, key)["mu"])
+
+
+# --- the registry ----------------------------------------------------------------------------------
+
+
+def test_names_lists_the_registered_estimators():
+    assert est.names() == ["pathwise", "score_function"]
+    for name in est.names():
+        assert est.get(name).name == name
+
+
+def test_get_returns_estimator_objects_equal_to_the_classes():
+    assert est.get("pathwise") == est.Pathwise()
+    assert est.get("score_function") == est.ScoreFunction()
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+def test_unknown_estimator_name_suggests_the_closest():
+    with pytest.raises(ValueError, match=r"Unknown estimator 'score_fuction'.*'score_function'.*Known estimators"):
+        est.get("score_fuction")
+
+
+def test_unknown_estimator_option_lists_the_options():
+    with pytest.raises(ValueError, match=r"'pathwise' has no option 'temperature'; its options are: none"):
+        est.get("pathwise", temperature=0.5)
+
+
+@pytest.mark.parametrize("dist", [lambda p: est.Bernoulli(p["mu"]), lambda p: est.Categorical(p["mu"])])
+def test_pathwise_on_a_discrete_distribution_names_what_works(dist, key):
+    objective = est.Objective(dist=dist, cost=lambda p, x: jnp.sum(x))
+    g = est.grad(objective, "pathwise", 4)
+    with pytest.raises(ValueError, match=r"'pathwise' cannot serve a (Bernoulli|Categorical).*Estimators that can: score_function"):
+        g({"mu": jnp.zeros(3)}, key)
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (0, ValueError, r"needs num_samples >= 1, got 0"),
+    (-3, ValueError, r"needs num_samples >= 1, got -3"),
+    (2.5, TypeError, r"num_samples must be a Python int"),
+    (jnp.float32(4.0), TypeError, r"num_samples must be a Python int"),
+])
+def test_bad_num_samples(bad, error, message):
+    with pytest.raises(error, match=message):
+        est.grad(normal_objective(), "pathwise", bad)
+
+
+def test_numpy_integer_num_samples_is_accepted(key):
+    est.grad(normal_objective(), "pathwise", np.int64(3))(PARAMS, key)
+
+
+def test_estimator_of_the_wrong_type():
+    with pytest.raises(TypeError, match=r"estimator must be a registry name.*got int"):
+        est.grad(normal_objective(), 3, 4)
+
+
+def test_objective_of_the_wrong_type():
+    with pytest.raises(TypeError, match=r"objective must be an estimators.Objective"):
+        est.grad(lambda p: p, "pathwise", 4)
+
+
+def test_objective_fields_must_be_functions():
+    with pytest.raises(TypeError, match=r"Objective.cost must be a function, got float"):
+        est.Objective(dist=lambda p: est.Normal(0.0, 1.0), cost=1.0)
+
+
+def test_dist_must_return_a_distribution(key):
+    objective = est.Objective(dist=lambda p: p["mu"], cost=lambda p, x: x)
+    with pytest.raises(TypeError, match=r"Objective.dist must return an estimators distribution.*got ArrayImpl"):
+        est.grad(objective, "score_function", 2)(PARAMS, key)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_cost_must_return_a_scalar(estimator, key):
+    g = est.grad(normal_objective(cost=lambda p, x: x**2), estimator, 2)
+    with pytest.raises(ValueError, match=r"cost must return a scalar for one sample, but returned shape \(2,\)"):
+        g(PARAMS, key)
+
+
+def test_integer_seed_instead_of_a_key():
+    with pytest.raises(TypeError, match=r"key must be a JAX random key, for example jax.random.key\(0\), got int"):
+        est.grad(normal_objective(), "pathwise", 2)(PARAMS, 0)
+
+
+def test_a_batch_of_keys_points_to_vmap(key):
+    with pytest.raises(ValueError, match=r"single key, got a batch of shape \(4,\).*jax.vmap"):
+        est.grad(normal_objective(), "pathwise", 2)(PARAMS, jax.random.split(key, 4))
+
+
+def test_integer_params_are_named_with_their_path(key):
+    params = {"mu": jnp.array([1, 2]), "log_sigma": jnp.zeros(2)}
+    with pytest.raises(TypeError, match=r"params\['mu'\] has dtype int32; gradients need floating-point"):
+        est.grad(normal_objective(), "pathwise", 2)(params, key)
+
+
+def test_empty_params(key):
+    objective = est.Objective(dist=lambda p: est.Normal(0.0, 1.0), cost=lambda p, x: x)
+    with pytest.raises(ValueError, match=r"params is an empty pytree"):
+        est.grad(objective, "pathwise", 2)({}, key)
