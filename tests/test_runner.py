@@ -1,0 +1,141 @@
+"""The variance_vs_L runner end to end: CLI, run folder, loading back through analysis, and errors."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+import analysis
+from experiments import run as cli
+from experiments import variance_vs_L
+from experiments.results import COORDINATE_METRIC_COLUMNS, METRIC_COLUMNS
+
+SMALL = ["--problems", "gaussian_quadratic,gaussian_quadratic_20d", "--num-samples", "1,4", "--replicates", "64",
+         "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    output = tmp_path_factory.mktemp("results")
+    assert cli.main(["variance_vs_L", *SMALL, "--output-dir", str(output)]) == 0
+    (run_dir,) = (output / "variance_vs_L").iterdir()
+    return run_dir
+
+
+def test_cli_writes_a_complete_run_folder(small_run):
+    assert not small_run.name.endswith(".partial")
+    for name in ("metrics.csv", "metrics_by_coordinate.csv", "config.json", "env.json"):
+        assert (small_run / name).stat().st_size > 0
+    for figure in ("variance_vs_L.png", "bias_vs_L.png"):
+        assert (small_run / "figures" / figure).stat().st_size > 10_000
+
+
+def test_run_loads_back_through_analysis(small_run):
+    run = analysis.load_run(small_run)
+    assert list(run.metrics.columns) == METRIC_COLUMNS + ["run_id"]
+    assert list(run.coordinate_metrics.columns) == COORDINATE_METRIC_COLUMNS + ["run_id"]
+    cells = run.metrics.groupby(["problem", "estimator", "num_samples"]).size()
+    assert len(cells) == 2 * 2 * 2
+    metrics = set(run.metrics["metric"])
+    assert {"variance", "bias_squared", "mse", "exact_variance", "time_per_estimate_s", "compile_time_s",
+            "cost_evaluations", "objective"} <= metrics
+    assert run.metrics["value"].notna().all() and (run.metrics["replicates"] == 64).all()
+    assert set(run.metrics["parameter"]) == {"loc", "scale", "all"}
+    detail = run.coordinate_metrics
+    assert detail[detail["problem"] == "gaussian_quadratic_20d"]["coordinate"].max() == 19
+
+
+def test_run_metrics_are_consistent(small_run):
+    wide = analysis.load.wide(analysis.load_run(small_run).metrics)
+    gradient_rows = wide[wide["parameter"] != "all"]
+    # MSE = variance·(R−1)/R + ‖ḡ − g*‖², and bias² is ‖ḡ − g*‖² − variance/R, so MSE = variance + bias².
+    np.testing.assert_allclose(gradient_rows["mse"], gradient_rows["variance"] + gradient_rows["bias_squared"],
+                               rtol=1e-9)
+    # The whole gradient's variance is the sum of its groups'.
+    by_group = gradient_rows.groupby(["problem", "estimator", "num_samples"])["variance"].sum()
+    whole = wide[wide["parameter"] == "all"].set_index(["problem", "estimator", "num_samples"])["variance"]
+    np.testing.assert_allclose(by_group.sort_index(), whole.sort_index(), rtol=1e-9)
+    cost = wide[wide["parameter"] == "all"]
+    np.testing.assert_array_equal(cost["cost_evaluations"], cost["num_samples"])
+
+
+def test_config_and_env_record_what_is_needed_to_rerun(small_run):
+    config = json.loads((small_run / "config.json").read_text())
+    assert config["problems"] == ["gaussian_quadratic", "gaussian_quadratic_20d"]
+    assert config["num_samples"] == [1, 4] and config["replicates"] == 64 and config["seed"] == 0
+    assert config["run_id"] == small_run.name and config["cells"] == 8 and config["wall_time_s"] > 0
+    env = json.loads((small_run / "env.json").read_text())
+    for field in ("git_commit", "git_dirty", "jax_version", "jaxlib_version", "backend", "devices", "x64", "seed"):
+        assert field in env
+    assert env["backend"] == "cpu" and env["x64"] is False
+
+
+def test_same_seed_reproduces_the_estimates(small_run, tmp_path):
+    cli.main(["variance_vs_L", *SMALL, "--output-dir", str(tmp_path), "--no-figures"])
+    (again,) = (tmp_path / "variance_vs_L").iterdir()
+    first, second = (analysis.load_run(p).metrics for p in (small_run, again))
+    keep = ~first["metric"].isin(["time_per_estimate_s", "compile_time_s"])
+    pd.testing.assert_series_equal(first[keep]["value"].reset_index(drop=True),
+                                   second[keep]["value"].reset_index(drop=True))
+
+
+def test_an_interrupted_run_keeps_finished_cells_in_a_partial_folder(tmp_path, monkeypatch):
+    calls = []
+    original = variance_vs_L.measure_cell
+
+    def measure_then_stop(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(None)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(variance_vs_L, "measure_cell", measure_then_stop)
+    assert cli.main(["variance_vs_L", *SMALL, "--output-dir", str(tmp_path)]) == 130
+    (partial,) = (tmp_path / "variance_vs_L").iterdir()
+    assert partial.name.endswith(".partial")
+    with pytest.raises(ValueError, match="incomplete run"):
+        analysis.load_run(partial)
+    finished = analysis.load_run(partial, allow_partial=True).metrics
+    assert finished.groupby(["problem", "estimator", "num_samples"]).ngroups == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--problems", "gaussian_quadratc"], r"Unknown problem 'gaussian_quadratc'. Did you mean 'gaussian_quadratic'"),
+    (["--estimators", "reinforce"], r"Unknown estimator 'reinforce'"),
+    (["--num-samples", "0,4"], r"--num-samples must be positive integers, got \[0\]"),
+    (["--num-samples", "1,x"], r"expected comma-separated integers"),
+    (["--replicates", "1"], r"--replicates must be at least 2"),
+])
+def test_cli_errors_name_the_option(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["variance_vs_L", *argv, "--output-dir", str(tmp_path), "--quiet"])
+    assert exit_info.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "variance_vs_L").exists()  # nothing half-written
+
+
+@pytest.mark.skipif(any(d.platform == "gpu" for d in jax.devices()), reason="a GPU is present")
+def test_cli_gpu_request_without_a_gpu_says_how_to_fix(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["variance_vs_L", "--device", "gpu", "--output-dir", str(tmp_path), "--quiet"])
+    assert "JAX sees no GPU here" in capsys.readouterr().err
+
+
+def test_cli_list_and_help(capsys):
+    assert cli.main(["variance_vs_L", "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "gaussian_quadratic_20d" in listing and "score_function" in listing
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["variance_vs_L", "--help"])
+    assert exit_info.value.code == 0
+    assert "--num-samples" in capsys.readouterr().out
+
+
+def test_load_run_rejects_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a run folder: it lacks metrics.csv"):
+        analysis.load_run(tmp_path)
