@@ -24,12 +24,7 @@ from experiments.results import RunFolder, environment
 from experiments.statistics import coordinate_summary, group_summary
 
 NAME = "variance_vs_L"
-DEFAULT_PROBLEMS = (
-    "gaussian_quadratic",
-    "gaussian_exp",
-    "gaussian_cosine",
-    "gaussian_quadratic_20d",
-)
+DEFAULT_PROBLEMS = tuple(problem_registry.names())
 DEFAULT_NUM_SAMPLES = (1, 4, 16, 64, 256, 1024)
 DEFAULT_REPLICATES = 10_000
 #: The ``parameter`` of rows that describe the whole gradient (all parameter groups together) and the

@@ -139,3 +139,19 @@ def test_cli_list_and_help(capsys):
 def test_load_run_rejects_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a run folder: it lacks metrics.csv"):
         analysis.load_run(tmp_path)
+
+
+def test_float64_run_in_a_fresh_process(tmp_path):
+    # The x64 flag is global to a process, so the float64 path runs in its own.
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "experiments.run", "variance_vs_L", "--problems", "gaussian_quadratic",
+               "--num-samples", "1,2", "--replicates", "16", "--precision", "float64", "--no-figures", "--quiet",
+               "--output-dir", str(tmp_path)]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    (run_dir,) = (tmp_path / "variance_vs_L").iterdir()
+    run = analysis.load_run(run_dir)
+    assert run.env["x64"] is True and run.config["precision"] == "float64"
+    exact = run.coordinate_metrics.query("metric == 'exact_grad'")["value"]
+    np.testing.assert_allclose(exact, 2.0)

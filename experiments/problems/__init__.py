@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from typing import Callable
 
 from experiments.problems.base import Problem, iid_variance
@@ -17,24 +18,33 @@ _FACTORIES: dict[str, Callable[[], Problem]] = {
     "gaussian_exp": functools.partial(gaussian_test_problem, "exp", mu=1.0, sigma=1.0, k=1.0),
     "gaussian_cosine": functools.partial(gaussian_test_problem, "cosine", mu=1.0, sigma=1.0, k=2.0),
     "gaussian_quadratic_20d": functools.partial(gaussian_quadratic_nd, 20),
-    "gaussian_quadratic_100d": functools.partial(gaussian_quadratic_nd, 100),
+}
+
+# Families with a size in the name, available by name (``gaussian_quadratic_100d``) but not listed.
+_FAMILIES: dict[str, Callable[[re.Match], Problem]] = {
+    r"gaussian_quadratic_(\d+)d": lambda match: gaussian_quadratic_nd(int(match.group(1))),
 }
 
 
 def names() -> list[str]:
-    """The registered problem names."""
+    """The registered problem names: the default set of every experiment."""
     return list(_FACTORIES)
 
 
 def get(name: str) -> Problem:
-    """The problem registered as ``name``."""
-    if name not in _FACTORIES:
-        close = difflib.get_close_matches(str(name), _FACTORIES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown problem {name!r}.{hint} Known problems: {', '.join(_FACTORIES)}.")
-    problem = _FACTORIES[name]()
-    assert problem.name == name, (problem.name, name)
-    return problem
+    """The problem registered as ``name``, or a member of a sized family such as ``gaussian_quadratic_100d``."""
+    if name in _FACTORIES:
+        return _FACTORIES[name]()
+    for pattern, factory in _FAMILIES.items():
+        match = re.fullmatch(pattern, str(name))
+        if match and int(match.group(1)) > 0:
+            return factory(match)
+    close = difflib.get_close_matches(str(name), _FACTORIES, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"Unknown problem {name!r}.{hint} Known problems: {', '.join(_FACTORIES)}; "
+        "and gaussian_quadratic_<D>d for any dimension D."
+    )
 
 
 __all__ = ["Problem", "get", "iid_variance", "names"]

@@ -1,0 +1,36 @@
+"""The problem registry and the shape of every problem's exact answers."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import problems
+
+
+@pytest.mark.parametrize("name", problems.names())
+def test_exact_answers_have_the_structure_of_the_params(name):
+    problem = problems.get(name)
+    assert problem.name == name and problem.description
+    structure = jax.tree_util.tree_structure(problem.params)
+    assert jax.tree_util.tree_structure(problem.exact_grad) == structure
+    for estimator in problem.exact_variances:
+        for num_samples in (1, 7):
+            variance = problem.exact_variance(estimator, num_samples)
+            assert jax.tree_util.tree_structure(variance) == structure
+            for leaf, param in zip(jax.tree_util.tree_leaves(variance), jax.tree_util.tree_leaves(problem.params)):
+                assert np.shape(leaf) == np.shape(param) and np.all(np.asarray(leaf) > 0)
+    assert problem.exact_variance("no_such_estimator", 1) is None
+
+
+def test_sized_family_by_name():
+    problem = problems.get("gaussian_quadratic_100d")
+    assert problem.name == "gaussian_quadratic_100d" and problem.params["loc"].shape == (100,)
+    assert "gaussian_quadratic_100d" not in problems.names()
+
+
+@pytest.mark.parametrize("name", ["gaussian_quadratc", "gaussian_quadratic_0d", "quadratic_5"])
+def test_unknown_problem_lists_the_known_ones(name):
+    with pytest.raises(ValueError, match=r"Unknown problem .*Known problems: gaussian_quadratic, .*<D>d"):
+        problems.get(name)
