@@ -24,13 +24,18 @@ class Distribution(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def event_shape(self) -> tuple[int, ...]:
-        """The shape of one sample."""
+    def _defining_parameter(self) -> jax.Array:
+        """The parameter array whose shape and dtype a sample has (after broadcasting)."""
 
     @property
-    @abc.abstractmethod
+    def event_shape(self) -> tuple[int, ...]:
+        """The shape of one sample."""
+        return self._defining_parameter.shape
+
+    @property
     def dtype(self) -> jnp.dtype:
         """The floating dtype of samples and log densities."""
+        return self._defining_parameter.dtype
 
     @abc.abstractmethod
     def _draw(self, key: jax.Array) -> jax.Array:
@@ -52,6 +57,9 @@ class Distribution(abc.ABC):
                 "differentiable function of its parameters. Use sample() with a score-function estimator."
             )
         return self._draw(key)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(event_shape={self.event_shape}, dtype={self.dtype})"
 
 
 def float_dtype(*arrays) -> jnp.dtype:

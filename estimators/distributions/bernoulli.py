@@ -22,12 +22,8 @@ class Bernoulli(Distribution):
         self.logits = jnp.asarray(logits, float_dtype(logits))
 
     @property
-    def event_shape(self):
-        return self.logits.shape
-
-    @property
-    def dtype(self):
-        return self.logits.dtype
+    def _defining_parameter(self):
+        return self.logits
 
     @property
     def probs(self):
@@ -38,6 +34,3 @@ class Bernoulli(Distribution):
 
     def log_prob(self, x):
         return jnp.sum(x * jax.nn.log_sigmoid(self.logits) + (1 - x) * jax.nn.log_sigmoid(-self.logits))
-
-    def __repr__(self):
-        return f"Bernoulli(event_shape={self.event_shape}, dtype={self.dtype})"

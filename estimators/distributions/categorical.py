@@ -28,12 +28,8 @@ class Categorical(Distribution):
         self.logits = logits
 
     @property
-    def event_shape(self):
-        return self.logits.shape
-
-    @property
-    def dtype(self):
-        return self.logits.dtype
+    def _defining_parameter(self):
+        return self.logits
 
     @property
     def num_categories(self) -> int:
@@ -49,6 +45,3 @@ class Categorical(Distribution):
 
     def log_prob(self, x):
         return jnp.sum(x * jax.nn.log_softmax(self.logits, axis=-1))
-
-    def __repr__(self):
-        return f"Categorical(event_shape={self.event_shape}, dtype={self.dtype})"

@@ -25,12 +25,8 @@ class Normal(Distribution):
         self.loc, self.scale = jnp.broadcast_arrays(jnp.asarray(loc, dtype), jnp.asarray(scale, dtype))
 
     @property
-    def event_shape(self):
-        return self.loc.shape
-
-    @property
-    def dtype(self):
-        return self.loc.dtype
+    def _defining_parameter(self):
+        return self.loc
 
     def _draw(self, key):
         noise = jax.random.normal(key, self.event_shape, self.dtype)
@@ -38,6 +34,3 @@ class Normal(Distribution):
 
     def log_prob(self, x):
         return jnp.sum(norm.logpdf(x, self.loc, self.scale))
-
-    def __repr__(self):
-        return f"Normal(event_shape={self.event_shape}, dtype={self.dtype})"
