@@ -8,7 +8,7 @@
 
 from estimators import distributions
 from estimators.base import Estimate, GradientEstimator, sample_keys
-from estimators.distributions import Bernoulli, Categorical, Distribution, Normal
+from estimators.distributions import *  # noqa: F403  (every distribution, listed in its __all__)
 from estimators.interface import StatefulGrad, grad, grad_with_state, value_and_grad
 from estimators.objective import Objective
 from estimators.pathwise import Pathwise
@@ -16,12 +16,9 @@ from estimators.registry import get, names
 from estimators.score_function import ScoreFunction
 
 __all__ = [
-    "Bernoulli",
-    "Categorical",
-    "Distribution",
+    *distributions.__all__,
     "Estimate",
     "GradientEstimator",
-    "Normal",
     "Objective",
     "Pathwise",
     "ScoreFunction",

@@ -7,6 +7,7 @@ import functools
 import re
 from typing import Callable
 
+from experiments.problems import families
 from experiments.problems.base import Problem, iid_variance
 from experiments.problems.gaussian_1d import gaussian_test_problem
 from experiments.problems.gaussian_nd import gaussian_quadratic_nd
@@ -18,6 +19,7 @@ _FACTORIES: dict[str, Callable[[], Problem]] = {
     "gaussian_exp": functools.partial(gaussian_test_problem, "exp", mu=1.0, sigma=1.0, k=1.0),
     "gaussian_cosine": functools.partial(gaussian_test_problem, "cosine", mu=1.0, sigma=1.0, k=2.0),
     "gaussian_quadratic_20d": functools.partial(gaussian_quadratic_nd, 20),
+    **families.PROBLEMS,
 }
 
 # Families with a size in the name, available by name (``gaussian_quadratic_100d``) but not listed.
