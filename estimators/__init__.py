@@ -6,22 +6,33 @@
     grads = g(params, jax.random.key(0))
 """
 
-from estimators import distributions
+from estimators import baselines, control_variates, distributions
 from estimators.base import Estimate, GradientEstimator, sample_keys
 from estimators.distributions import *  # noqa: F403  (every distribution, listed in its __all__)
-from estimators.interface import StatefulGrad, grad, grad_with_state, value_and_grad
+from estimators.interface import StatefulGrad, grad, grad_with_state, value_and_grad, value_and_grad_with_state
 from estimators.objective import Objective
+from estimators.delta_method import PathwiseDelta, ScoreFunctionDelta
+from estimators.measure_valued import MeasureValued
 from estimators.pathwise import Pathwise
 from estimators.registry import get, names
 from estimators.score_function import ScoreFunction
+from estimators.straight_through import GumbelSoftmax, StraightThrough, StraightThroughGumbel
 
 __all__ = [
     *distributions.__all__,
     "Estimate",
     "GradientEstimator",
+    "GumbelSoftmax",
+    "MeasureValued",
     "Objective",
     "Pathwise",
+    "PathwiseDelta",
     "ScoreFunction",
+    "ScoreFunctionDelta",
+    "StraightThrough",
+    "StraightThroughGumbel",
+    "baselines",
+    "control_variates",
     "StatefulGrad",
     "distributions",
     "get",
@@ -30,4 +41,5 @@ __all__ = [
     "names",
     "sample_keys",
     "value_and_grad",
+    "value_and_grad_with_state",
 ]

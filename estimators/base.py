@@ -36,6 +36,8 @@ class GradientEstimator(abc.ABC):
     stateful: ClassVar[bool] = False
     #: The smallest number of samples the estimator is defined for.
     min_num_samples: ClassVar[int] = 1
+    #: False for estimators biased by design (straight-through, relaxations); their bias is measured.
+    unbiased: ClassVar[bool] = True
 
     def incompatibility(self, dist: Distribution) -> str | None:
         """Why this estimator cannot serve ``dist``, with what would; None where it can."""
@@ -47,8 +49,9 @@ class GradientEstimator(abc.ABC):
         del params
         return ()
 
-    def cost_evaluations(self, num_samples: int) -> int:
-        """How many times one estimate evaluates the cost."""
+    def cost_evaluations(self, num_samples: int, dist: Distribution) -> int:
+        """How many times one estimate evaluates the cost (or its gradient)."""
+        del dist
         return num_samples
 
     @abc.abstractmethod

@@ -17,7 +17,8 @@ PyTree = Any
 
 class StatefulGrad(NamedTuple):
     """The pure functions of a stateful estimator, as in optax: ``state = init(params)``,
-    ``grads, state = update(params, key, state)``."""
+    ``grads, state = update(params, key, state)`` (``value, grads, state`` for
+    :func:`value_and_grad_with_state`)."""
 
     init: Callable[[Params], PyTree]
     update: Callable[[Params, jax.Array, PyTree], tuple[PyTree, PyTree]]
@@ -63,6 +64,18 @@ def grad_with_state(objective: Objective, estimator: GradientEstimator | str, nu
     def update(params, key, state):
         result = estimate(params, key, state)
         return result.grads, result.state
+
+    return StatefulGrad(init=estimator.init, update=update)
+
+
+def value_and_grad_with_state(objective: Objective, estimator: GradientEstimator | str, num_samples: int):
+    """Like :func:`grad_with_state`, but ``update`` returns ``(value, grads, state)``."""
+    estimator = _resolve(estimator)
+    estimate = _checked_estimate(objective, estimator, num_samples, caller="grad_with_state")
+
+    def update(params, key, state):
+        result = estimate(params, key, state)
+        return result.value, result.grads, result.state
 
     return StatefulGrad(init=estimator.init, update=update)
 

@@ -14,6 +14,11 @@ import numpy as np
 import estimators as est
 from experiments.problems import Problem
 
+#: Updates a stateful estimator makes, on one shared chain, before its replicates are measured.
+DEFAULT_WARMUP_STEPS = 50
+#: The key stream of that warm-up chain, ``fold_in(key, WARMUP_STREAM)``, apart from the replicates'.
+WARMUP_STREAM = 2**31 - 1
+
 #: Memory budget for one chunk of replicates, in array elements of one sample or gradient (~32 MB
 #: of float32 per buffer); replicates beyond it run in sequence through ``jax.lax.map``.
 DEFAULT_CHUNK_ELEMENTS = 2**23
@@ -56,18 +61,26 @@ def measure_cell(
     num_replicates: int,
     key: jax.Array,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    warmup_steps: int = DEFAULT_WARMUP_STEPS,
 ) -> CellMeasurement:
     """R independent L-sample estimates of the gradient at the problem's parameters.
 
     One jit-compiled program evaluates all replicates, vmapped within chunks and ``lax.map``-ped over
-    them; compile time and run time are measured separately.
+    them; compile time and run time are measured separately.  A stateful estimator first makes
+    ``warmup_steps`` updates on one chain from its initial state; every replicate then starts from
+    that state, so the replicates are independent given it and measure the estimator in its steady
+    state.
     """
-    value_and_grad = est.value_and_grad(problem.objective, estimator, num_samples)
+    init, update = est.value_and_grad_with_state(problem.objective, estimator, num_samples)
     batch = chunk_size(problem, num_samples, num_replicates, chunk_elements)
 
     def all_replicates(params, key):
+        state = init(params)
+        if estimator.stateful:
+            warmup_keys = est.sample_keys(jax.random.fold_in(key, WARMUP_STREAM), warmup_steps)
+            state, _ = jax.lax.scan(lambda s, k: (update(params, k, s)[2], None), state, warmup_keys)
         keys = replicate_keys(key, num_replicates)
-        return jax.lax.map(lambda k: value_and_grad(params, k), keys, batch_size=batch)
+        return jax.lax.map(lambda k: update(params, k, state)[:2], keys, batch_size=batch)
 
     start = time.perf_counter()
     compiled = jax.jit(all_replicates).lower(problem.params, key).compile()

@@ -23,3 +23,10 @@ def standard_normal_expectation(fn, num_nodes: int = 120) -> np.ndarray:
     """
     nodes, weights = _nodes_and_weights(num_nodes)
     return np.asarray(fn(nodes), dtype=np.float64) @ weights
+
+
+def standard_normal_expectation_2d(fn, num_nodes: int = 120) -> np.ndarray:
+    """E[fn(ε₁, ε₂)] for independent ε₁, ε₂ ~ N(0, 1), on the tensor grid of Gauss–Hermite nodes."""
+    nodes, weights = _nodes_and_weights(num_nodes)
+    first, second = np.meshgrid(nodes, nodes, indexing="ij")
+    return np.asarray(fn(first, second), dtype=np.float64).reshape(-1) @ np.outer(weights, weights).reshape(-1)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 import estimators as est
 from experiments import problems as problem_registry
-from experiments.measure import DEFAULT_CHUNK_ELEMENTS, CellMeasurement, measure_cell
+from experiments.measure import DEFAULT_CHUNK_ELEMENTS, DEFAULT_WARMUP_STEPS, CellMeasurement, measure_cell
 from experiments.problems import Problem
 from experiments.results import RunFolder, environment
 from experiments.statistics import coordinate_summary, group_summary
@@ -45,6 +45,7 @@ class Config:
     device: str = "auto"
     precision: str = "float32"
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
+    warmup_steps: int = DEFAULT_WARMUP_STEPS
     figures: bool = True
 
     def validate(self) -> None:
@@ -81,9 +82,10 @@ def cell_rows(problem: Problem, estimator: est.GradientEstimator, num_samples: i
     num_replicates = grads[0].shape[0]
     flat = lambda leaves: np.concatenate([x.reshape(num_replicates, -1) for x in leaves], axis=1)  # noqa: E731
     flat_exact = lambda leaves: np.concatenate([np.ravel(x) for x in leaves])  # noqa: E731
-    exact = None if problem.exact_grad is None else jax.tree_util.tree_leaves(problem.exact_grad)
-    exact_variance = problem.exact_variance(estimator.name, num_samples)
-    exact_variance = None if exact_variance is None else jax.tree_util.tree_leaves(exact_variance)
+    leaves_or_none = lambda tree: None if tree is None else jax.tree_util.tree_leaves(tree)  # noqa: E731
+    exact = leaves_or_none(problem.exact_grad)
+    exact_variance = leaves_or_none(problem.exact_variance(estimator, num_samples))
+    exact_mean = leaves_or_none(problem.exact_mean(estimator))
 
     key = {"problem": problem.name, "estimator": estimator.name, "num_samples": num_samples}
     rows, coordinate_rows = [], []
@@ -100,6 +102,9 @@ def cell_rows(problem: Problem, estimator: est.GradientEstimator, num_samples: i
         if exact_variance is not None:
             trace = flat_exact([exact_variance[i] for i in leaves]).sum()
             rows.append(row(parameter, "exact_variance", float(trace), 0.0))
+        if exact_mean is not None and exact is not None:
+            bias = flat_exact([exact_mean[i] for i in leaves]) - group_exact
+            rows.append(row(parameter, "exact_bias_squared", float(bias @ bias), 0.0))
         if parameter == ALL_PARAMETERS:
             continue
         coordinates = coordinate_summary(group, group_exact)
@@ -116,7 +121,7 @@ def cell_rows(problem: Problem, estimator: est.GradientEstimator, num_samples: i
         "objective": (float(m.values.mean()), float(m.values.std(ddof=1) / np.sqrt(num_replicates))),
         "time_per_estimate_s": (m.run_time_s / num_replicates, 0.0),
         "compile_time_s": (m.compile_time_s, 0.0),
-        "cost_evaluations": (float(estimator.cost_evaluations(num_samples)), 0.0),
+        "cost_evaluations": (float(estimator.cost_evaluations(num_samples, problem.distribution())), 0.0),
     }
     rows.extend(row(ALL_PARAMETERS, metric, value, se) for metric, (value, se) in cost.items())
     return rows, coordinate_rows
@@ -148,7 +153,7 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True)
     device = device or jax.devices()[0]
     with jax.default_device(device):
         pairs, skipped = plan(config)
-        cells = [(p, e, n) for p, e in pairs for n in sorted(set(config.num_samples))]
+        cells = [(p, e, n) for p, e in pairs for n in sorted(set(config.num_samples)) if n >= e.min_num_samples]
         folder = RunFolder(config.output_dir, NAME, _as_json(config), environment(config.seed))
         folder.update_config(skipped=skipped, device_used=str(device))
         key = jax.random.key(config.seed)
@@ -158,7 +163,8 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True)
             for problem, estimator, num_samples in bar:
                 bar.set_postfix_str(f"{problem.name} {estimator.name} L={num_samples}")
                 measurement = measure_cell(
-                    problem, estimator, num_samples, config.replicates, key, config.chunk_elements
+                    problem, estimator, num_samples, config.replicates, key, config.chunk_elements,
+                    config.warmup_steps,
                 )
                 folder.append(*cell_rows(problem, estimator, num_samples, measurement))
             bar.close()

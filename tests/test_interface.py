@@ -201,8 +201,8 @@ def test_grad_with_state_serves_stateless_estimators_with_empty_state(key):
 # --- the registry ----------------------------------------------------------------------------------
 
 
-def test_names_lists_the_registered_estimators():
-    assert est.names() == ["pathwise", "score_function"]
+def test_every_registered_name_builds_an_estimator_of_that_name():
+    assert est.names()[:2] == ["pathwise", "score_function"]
     for name in est.names():
         assert est.get(name).name == name
 

@@ -21,6 +21,9 @@ class Distribution(abc.ABC):
     reparameterizable: ClassVar[bool] = False
     #: True for distributions over a discrete set (Bernoulli, categorical).
     discrete: ClassVar[bool] = False
+    #: True where ``probs`` and ``relaxed_sample`` exist: a discrete distribution with a continuous
+    #: relaxation (Concrete / Gumbel-Softmax), as the straight-through family needs.
+    relaxable: ClassVar[bool] = False
 
     @property
     @abc.abstractmethod
@@ -57,6 +60,13 @@ class Distribution(abc.ABC):
                 "differentiable function of its parameters. Use sample() with a score-function estimator."
             )
         return self._draw(key)
+
+    def relaxed_sample(self, key: jax.Array, temperature) -> jax.Array:
+        """A continuous relaxation of ``sample(key)``, differentiable in the parameters."""
+        raise ValueError(
+            f"{type(self).__name__} has no continuous relaxation; relaxations exist for Bernoulli and "
+            "Categorical."
+        )
 
     def __repr__(self):
         return f"{type(self).__name__}(event_shape={self.event_shape}, dtype={self.dtype})"

@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping
 import jax
 import numpy as np
 
+import estimators as est
 from estimators import Objective
 
 PyTree = Any
@@ -23,9 +24,15 @@ class Problem:
       objective: the :class:`estimators.Objective`.
       params: the parameters at which gradients are estimated (a pytree of JAX arrays).
       exact_grad: ∇θ F(θ) in float64 (a pytree like ``params`` of NumPy arrays), or None if unknown.
-      exact_variances: for each estimator name whose variance is known, a function of the number of
-        samples L that returns the exact per-coordinate variance of the L-sample estimate (a pytree
-        like ``params``).  :func:`iid_variance` builds it for estimators that average L i.i.d. terms.
+      exact_variances: for each estimator whose variance is known, a function of the number of samples
+        L that returns the exact per-coordinate variance of the L-sample estimate (a pytree like
+        ``params``).  :func:`iid_variance` builds it for estimators that average L i.i.d. terms.
+      exact_means: for biased estimators whose expectation is known, that expectation (a pytree like
+        ``params``, the same for every L).
+
+    Both mappings are keyed by estimator: a registry name stands for the estimator with its default
+    options, and an estimator object (``GumbelSoftmax(temperature=0.5)``) for exactly that one, so an
+    answer is never compared with an estimator run at other options.
     """
 
     name: str
@@ -33,16 +40,50 @@ class Problem:
     objective: Objective
     params: PyTree
     exact_grad: PyTree | None
-    exact_variances: Mapping[str, Callable[[int], PyTree]] = dataclasses.field(default_factory=dict)
+    exact_variances: Mapping[Any, Callable[[int], PyTree]] = dataclasses.field(default_factory=dict)
+    exact_means: Mapping[Any, PyTree] = dataclasses.field(default_factory=dict)
 
-    def exact_variance(self, estimator_name: str, num_samples: int) -> PyTree | None:
+    def __post_init__(self):
+        as_estimator = lambda key: est.get(key) if isinstance(key, str) else key  # noqa: E731
+        object.__setattr__(self, "exact_variances", {as_estimator(k): v for k, v in self.exact_variances.items()})
+        object.__setattr__(self, "exact_means", {as_estimator(k): v for k, v in self.exact_means.items()})
+
+    def exact_variance(self, estimator, num_samples: int) -> PyTree | None:
         """The exact per-coordinate variance of the L-sample estimate, or None where unknown."""
-        variance = self.exact_variances.get(estimator_name)
+        variance = self.exact_variances.get(_as_estimator(estimator))
         return None if variance is None else variance(num_samples)
+
+    def exact_mean(self, estimator) -> PyTree | None:
+        """E[ĝ], the estimator's expectation: the exact gradient for unbiased estimators (where known),
+        the stored expectation for biased ones, None where unknown."""
+        estimator = _as_estimator(estimator)
+        if estimator in self.exact_means:
+            return self.exact_means[estimator]
+        return self.exact_grad if estimator.unbiased else None
 
     def distribution(self):
         """The distribution at the problem's parameters."""
         return self.objective.distribution(self.params)
+
+
+def _as_estimator(estimator):
+    return est.get(estimator) if isinstance(estimator, str) else estimator
+
+
+def u_statistic_variance(zeta1: PyTree, zeta2: PyTree) -> Callable[[int], PyTree]:
+    r"""Variance of a U-statistic of order 2 over L samples,
+    :math:`\frac{2}{L(L-1)}\,[2(L-2)\zeta_1 + \zeta_2]` (Hoeffding 1948), with
+    :math:`\zeta_1 = \mathrm{Var}\,E[h(Z_1, Z_2) \mid Z_1]` and :math:`\zeta_2 = \mathrm{Var}\,h(Z_1, Z_2)`.
+    The leave-one-out baseline is one, with :math:`h = \tfrac12 (f_1 - f_2)(s_1 - s_2)`."""
+    zeta1, zeta2 = (jax.tree_util.tree_map(lambda v: np.asarray(v, np.float64), z) for z in (zeta1, zeta2))
+
+    def variance(num_samples):
+        if num_samples < 2:
+            raise ValueError(f"A U-statistic of order 2 needs at least 2 samples, got {num_samples}.")
+        factor = 2 / (num_samples * (num_samples - 1))
+        return jax.tree_util.tree_map(lambda a, b: factor * (2 * (num_samples - 2) * a + b), zeta1, zeta2)
+
+    return variance
 
 
 def iid_variance(per_sample_variance: PyTree) -> Callable[[int], PyTree]:

@@ -9,6 +9,11 @@ computed by Gauss–Hermite quadrature from the per-sample gradients
 - pathwise: :math:`f'(x)` for μ and :math:`f'(x)\,\epsilon` for σ;
 - score function: :math:`f(x)\,\epsilon/\sigma` for μ and :math:`f(x)\,(\epsilon^2 - 1)/\sigma` for σ.
 
+The leave-one-out baseline's estimate is a U-statistic with kernel
+:math:`h = \tfrac12 (f_1 - f_2)(s_1 - s_2)`, s the score above; its variance comes from
+:math:`\zeta_1 = \tfrac14 \mathrm{Var}[(f - E f)\, s]` (1-D quadrature) and
+:math:`\zeta_2 = \mathrm{Var}\, h` (2-D quadrature).
+
 Reference: Mohamed, Rosca, Figurnov & Mnih, *Monte Carlo Gradient Estimation in Machine Learning*,
 JMLR 2020, sections 3 and 5 (figures 2 and 3).
 """
@@ -22,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from estimators import Normal, Objective
-from experiments.problems.base import Problem, iid_variance
-from experiments.quadrature import standard_normal_expectation
+from experiments.problems.base import Problem, iid_variance, u_statistic_variance
+from experiments.quadrature import standard_normal_expectation, standard_normal_expectation_2d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,17 +83,33 @@ TEST_FUNCTIONS = {
 }
 
 
+def scores(sigma: float):
+    """∇_(μ, σ) log N(x; μ, σ²) as functions of ε = (x − μ)/σ."""
+    return {"loc": lambda eps: eps / sigma, "scale": lambda eps: (eps**2 - 1) / sigma}
+
+
 def per_sample_gradients(test_function: TestFunction, mu: float, sigma: float, k: float):
     """The per-sample gradients of each estimator as functions of the standard normal noise ε."""
     f = lambda eps: test_function.f(mu + sigma * eps, k, np)  # noqa: E731
     df = lambda eps: test_function.df(mu + sigma * eps, k, np)  # noqa: E731
     return {
         "pathwise": {"loc": df, "scale": lambda eps: df(eps) * eps},
-        "score_function": {
-            "loc": lambda eps: f(eps) * eps / sigma,
-            "scale": lambda eps: f(eps) * (eps**2 - 1) / sigma,
-        },
+        "score_function": {name: (lambda eps, s=s: f(eps) * s(eps)) for name, s in scores(sigma).items()},
     }
+
+
+def leave_one_out_zetas(test_function: TestFunction, mu: float, sigma: float, k: float):
+    """(ζ₁, ζ₂) of the leave-one-out baseline's U-statistic, per parameter."""
+    f = lambda eps: test_function.f(mu + sigma * eps, k, np)  # noqa: E731
+    mean_f = standard_normal_expectation(f)
+    zeta1, zeta2 = {}, {}
+    for name, s in scores(sigma).items():
+        centred_product = lambda eps: (f(eps) - mean_f) * s(eps)  # noqa: E731
+        zeta1[name] = 0.25 * _variance(centred_product)
+        kernel = lambda e1, e2: 0.5 * (f(e1) - f(e2)) * (s(e1) - s(e2))  # noqa: E731
+        kernel_mean = standard_normal_expectation_2d(kernel)
+        zeta2[name] = standard_normal_expectation_2d(lambda e1, e2: (kernel(e1, e2) - kernel_mean) ** 2)
+    return zeta1, zeta2
 
 
 def _variance(per_sample_gradient) -> float:
@@ -112,6 +133,7 @@ def gaussian_test_problem(function: str, mu: float = 1.0, sigma: float = 1.0, k:
         estimator: iid_variance({name: np.float64(_variance(g)) for name, g in grads.items()})
         for estimator, grads in per_sample_gradients(test_function, mu, sigma, k).items()
     }
+    variances["score_function_loo"] = u_statistic_variance(*leave_one_out_zetas(test_function, mu, sigma, k))
     return Problem(
         name=f"gaussian_{function}",
         description=f"f(x) = {test_function.formula.replace('k', f'{k:g}')}, x ~ N({mu:g}, {sigma:g}²)",

@@ -1,0 +1,112 @@
+r"""Baselines for the score-function estimator: :math:`(f(x_i) - b_i)\,\nabla_\theta \log q(x_i; \theta)`.
+
+Since :math:`E[\nabla_\theta \log q] = 0`, any :math:`b_i` that does not depend on :math:`x_i` keeps
+the estimator unbiased (a control variate, see :mod:`estimators.control_variates`).  A baseline is
+called with the costs of the L samples (and the state) and returns :math:`b`, one value per sample, or,
+for a per-coordinate baseline, one value per sample and gradient coordinate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from estimators.control_variates import leave_one_out_coefficient, leave_one_out_mean
+
+
+class Baseline:
+    """The interface: ``values(costs, state) -> (b, new_state)`` with b of shape (L,)."""
+
+    #: appended to ``score_function`` to name the estimator in the registry
+    suffix: ClassVar[str]
+    stateful: ClassVar[bool] = False
+    min_num_samples: ClassVar[int] = 1
+    #: True where b differs per gradient coordinate (it then needs per-sample scores)
+    per_coordinate: ClassVar[bool] = False
+
+    def init(self, costs_dtype) -> Any:
+        return ()
+
+    def values(self, costs: jax.Array, state: Any) -> tuple[jax.Array, Any]:
+        raise NotImplementedError
+
+
+class MovingAverageState(NamedTuple):
+    average: jax.Array  #: the decayed sum of past mean costs
+    steps: jax.Array  #: updates so far, for the bias correction
+
+
+@dataclasses.dataclass(frozen=True)
+class MovingAverage(Baseline):
+    r"""An exponential moving average of past mean costs, :math:`b_t = \hat m_{t-1}`.
+
+    :math:`m_t = \beta m_{t-1} + (1 - \beta)\,\bar f_t` with the bias correction
+    :math:`\hat m_t = m_t / (1 - \beta^t)` of Kingma & Ba (2015), and :math:`b = 0` before the first
+    update.  It uses only earlier calls' samples, so it is unbiased; it is stateful, so use
+    ``grad_with_state``.
+
+    Reference: Williams 1992, section 4 (reinforcement baselines); Mnih & Gregor, *Neural Variational
+    Inference and Learning in Belief Networks*, ICML 2014.
+    """
+
+    decay: float = 0.9
+    suffix = "ema"
+    stateful = True
+
+    def __post_init__(self):
+        if not 0 <= self.decay < 1:
+            raise ValueError(f"MovingAverage decay must be in [0, 1), got {self.decay}.")
+
+    def init(self, costs_dtype):
+        return MovingAverageState(jnp.zeros((), costs_dtype), jnp.zeros((), jnp.int32))
+
+    def values(self, costs, state):
+        correction = 1 - self.decay ** state.steps.astype(costs.dtype)
+        baseline = jnp.where(state.steps > 0, state.average / jnp.where(state.steps > 0, correction, 1), 0)
+        average = self.decay * state.average + (1 - self.decay) * jnp.mean(costs)
+        return jnp.broadcast_to(baseline, costs.shape), MovingAverageState(average, state.steps + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaveOneOut(Baseline):
+    r"""The mean cost of the other samples, :math:`b_i = \frac{1}{L-1}\sum_{j \ne i} f(x_j)` (RLOO).
+
+    Equivalently :math:`\frac{1}{L-1}\sum_i (f_i - \bar f)\nabla \log q(x_i)`.  The L terms are no
+    longer independent, so its variance is not the per-sample variance over L (it is a U-statistic).
+    Needs L ≥ 2.
+
+    Reference: Kool, van Hoof & Welling, *Buy 4 REINFORCE Samples, Get a Baseline for Free!*, ICLR
+    2019 workshop; Mnih & Rezende, *Variational Inference for Monte Carlo Objectives*, ICML 2016.
+    """
+
+    suffix = "loo"
+    min_num_samples = 2
+
+    def values(self, costs, state):
+        return leave_one_out_mean(costs), state
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimalConstant(Baseline):
+    r"""The per-coordinate variance-minimizing constant :math:`b^*_d = E[f s_d^2] / E[s_d^2]`,
+    :math:`s = \nabla_\theta \log q(x)`, fitted leave-one-out:
+    :math:`b_{i,d} = \sum_{j \ne i} f_j s_{j,d}^2 / \sum_{j \ne i} s_{j,d}^2`.
+
+    Fitting on all samples would reuse sample i's own cost and bias the estimate by O(1/L); leaving it
+    out keeps it unbiased.  Needs L ≥ 2 and one score per sample and coordinate (a vmapped backward
+    pass per sample).
+
+    Reference: Greensmith, Bartlett & Baxter, *Variance Reduction Techniques for Gradient Estimates
+    in Reinforcement Learning*, JMLR 2004; Mohamed et al. 2020, section 7.4.
+    """
+
+    suffix = "optimal"
+    min_num_samples = 2
+    per_coordinate = True
+
+    def coordinate_values(self, costs: jax.Array, scores: jax.Array) -> jax.Array:
+        """b of shape (L, n) from the costs (L,) and flat scores (L, n)."""
+        return leave_one_out_coefficient(costs[:, None] * scores, scores)

@@ -1,0 +1,160 @@
+r"""Discrete toys with exact answers by enumeration: the Bernoulli toy of Tucker et al. (2017) and a
+categorical toy.
+
+**Bernoulli toy.** :math:`b_d \sim \mathrm{Bernoulli}(\sigma(\theta_d))`, :math:`f(b) = \sum_d (b_d - t)^2`.
+With :math:`p = \sigma(\theta)`, :math:`\partial_{\theta_d} F = p_d(1 - p_d)(1 - 2t)`: a tiny signal
+when t is near ½ (t = 0.499), the hard case for high-variance estimators.  Exact per-sample moments
+come from enumerating the :math:`2^D` outcomes:
+
+- score function: :math:`f(b)\,(b - p)`;
+- straight-through: :math:`2(b - t)\,p(1 - p)`, mean :math:`2(p - t)p(1 - p)`, biased by
+  :math:`2p(1-p)(p - \tfrac12)`;
+- Gumbel-Softmax and straight-through Gumbel (temperature τ) depend only on each coordinate's logistic
+  noise u: with :math:`z = \sigma((\theta + u)/\tau)`, :math:`2(z - t)\,z(1 - z)/\tau` and
+  :math:`2(\mathbb{1}[z > \tfrac12] - t)\,z(1 - z)/\tau`, integrated over u by Gauss–Legendre
+  quadrature in the uniform variable (split where the indicator jumps).
+
+**Categorical toy.** D independent variables with K classes, :math:`x_d` one-hot with probabilities
+:math:`p_d = \mathrm{softmax}(\ell_d)`, and :math:`f(x) = \sum_d (v^\top x_d - t)^2` for class values
+:math:`v = (0, \tfrac1{K-1}, \dots, 1)`.  :math:`\nabla_{\ell_d} F = p_d \odot (c - p_d^\top c)` with
+:math:`c_k = (v_k - t)^2`; the score function's per-sample gradient is :math:`f(x)(x_d - p_d)` and the
+straight-through one :math:`(\mathrm{diag}\,p_d - p_d p_d^\top)\,2(v^\top x_d - t)v`, enumerated over
+the :math:`K^D` outcomes.
+
+The leave-one-out baseline's variance is that of a U-statistic (see
+:func:`experiments.problems.base.u_statistic_variance`), from the enumeration over pairs of outcomes.
+
+Reference: Tucker, Mnih, Maddison, Lawson & Sohl-Dickstein, *REBAR: Low-variance, unbiased gradient
+estimates for discrete latent variable models*, NeurIPS 2017, section 6.1.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+from numpy.polynomial.legendre import leggauss
+
+from estimators import Bernoulli, Categorical, GumbelSoftmax, Objective, StraightThroughGumbel
+from experiments.problems.base import Problem, iid_variance, u_statistic_variance
+
+
+def _moments(probabilities, values):
+    """Mean and variance of per-outcome values (outcomes along axis 0) under the outcome probabilities."""
+    mean = probabilities @ values
+    return mean, probabilities @ (values - mean) ** 2
+
+
+def _leave_one_out_zetas(probabilities, costs, scores):
+    """ζ₁, ζ₂ of the leave-one-out U-statistic with kernel ½(f₁ − f₂)(s₁ − s₂), over all outcome pairs."""
+    mean_cost = probabilities @ costs
+    _, zeta1 = _moments(probabilities, 0.5 * (costs - mean_cost)[:, None] * scores)
+    kernel = 0.5 * (costs[:, None] - costs[None, :])[..., None] * (scores[:, None] - scores[None, :])
+    pair_probabilities = np.outer(probabilities, probabilities).reshape(-1)
+    _, zeta2 = _moments(pair_probabilities, kernel.reshape(-1, scores.shape[1]))
+    return zeta1, zeta2
+
+
+def _enumerated_answers(probabilities, costs, per_sample):
+    """Exact variances for the i.i.d. estimators in ``per_sample`` (name -> (outcomes, n) gradients),
+    plus the leave-one-out baseline, and the means of the biased ones."""
+    variances, means = {}, {}
+    for name, gradients in per_sample.items():
+        mean, variance = _moments(probabilities, gradients)
+        variances[name] = iid_variance(variance)
+        means[name] = mean
+    variances["score_function_loo"] = u_statistic_variance(
+        *_leave_one_out_zetas(probabilities, costs, per_sample["score_function"] / costs[:, None])
+    )
+    return variances, means
+
+
+def _uniform_quadrature(fn, breakpoints=(), num_nodes: int = 400):
+    """∫₀¹ fn(u) du by Gauss–Legendre on each piece between the breakpoints."""
+    edges = [0.0, *sorted(breakpoints), 1.0]
+    nodes, weights = leggauss(num_nodes)
+    total = 0.0
+    for low, high in zip(edges[:-1], edges[1:]):
+        u = low + (high - low) * (nodes + 1) / 2
+        total = total + (high - low) / 2 * (fn(u) @ weights)
+    return total
+
+
+def relaxed_bernoulli_moments(logit: float, target: float, temperature: float, straight_through: bool):
+    """Mean and variance of one coordinate's Gumbel-Softmax (or straight-through Gumbel) gradient."""
+    def gradient(u):
+        z = 1 / (1 + np.exp(-(logit + np.log(u) - np.log1p(-u)) / temperature))
+        forward = (z > 0.5).astype(float) if straight_through else z
+        return 2 * (forward - target) * z * (1 - z) / temperature
+
+    jump = [1 / (1 + np.exp(logit))] if straight_through else []  # u where logit + logistic(u) = 0
+    mean = _uniform_quadrature(gradient, jump)
+    return mean, _uniform_quadrature(lambda u: gradient(u) ** 2, jump) - mean**2
+
+
+def bernoulli_toy(target: float = 0.45, dim: int = 5) -> Problem:
+    """The Bernoulli toy with logits spread over [−1, 1] in ``dim`` dimensions."""
+    logits = np.linspace(-1.0, 1.0, dim)
+    p = 1 / (1 + np.exp(-logits))
+    outcomes = np.array(list(itertools.product([0.0, 1.0], repeat=dim)))
+    probabilities = np.prod(np.where(outcomes == 1, p, 1 - p), axis=1)
+    costs = ((outcomes - target) ** 2).sum(axis=1)
+    per_sample = {
+        "score_function": costs[:, None] * (outcomes - p),
+        "straight_through": 2 * (outcomes - target) * p * (1 - p),
+    }
+    variances, means = _enumerated_answers(probabilities, costs, per_sample)
+    for estimator, straight_through in ((GumbelSoftmax(), False), (StraightThroughGumbel(), True)):
+        moments = np.array([relaxed_bernoulli_moments(l, target, estimator.temperature, straight_through) for l in logits])
+        means[estimator] = moments[:, 0]
+        variances[estimator] = iid_variance(moments[:, 1])
+    dtype = jnp.result_type(float)
+    return Problem(
+        name="bernoulli_toy" if target == 0.45 else f"bernoulli_toy_{str(target)[2:]}",
+        description=f"f(b) = Σ (b - {target})², b ~ Bernoulli(σ(θ)) in {dim} dimensions",
+        objective=Objective(dist=lambda q: Bernoulli(q["logits"]), cost=lambda q, b: jnp.sum((b - target) ** 2)),
+        params={"logits": jnp.asarray(logits, dtype)},
+        exact_grad={"logits": p * (1 - p) * (1 - 2 * target)},
+        exact_variances={name: _as_logits(v, (dim,)) for name, v in variances.items()},
+        exact_means={name: {"logits": m} for name, m in means.items() if name != "score_function"},
+    )
+
+
+def _as_logits(variance, shape):
+    """A variance function of L over flat coordinates, as a params pytree ``{"logits": ...}``."""
+    return lambda num_samples: {"logits": np.reshape(variance(num_samples), shape)}
+
+
+def categorical_toy(dim: int = 3, num_categories: int = 4, target: float = 0.45) -> Problem:
+    """The categorical toy: ``dim`` variables with ``num_categories`` classes and spread logits."""
+    logits = np.linspace(1.0, -1.0, num_categories)[None, :] * np.linspace(0.5, 1.5, dim)[:, None]
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    values = np.linspace(0.0, 1.0, num_categories)
+    classes = np.array(list(itertools.product(range(num_categories), repeat=dim)))  # (outcomes, dim)
+    outcomes = np.eye(num_categories)[classes]  # (outcomes, dim, K) one-hot
+    probabilities = np.prod(p[np.arange(dim), classes], axis=1)
+    costs = ((outcomes @ values - target) ** 2).sum(axis=1)
+    jacobian = np.einsum("dk,kj->dkj", p, np.eye(num_categories)) - np.einsum("dk,dj->dkj", p, p)
+    straight_through = np.einsum("dkj,odj->odk", jacobian, 2 * (outcomes @ values - target)[..., None] * values)
+    per_sample = {
+        "score_function": (costs[:, None, None] * (outcomes - p)).reshape(len(costs), -1),
+        "straight_through": straight_through.reshape(len(costs), -1),
+    }
+    variances, means = _enumerated_answers(probabilities, costs, per_sample)
+    class_costs = (values - target) ** 2
+    exact_grad = p * (class_costs - (p @ class_costs)[:, None])
+    dtype = jnp.result_type(float)
+    shape = (dim, num_categories)
+    return Problem(
+        name="categorical_toy",
+        description=f"f(x) = Σ_d (v·x_d - {target})², x_d ~ Categorical(softmax(ℓ_d)), {dim} variables × {num_categories} classes",
+        objective=Objective(
+            dist=lambda q: Categorical(q["logits"]),
+            cost=lambda q, x: jnp.sum((x @ jnp.asarray(values, x.dtype) - target) ** 2),
+        ),
+        params={"logits": jnp.asarray(logits, dtype)},
+        exact_grad={"logits": exact_grad},
+        exact_variances={name: _as_logits(v, shape) for name, v in variances.items()},
+        exact_means={"straight_through": {"logits": means["straight_through"].reshape(shape)}},
+    )
