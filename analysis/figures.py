@@ -111,6 +111,78 @@ def _legend(fig: plt.Figure, panels) -> None:
     fig.subplots_adjust(bottom=0.15)
 
 
+def mse_vs_L(metrics: pd.DataFrame) -> plt.Figure:
+    """Mean squared error of the whole gradient against L, log-log, all estimators together: an
+    unbiased estimator's MSE falls as 1/L, a biased one's flattens at its squared bias (dotted where
+    the exact bias is known), so the crossing shows the sample budget where bias starts to dominate."""
+    table = wide(metrics)
+    table = table[table["parameter"] == "all"].assign(parameter="whole gradient")
+    palette = estimator_palette(table["estimator"])
+    fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
+    for (problem, _), frame, ax in panels:
+        for estimator, line in frame.groupby("estimator"):
+            line = line.sort_values("num_samples")
+            color = palette[estimator]
+            ax.plot(line["num_samples"], line["mse"], marker="o", ms=3, color=color, label=estimator)
+            low = (line["mse"] - Z_95 * line["mse_se"]).clip(lower=line["mse"] * 1e-3)
+            ax.fill_between(line["num_samples"], low, line["mse"] + Z_95 * line["mse_se"], color=color,
+                            alpha=0.2, linewidth=0)
+            if "exact_bias_squared" in line and line["exact_bias_squared"].notna().all():
+                ax.plot(line["num_samples"], line["exact_bias_squared"], ls=":", lw=2, color=color,
+                        label=f"{estimator} (exact bias²)")
+        ax.set(xscale="log", yscale="log", title=problem, xlabel="samples per estimate, L",
+               ylabel="mean squared error")
+    _legend(fig, panels)
+    fig.suptitle("Mean squared error of the gradient estimate: variance falls with L, bias does not", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def bias_vs_temperature(metrics: pd.DataFrame) -> plt.Figure:
+    """Squared bias, variance and MSE of the whole gradient against the temperature τ, one column per
+    (problem, L), one line per estimator, exact squared bias dotted where known."""
+    table = wide(metrics)
+    table = table[table["parameter"] == "all"]
+    palette = estimator_palette(table["estimator"])
+    groups = list(table.groupby(["problem", "num_samples"], sort=False))
+    rows = ("bias_squared", "variance", "mse")
+    fig, axes = plt.subplots(len(rows), len(groups), figsize=(4.2 * len(groups), 3.2 * len(rows)), squeeze=False)
+    for column, ((problem, num_samples), frame) in enumerate(groups):
+        for row, metric in enumerate(rows):
+            ax = axes[row, column]
+            for estimator, line in frame.groupby("estimator"):
+                line = line.sort_values("temperature")
+                color = palette[estimator]
+                ax.errorbar(line["temperature"], line[metric], yerr=Z_95 * line[f"{metric}_se"], color=color,
+                            marker="o", ms=3, capsize=2, label=estimator)
+                if metric == "bias_squared" and "exact_bias_squared" in line and line["exact_bias_squared"].notna().all():
+                    ax.plot(line["temperature"], line["exact_bias_squared"], ls=":", lw=2, color=color,
+                            label=f"{estimator} (exact)")
+            ax.set(xscale="log", yscale="log" if metric != "bias_squared" else "symlog",
+                   xlabel="temperature τ", ylabel=metric.replace("_", " "))
+            if metric == "bias_squared":
+                positive = frame["bias_squared"][frame["bias_squared"] > 0]
+                ax.set_yscale("symlog", linthresh=float(positive.min()) if len(positive) else 1e-12)
+            if row == 0:
+                ax.set_title(f"{problem}, L = {num_samples}")
+    handles = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 6),
+               bbox_to_anchor=(0.5, -0.03), frameon=False)
+    fig.suptitle("Gumbel-Softmax family against the temperature: bias², variance and MSE of the gradient", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+#: The figures drawn for each experiment's run folder.
+FIGURES = {
+    "variance_vs_L": {"variance_vs_L": variance_vs_L, "bias_vs_L": bias_vs_L, "mse_vs_L": mse_vs_L},
+    "bias_vs_temperature": {"bias_vs_temperature": bias_vs_temperature},
+}
+
+
 def save_run_figures(run_dir: str | Path) -> list[Path]:
     """Draw every figure of a run into ``<run_dir>/figures/`` (partial runs included); return the paths."""
     run = load_run(run_dir, allow_partial=True)
@@ -118,7 +190,7 @@ def save_run_figures(run_dir: str | Path) -> list[Path]:
     out.mkdir(exist_ok=True)
     written = []
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
-        for name, draw in (("variance_vs_L", variance_vs_L), ("bias_vs_L", bias_vs_L)):
+        for name, draw in FIGURES[run.config.get("experiment", "variance_vs_L")].items():
             fig = draw(run.metrics)
             path = out / f"{name}.png"
             fig.savefig(path, dpi=120, bbox_inches="tight")

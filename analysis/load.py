@@ -61,10 +61,12 @@ def load_metrics(*paths: str | Path) -> pd.DataFrame:
     return pd.concat([load_run(p).metrics for p in paths], ignore_index=True)
 
 
-def wide(metrics: pd.DataFrame, index=("problem", "estimator", "num_samples", "parameter")) -> pd.DataFrame:
-    """One row per cell and parameter, one column per metric, and ``<metric>_se`` for its standard error."""
-    index = [c for c in (*index, "run_id") if c in metrics.columns]
-    values = metrics.pivot_table(index=index, columns="metric", values="value", aggfunc="first")
-    errors = metrics.pivot_table(index=index, columns="metric", values="std_error", aggfunc="first")
-    errors.columns = [f"{c}_se" for c in errors.columns]
+def wide(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell and parameter group, one column per metric, and ``<metric>_se`` for its standard
+    error.  Every other column (problem, estimator, labels such as temperature, L, parameter, ...)
+    identifies the row."""
+    index = [c for c in metrics.columns if c not in ("metric", "value", "std_error")]
+    table = metrics.set_index([*index, "metric"])
+    values = table["value"].unstack("metric")
+    errors = table["std_error"].unstack("metric").add_suffix("_se")
     return values.join(errors).reset_index().rename_axis(columns=None)

@@ -26,9 +26,16 @@ ENV_FILE = "env.json"
 FIGURES_DIR = "figures"
 PARTIAL_SUFFIX = ".partial"
 
-#: Columns of metrics.csv, in order; metrics_by_coordinate.csv adds ``coordinate`` after ``parameter``.
+#: Columns of metrics.csv, in order; an experiment's label columns (such as ``temperature``) go after
+#: ``estimator``, and metrics_by_coordinate.csv adds ``coordinate`` after ``parameter``.
 METRIC_COLUMNS = ["problem", "estimator", "num_samples", "parameter", "metric", "value", "std_error", "replicates"]
 COORDINATE_METRIC_COLUMNS = METRIC_COLUMNS[:4] + ["coordinate"] + METRIC_COLUMNS[4:]
+
+
+def metric_columns(label_columns=(), by_coordinate: bool = False) -> list[str]:
+    """The columns of metrics.csv (or metrics_by_coordinate.csv) with the experiment's label columns."""
+    columns = COORDINATE_METRIC_COLUMNS if by_coordinate else METRIC_COLUMNS
+    return columns[:2] + list(label_columns) + columns[2:]
 
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +86,7 @@ def _write_json(path: Path, payload: dict) -> None:
 class RunFolder:
     """The folder of one run while it is written; :meth:`finish` makes it a complete run."""
 
-    def __init__(self, output_dir: Path | str, experiment: str, config: dict, env: dict):
+    def __init__(self, output_dir: Path | str, experiment: str, config: dict, env: dict, label_columns=()):
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         commit = env.get("git_commit")
         base_id = f"{stamp}-{commit[:7]}" if commit else stamp
@@ -94,6 +101,7 @@ class RunFolder:
         self.path = parent / (run_id + PARTIAL_SUFFIX)
         self.path.mkdir()
         (self.path / FIGURES_DIR).mkdir()
+        self.columns = metric_columns(label_columns), metric_columns(label_columns, by_coordinate=True)
         self.config = {**config, "run_id": run_id, "experiment": experiment}
         _write_json(self.path / CONFIG_FILE, self.config)
         _write_json(self.path / ENV_FILE, env)
@@ -101,8 +109,8 @@ class RunFolder:
     def append(self, rows: list[dict], coordinate_rows: list[dict]) -> None:
         """Append one cell's rows (written together, after the cell is complete)."""
         for file, columns, records in (
-            (METRICS_FILE, METRIC_COLUMNS, rows),
-            (COORDINATE_METRICS_FILE, COORDINATE_METRIC_COLUMNS, coordinate_rows),
+            (METRICS_FILE, self.columns[0], rows),
+            (COORDINATE_METRICS_FILE, self.columns[1], coordinate_rows),
         ):
             path = self.path / file
             frame = pd.DataFrame.from_records(records, columns=columns)

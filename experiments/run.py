@@ -3,6 +3,7 @@
     python -m experiments.run variance_vs_L                       # the default run, about a minute
     python -m experiments.run variance_vs_L --problems gaussian_quadratic --num-samples 1,10,100
     python -m experiments.run variance_vs_L --list                # what can be measured
+    python -m experiments.run bias_vs_temperature                 # the Gumbel-Softmax family against τ
 """
 
 from __future__ import annotations
@@ -10,22 +11,46 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXPERIMENTS = {"variance_vs_L": "bias, variance, MSE and cost of each estimator against the sample count L"}
+EXPERIMENTS = {
+    "variance_vs_L": "bias, variance, MSE and cost of each estimator against the sample count L",
+    "bias_vs_temperature": "bias, variance and MSE of the Gumbel-Softmax family against the temperature",
+}
 
 
 def _comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(item) for item in _comma_list(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,4,16, got {text!r}")
+def _numbers(kind):
+    def parse(text: str):
+        try:
+            return [kind(item) for item in _comma_list(text)]
+        except ValueError:
+            example = "1,4,16" if kind is int else "0.5,1,2"
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as {example}, got {text!r}")
+
+    return parse
+
+
+def _add_run_options(sub, default_replicates: int) -> None:
+    sub.add_argument("--replicates", type=int, default=default_replicates, metavar="R",
+                     help="independent estimates per cell; the variance's relative standard error is "
+                     "about sqrt(2/R) for Gaussian-like estimates (default: %(default)s)")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the base key (default: %(default)s)")
+    sub.add_argument("--output-dir", default="results", metavar="DIR",
+                     help="where run folders go (default: %(default)s)")
+    sub.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                     help="where to compute; auto is JAX's default backend (default: %(default)s)")
+    sub.add_argument("--precision", choices=("float32", "float64"), default="float32",
+                     help="device precision; statistics are float64 on the host either way "
+                     "(default: %(default)s)")
+    sub.add_argument("--no-figures", action="store_true", help="skip drawing figures at the end")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_argument("--list", action="store_true", help="list problems and estimators, then exit")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from experiments.variance_vs_L import DEFAULT_NUM_SAMPLES, DEFAULT_PROBLEMS, DEFAULT_REPLICATES
+    from experiments import bias_vs_temperature, variance_vs_L
 
     parser = argparse.ArgumentParser(
         prog="python -m experiments.run",
@@ -42,26 +67,30 @@ def build_parser() -> argparse.ArgumentParser:
         "L-sample gradient estimates and report mean, bias², variance, MSE (with standard errors), "
         "wall time per estimate and cost in function evaluations.",
     )
-    sub.add_argument("--problems", type=_comma_list, default=list(DEFAULT_PROBLEMS), metavar="NAMES",
-                     help="comma-separated problem names (default: %(default)s; --list shows all)")
+    sub.add_argument("--problems", type=_comma_list, default=list(variance_vs_L.DEFAULT_PROBLEMS), metavar="NAMES",
+                     help="comma-separated problem names (default: all registered; --list shows them)")
     sub.add_argument("--estimators", type=_comma_list, default=None, metavar="NAMES",
-                     help="comma-separated estimator names (default: every registered estimator)")
-    sub.add_argument("--num-samples", type=_int_list, default=list(DEFAULT_NUM_SAMPLES), metavar="LS",
-                     help="comma-separated sample counts L (default: %(default)s)")
-    sub.add_argument("--replicates", type=int, default=DEFAULT_REPLICATES, metavar="R",
-                     help="independent estimates per cell; the variance's relative standard error is "
-                     "about sqrt(2/R) for Gaussian-like estimates (default: %(default)s)")
-    sub.add_argument("--seed", type=int, default=0, help="seed of the base key (default: %(default)s)")
-    sub.add_argument("--output-dir", default="results", metavar="DIR",
-                     help="where run folders go (default: %(default)s)")
-    sub.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
-                     help="where to compute; auto is JAX's default backend (default: %(default)s)")
-    sub.add_argument("--precision", choices=("float32", "float64"), default="float32",
-                     help="device precision; statistics are float64 on the host either way "
-                     "(default: %(default)s)")
-    sub.add_argument("--no-figures", action="store_true", help="skip drawing figures at the end")
-    sub.add_argument("--quiet", action="store_true", help="no progress bar")
-    sub.add_argument("--list", action="store_true", help="list problems and estimators, then exit")
+                     help="comma-separated estimator names (default: every registered estimator that applies)")
+    sub.add_argument("--num-samples", type=_numbers(int), default=list(variance_vs_L.DEFAULT_NUM_SAMPLES),
+                     metavar="LS", help="comma-separated sample counts L (default: %(default)s)")
+    _add_run_options(sub, default_replicates=10_000)
+
+    sub = experiments.add_parser(
+        "bias_vs_temperature",
+        help=EXPERIMENTS["bias_vs_temperature"],
+        description="For every discrete problem and every estimator with a temperature (gumbel_softmax, "
+        "straight_through_gumbel), sweep the temperature and report bias², variance and MSE against the "
+        "exact gradient, with the exact bias where the problem knows it.",
+    )
+    sub.add_argument("--problems", type=_comma_list, default=[], metavar="NAMES",
+                     help="comma-separated problem names (default: every problem with a discrete distribution)")
+    sub.add_argument("--estimators", type=_comma_list, default=None, metavar="NAMES",
+                     help="comma-separated estimator names (default: every estimator with a temperature)")
+    sub.add_argument("--temperatures", type=_numbers(float), default=list(bias_vs_temperature.DEFAULT_TEMPERATURES),
+                     metavar="TAUS", help="comma-separated temperatures (default: %(default)s)")
+    sub.add_argument("--num-samples", type=_numbers(int), default=list(bias_vs_temperature.DEFAULT_NUM_SAMPLES),
+                     metavar="LS", help="comma-separated sample counts L (default: %(default)s)")
+    _add_run_options(sub, default_replicates=10_000)
     return parser
 
 
@@ -88,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         jax.config.update("jax_enable_x64", True)
 
     import estimators as est
-    from experiments import problems, variance_vs_L
+    from experiments import bias_vs_temperature, problems, variance_vs_L
 
     if args.list:
         print("problems:")
@@ -98,29 +127,29 @@ def main(argv: list[str] | None = None) -> int:
         print("estimators:\n  " + "\n  ".join(est.names()))
         return 0
 
-    config = variance_vs_L.Config(
-        problems=tuple(args.problems),
-        estimators=tuple(args.estimators or est.names()),
-        num_samples=tuple(args.num_samples),
-        replicates=args.replicates,
-        seed=args.seed,
-        output_dir=args.output_dir,
-        device=args.device,
-        precision=args.precision,
-        figures=not args.no_figures,
-    )
+    common = dict(replicates=args.replicates, seed=args.seed, output_dir=args.output_dir, device=args.device,
+                  precision=args.precision, figures=not args.no_figures)
+    if args.experiment == "variance_vs_L":
+        experiment = variance_vs_L
+        config = variance_vs_L.Config(problems=tuple(args.problems), estimators=tuple(args.estimators or est.names()),
+                                      num_samples=tuple(args.num_samples), **common)
+    else:
+        experiment = bias_vs_temperature
+        config = bias_vs_temperature.Config(problems=tuple(args.problems), estimators=tuple(args.estimators or ()),
+                                            temperatures=tuple(args.temperatures),
+                                            num_samples=tuple(args.num_samples), **common).resolved()
     try:
         config.validate()
         device = select_device(args.device)
     except ValueError as error:
         parser.error(str(error))
     try:
-        path = variance_vs_L.run(config, device=device, progress=not args.quiet)
+        path = experiment.run(config, device=device, progress=not args.quiet)
     except ValueError as error:  # bad combinations found while planning (no applicable pair, ...)
         parser.error(str(error))
     except KeyboardInterrupt:
         return 130
-    print(f"{variance_vs_L.NAME}: wrote {path}")
+    print(f"{experiment.NAME}: wrote {path}")
     return 0
 
 

@@ -12,7 +12,7 @@ import pytest
 
 import analysis
 from experiments import run as cli
-from experiments import variance_vs_L
+from experiments import runner
 from experiments.results import COORDINATE_METRIC_COLUMNS, METRIC_COLUMNS
 
 SMALL = ["--problems", "gaussian_quadratic,gaussian_quadratic_20d", "--num-samples", "1,4", "--replicates", "64",
@@ -86,7 +86,7 @@ def test_same_seed_reproduces_the_estimates(small_run, tmp_path):
 
 def test_an_interrupted_run_keeps_finished_cells_in_a_partial_folder(tmp_path, monkeypatch):
     calls = []
-    original = variance_vs_L.measure_cell
+    original = runner.measure_cell
 
     def measure_then_stop(*args, **kwargs):
         if len(calls) == 2:
@@ -94,7 +94,7 @@ def test_an_interrupted_run_keeps_finished_cells_in_a_partial_folder(tmp_path, m
         calls.append(None)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(variance_vs_L, "measure_cell", measure_then_stop)
+    monkeypatch.setattr(runner, "measure_cell", measure_then_stop)
     assert cli.main(["variance_vs_L", *SMALL, "--output-dir", str(tmp_path)]) == 130
     (partial,) = (tmp_path / "variance_vs_L").iterdir()
     assert partial.name.endswith(".partial")
@@ -108,7 +108,7 @@ def test_an_interrupted_run_keeps_finished_cells_in_a_partial_folder(tmp_path, m
     (["--problems", "gaussian_quadratc"], r"Unknown problem 'gaussian_quadratc'. Did you mean 'gaussian_quadratic'"),
     (["--estimators", "reinforce"], r"Unknown estimator 'reinforce'"),
     (["--num-samples", "0,4"], r"--num-samples must be positive integers, got \[0\]"),
-    (["--num-samples", "1,x"], r"expected comma-separated integers"),
+    (["--num-samples", "1,x"], r"expected comma-separated numbers"),
     (["--replicates", "1"], r"--replicates must be at least 2"),
 ])
 def test_cli_errors_name_the_option(argv, message, tmp_path, capsys):

@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.stats import norm
 
-from estimators.distributions.base import Distribution, float_dtype
+from estimators.distributions.location_scale import LocationScale
 
 
-class Normal(Distribution):
+class Normal(LocationScale):
     r"""Independent normal coordinates, :math:`x_i \sim \mathcal{N}(\mu_i, \sigma_i^2)`.
 
     ``loc`` and ``scale`` broadcast against each other; their common shape is the event shape.
@@ -18,19 +18,8 @@ class Normal(Distribution):
     share keys share samples.  ``scale`` must be positive; it is not checked, as it may be traced.
     """
 
-    reparameterizable = True
-
-    def __init__(self, loc, scale):
-        dtype = float_dtype(loc, scale)
-        self.loc, self.scale = jnp.broadcast_arrays(jnp.asarray(loc, dtype), jnp.asarray(scale, dtype))
-
-    @property
-    def _defining_parameter(self):
-        return self.loc
-
-    def _draw(self, key):
-        noise = jax.random.normal(key, self.event_shape, self.dtype)
-        return self.loc + self.scale * noise
+    def _standard_sample(self, key):
+        return jax.random.normal(key, self.event_shape, self.dtype)
 
     def log_prob(self, x):
         return jnp.sum(norm.logpdf(x, self.loc, self.scale))

@@ -1,0 +1,117 @@
+"""What every experiment shares: run settings, the (problem, estimator, L) cells, and the loop that
+measures them into a run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import jax
+from tqdm.auto import tqdm
+
+import estimators as est
+from experiments import problems as problem_registry
+from experiments.measure import DEFAULT_CHUNK_ELEMENTS, DEFAULT_WARMUP_STEPS, measure_cell
+from experiments.problems import Problem
+from experiments.results import RunFolder, environment
+from experiments.tidy import cell_rows
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """The settings every experiment has; experiments extend it with what they sweep."""
+
+    replicates: int = 10_000
+    seed: int = 0
+    output_dir: str = "results"
+    device: str = "auto"
+    precision: str = "float32"
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
+    warmup_steps: int = DEFAULT_WARMUP_STEPS
+    figures: bool = True
+
+    def validate(self) -> None:
+        """Raise ValueError, naming the option and a fix, for any value the run cannot use."""
+        if self.replicates < 2:
+            raise ValueError(f"--replicates must be at least 2 to measure a variance, got {self.replicates}.")
+        if self.chunk_elements < 1:
+            raise ValueError(f"chunk_elements must be positive, got {self.chunk_elements}.")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be non-negative, got {self.warmup_steps}.")
+        if self.precision not in ("float32", "float64"):
+            raise ValueError(f"--precision must be float32 or float64, got {self.precision!r}.")
+
+
+def check_names(problems: Sequence[str], estimators: Sequence[str], num_samples: Sequence[int]) -> None:
+    """Unknown names and bad sample counts raise ValueError, naming the known ones."""
+    for name in problems:
+        if name not in problem_registry.names():
+            problem_registry.get(name)  # raises, naming the known problems (or builds a sized one)
+    for name in estimators:
+        if name not in est.names():
+            est.get(name)  # raises, naming the known estimators
+    if not problems or not estimators or not num_samples:
+        raise ValueError("--problems, --estimators and --num-samples each need at least one value.")
+    bad = [n for n in num_samples if int(n) != n or n < 1]
+    if bad:
+        raise ValueError(f"--num-samples must be positive integers, got {bad}.")
+
+
+class Cell(NamedTuple):
+    problem: Problem
+    estimator: est.GradientEstimator
+    num_samples: int
+    labels: dict  #: extra columns of the cell's rows, such as {"temperature": 0.5}
+
+
+def applicable_pairs(problem_names, estimators) -> tuple[list[tuple[Problem, est.GradientEstimator]], list[dict]]:
+    """The (problem, estimator) pairs that apply, and those skipped with the reason."""
+    pairs, skipped = [], []
+    for problem_name in problem_names:
+        problem = problem_registry.get(problem_name)
+        for estimator in estimators:
+            reason = estimator.incompatibility(problem.distribution())
+            if reason is None:
+                pairs.append((problem, estimator))
+            else:
+                skipped.append({"problem": problem_name, "estimator": estimator.name, "reason": reason})
+    if not pairs:
+        raise ValueError(
+            "No selected estimator applies to any selected problem: "
+            + "; ".join(f"{s['estimator']} on {s['problem']}: {s['reason']}" for s in skipped)
+        )
+    return pairs, skipped
+
+
+def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[Cell], skipped: list[dict],
+              device: jax.Device, progress: bool = True, label_columns: Sequence[str] = ()) -> Path:
+    """Measure every cell into a new run folder; draw the figures; return the finished folder."""
+    folder = RunFolder(settings.output_dir, experiment, config, environment(settings.seed), label_columns)
+    folder.update_config(skipped=skipped, device_used=str(device))
+    key = jax.random.key(settings.seed)
+    start = time.perf_counter()
+    try:
+        bar = tqdm(cells, desc=experiment, unit="cell", disable=not progress, dynamic_ncols=True)
+        for cell in bar:
+            labels = "".join(f" {k}={v}" for k, v in cell.labels.items())
+            bar.set_postfix_str(f"{cell.problem.name} {cell.estimator.name}{labels} L={cell.num_samples}")
+            measurement = measure_cell(cell.problem, cell.estimator, cell.num_samples, settings.replicates, key,
+                                       settings.chunk_elements, settings.warmup_steps)
+            folder.append(*cell_rows(cell.problem, cell.estimator, cell.num_samples, measurement, cell.labels))
+        bar.close()
+        folder.update_config(wall_time_s=round(time.perf_counter() - start, 3), cells=len(cells))
+        if settings.figures:
+            from analysis.figures import save_run_figures
+
+            save_run_figures(folder.path)
+    except BaseException:
+        print(f"\n{experiment}: stopped before the end; the finished cells are in {folder.path}", flush=True)
+        raise
+    return folder.finish()
+
+
+def as_json(config) -> dict:
+    payload = dataclasses.asdict(config)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in payload.items()}
