@@ -152,17 +152,16 @@ def bias_vs_temperature(metrics: pd.DataFrame) -> plt.Figure:
             ax = axes[row, column]
             for estimator, line in frame.groupby("estimator"):
                 line = line.sort_values("temperature")
+                shown = line[line[metric] > 0]  # a squared bias estimated at or below zero has no log
                 color = palette[estimator]
-                ax.errorbar(line["temperature"], line[metric], yerr=Z_95 * line[f"{metric}_se"], color=color,
-                            marker="o", ms=3, capsize=2, label=estimator)
+                low = (shown[metric] - Z_95 * shown[f"{metric}_se"]).clip(lower=shown[metric] * 1e-2)
+                ax.errorbar(shown["temperature"], shown[metric],
+                            yerr=[shown[metric] - low, Z_95 * shown[f"{metric}_se"]], color=color, marker="o",
+                            ms=3, capsize=2, label=estimator)
                 if metric == "bias_squared" and "exact_bias_squared" in line and line["exact_bias_squared"].notna().all():
                     ax.plot(line["temperature"], line["exact_bias_squared"], ls=":", lw=2, color=color,
                             label=f"{estimator} (exact)")
-            ax.set(xscale="log", yscale="log" if metric != "bias_squared" else "symlog",
-                   xlabel="temperature τ", ylabel=metric.replace("_", " "))
-            if metric == "bias_squared":
-                positive = frame["bias_squared"][frame["bias_squared"] > 0]
-                ax.set_yscale("symlog", linthresh=float(positive.min()) if len(positive) else 1e-12)
+            ax.set(xscale="log", yscale="log", xlabel="temperature τ", ylabel=metric.replace("_", " "))
             if row == 0:
                 ax.set_title(f"{problem}, L = {num_samples}")
     handles = {}

@@ -34,10 +34,12 @@ def floor_fn(problem, num_samples: int, num_replicates: int):
 
 
 def estimator_fn(problem, estimator, num_samples: int, num_replicates: int):
-    value_and_grad = est.value_and_grad(problem.objective, estimator, num_samples)
+    init, update = est.value_and_grad_with_state(problem.objective, estimator, num_samples)
 
     def estimates(params, key):
-        return jax.vmap(value_and_grad, in_axes=(None, 0))(params, est.sample_keys(key, num_replicates))
+        state = init(params)  # stateful estimators are timed from their initial state
+        one = lambda k: update(params, k, state)[:2]  # noqa: E731
+        return jax.vmap(one)(est.sample_keys(key, num_replicates))
 
     return estimates
 
@@ -70,7 +72,7 @@ def main(argv=None) -> int:
     rows = [("floor (sample + cost, no gradient)", floor_fn(problem, args.num_samples, args.replicates))]
     for name in args.estimators.split(","):
         estimator = est.get(name.strip())
-        if estimator.incompatibility(problem.distribution()) is None:
+        if estimator.incompatibility(problem.distribution()) is None and args.num_samples >= estimator.min_num_samples:
             rows.append((estimator.name, estimator_fn(problem, estimator, args.num_samples, args.replicates)))
 
     print(f"{problem.name}: {args.replicates} estimates of L={args.num_samples} per call, "

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         "wall time per estimate and cost in function evaluations.",
     )
     sub.add_argument("--problems", type=_comma_list, default=list(variance_vs_L.DEFAULT_PROBLEMS), metavar="NAMES",
-                     help="comma-separated problem names (default: all registered; --list shows them)")
+                     help="comma-separated problem names, or 'all' for every registered problem "
+                     "(default: %(default)s; --list shows them all)")
     sub.add_argument("--estimators", type=_comma_list, default=None, metavar="NAMES",
                      help="comma-separated estimator names (default: every registered estimator that applies)")
     sub.add_argument("--num-samples", type=_numbers(int), default=list(variance_vs_L.DEFAULT_NUM_SAMPLES),
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                   precision=args.precision, figures=not args.no_figures)
     if args.experiment == "variance_vs_L":
         experiment = variance_vs_L
-        config = variance_vs_L.Config(problems=tuple(args.problems), estimators=tuple(args.estimators or est.names()),
+        problem_names = problems.names() if args.problems == ["all"] else args.problems
+        config = variance_vs_L.Config(problems=tuple(problem_names), estimators=tuple(args.estimators or est.names()),
                                       num_samples=tuple(args.num_samples), **common)
     else:
         experiment = bias_vs_temperature

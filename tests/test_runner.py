@@ -15,8 +15,10 @@ from experiments import run as cli
 from experiments import runner
 from experiments.results import COORDINATE_METRIC_COLUMNS, METRIC_COLUMNS
 
-SMALL = ["--problems", "gaussian_quadratic,gaussian_quadratic_20d", "--num-samples", "1,4", "--replicates", "64",
-         "--quiet"]
+SMALL = ["--problems", "gaussian_quadratic,gaussian_quadratic_20d", "--estimators",
+         "pathwise,score_function,score_function_loo", "--num-samples", "1,4", "--replicates", "64", "--quiet"]
+# Leave-one-out needs L ≥ 2, so its L = 1 cells are not measured: 2 problems × (2 × 2 + 1) cells.
+SMALL_CELLS = 10
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def test_cli_writes_a_complete_run_folder(small_run):
     assert not small_run.name.endswith(".partial")
     for name in ("metrics.csv", "metrics_by_coordinate.csv", "config.json", "env.json"):
         assert (small_run / name).stat().st_size > 0
-    for figure in ("variance_vs_L.png", "bias_vs_L.png"):
+    for figure in ("variance_vs_L.png", "bias_vs_L.png", "mse_vs_L.png"):
         assert (small_run / "figures" / figure).stat().st_size > 10_000
 
 
@@ -40,7 +42,7 @@ def test_run_loads_back_through_analysis(small_run):
     assert list(run.metrics.columns) == METRIC_COLUMNS + ["run_id"]
     assert list(run.coordinate_metrics.columns) == COORDINATE_METRIC_COLUMNS + ["run_id"]
     cells = run.metrics.groupby(["problem", "estimator", "num_samples"]).size()
-    assert len(cells) == 2 * 2 * 2
+    assert len(cells) == SMALL_CELLS
     metrics = set(run.metrics["metric"])
     assert {"variance", "bias_squared", "mse", "exact_variance", "time_per_estimate_s", "compile_time_s",
             "cost_evaluations", "objective"} <= metrics
@@ -68,7 +70,7 @@ def test_config_and_env_record_what_is_needed_to_rerun(small_run):
     config = json.loads((small_run / "config.json").read_text())
     assert config["problems"] == ["gaussian_quadratic", "gaussian_quadratic_20d"]
     assert config["num_samples"] == [1, 4] and config["replicates"] == 64 and config["seed"] == 0
-    assert config["run_id"] == small_run.name and config["cells"] == 8 and config["wall_time_s"] > 0
+    assert config["run_id"] == small_run.name and config["cells"] == SMALL_CELLS and config["wall_time_s"] > 0
     env = json.loads((small_run / "env.json").read_text())
     for field in ("git_commit", "git_dirty", "jax_version", "jaxlib_version", "backend", "devices", "x64", "seed"):
         assert field in env
@@ -155,3 +157,29 @@ def test_float64_run_in_a_fresh_process(tmp_path):
     assert run.env["x64"] is True and run.config["precision"] == "float64"
     exact = run.coordinate_metrics.query("metric == 'exact_grad'")["value"]
     np.testing.assert_allclose(exact, 2.0)
+
+
+def test_bias_vs_temperature_run(tmp_path):
+    argv = ["bias_vs_temperature", "--problems", "bernoulli_toy", "--temperatures", "0.5,1", "--replicates", "64",
+            "--quiet", "--output-dir", str(tmp_path)]
+    assert cli.main(argv) == 0
+    (run_dir,) = (tmp_path / "bias_vs_temperature").iterdir()
+    run = analysis.load_run(run_dir)
+    assert list(run.metrics.columns[:3]) == ["problem", "estimator", "temperature"]
+    assert set(run.metrics["temperature"]) == {0.5, 1.0}
+    assert set(run.metrics["estimator"]) == {"gumbel_softmax", "straight_through_gumbel"}
+    exact = run.metrics.query("metric == 'exact_bias_squared' and parameter == 'all'")
+    assert len(exact) == 4 and (exact["value"] > 0).all()
+    assert (run_dir / "figures" / "bias_vs_temperature.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--estimators", "pathwise"], r"pathwise has no temperature; choose from gumbel_softmax, straight_through_gumbel"),
+    (["--temperatures", "0,1"], r"--temperatures must be positive numbers, got \[0.0, 1.0\]"),
+    (["--problems", "gaussian_quadratic"], r"No selected estimator applies to any selected problem"),
+])
+def test_bias_vs_temperature_errors(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["bias_vs_temperature", *argv, "--replicates", "8", "--quiet", "--output-dir", str(tmp_path)])
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "bias_vs_temperature").exists()

@@ -30,6 +30,10 @@ class Problem:
       exact_means: for biased estimators whose expectation is known, that expectation (a pytree like
         ``params``, the same for every L).
 
+      exact_for_options: for answers that depend on an estimator's options (a temperature), a function
+        of the estimator that returns ``(mean, variance_fn)`` (either may be None), or None where the
+        problem has no answer for it.
+
     Both mappings are keyed by estimator: a registry name stands for the estimator with its default
     options, and an estimator object (``GumbelSoftmax(temperature=0.5)``) for exactly that one, so an
     answer is never compared with an estimator run at other options.
@@ -42,15 +46,21 @@ class Problem:
     exact_grad: PyTree | None
     exact_variances: Mapping[Any, Callable[[int], PyTree]] = dataclasses.field(default_factory=dict)
     exact_means: Mapping[Any, PyTree] = dataclasses.field(default_factory=dict)
+    exact_for_options: Callable[[Any], tuple[PyTree | None, Callable[[int], PyTree] | None] | None] | None = None
 
     def __post_init__(self):
         as_estimator = lambda key: est.get(key) if isinstance(key, str) else key  # noqa: E731
         object.__setattr__(self, "exact_variances", {as_estimator(k): v for k, v in self.exact_variances.items()})
         object.__setattr__(self, "exact_means", {as_estimator(k): v for k, v in self.exact_means.items()})
 
+    def _for_options(self, estimator):
+        answers = self.exact_for_options(estimator) if self.exact_for_options else None
+        return answers or (None, None)
+
     def exact_variance(self, estimator, num_samples: int) -> PyTree | None:
         """The exact per-coordinate variance of the L-sample estimate, or None where unknown."""
-        variance = self.exact_variances.get(_as_estimator(estimator))
+        estimator = _as_estimator(estimator)
+        variance = self.exact_variances.get(estimator) or self._for_options(estimator)[1]
         return None if variance is None else variance(num_samples)
 
     def exact_mean(self, estimator) -> PyTree | None:
@@ -59,7 +69,9 @@ class Problem:
         estimator = _as_estimator(estimator)
         if estimator in self.exact_means:
             return self.exact_means[estimator]
-        return self.exact_grad if estimator.unbiased else None
+        if estimator.unbiased:
+            return self.exact_grad
+        return self._for_options(estimator)[0]
 
     def distribution(self):
         """The distribution at the problem's parameters."""
