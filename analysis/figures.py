@@ -26,6 +26,12 @@ def estimator_palette(estimators) -> dict:
     return dict(zip(names, sns.color_palette("colorblind", len(names))))
 
 
+def _line_with_band(ax, x, y, se, color, label) -> None:
+    """A measured line with its 95% band (the band's lower edge kept positive for log axes)."""
+    ax.plot(x, y, marker="o", ms=3, color=color, label=label)
+    ax.fill_between(x, (y - Z_95 * se).clip(lower=y * 1e-3), y + Z_95 * se, color=color, alpha=0.2, linewidth=0)
+
+
 def _panels(table: pd.DataFrame, problem_order: list[str]):
     """One panel per (problem, parameter group), ``all`` excluded, problems in the run's order; unused
     axes hidden.  Returns the figure and a list of ((problem, parameter), rows, axes)."""
@@ -52,10 +58,7 @@ def variance_vs_L(metrics: pd.DataFrame) -> plt.Figure:
         for estimator, line in frame.groupby("estimator"):
             line = line.sort_values("num_samples")
             color = palette[estimator]
-            low = (line["variance"] - Z_95 * line["variance_se"]).clip(lower=line["variance"] * 1e-3)
-            ax.plot(line["num_samples"], line["variance"], marker="o", ms=3, color=color, label=estimator)
-            ax.fill_between(line["num_samples"], low, line["variance"] + Z_95 * line["variance_se"],
-                            color=color, alpha=0.2, linewidth=0)
+            _line_with_band(ax, line["num_samples"], line["variance"], line["variance_se"], color, estimator)
             if "exact_variance" in line and line["exact_variance"].notna().all():
                 ax.plot(line["num_samples"], line["exact_variance"], ls=":", lw=2, color=color,
                         label=f"{estimator} (exact)")
@@ -123,10 +126,7 @@ def mse_vs_L(metrics: pd.DataFrame) -> plt.Figure:
         for estimator, line in frame.groupby("estimator"):
             line = line.sort_values("num_samples")
             color = palette[estimator]
-            ax.plot(line["num_samples"], line["mse"], marker="o", ms=3, color=color, label=estimator)
-            low = (line["mse"] - Z_95 * line["mse_se"]).clip(lower=line["mse"] * 1e-3)
-            ax.fill_between(line["num_samples"], low, line["mse"] + Z_95 * line["mse_se"], color=color,
-                            alpha=0.2, linewidth=0)
+            _line_with_band(ax, line["num_samples"], line["mse"], line["mse_se"], color, estimator)
             if "exact_bias_squared" in line and line["exact_bias_squared"].notna().all():
                 ax.plot(line["num_samples"], line["exact_bias_squared"], ls=":", lw=2, color=color,
                         label=f"{estimator} (exact bias²)")

@@ -57,14 +57,6 @@ class _Relaxation(GradientEstimator):
         return surrogate_estimate(surrogate, params, state)
 
 
-def _check_temperature(name, temperature):
-    if not (isinstance(temperature, (int, float)) and temperature > 0):
-        raise ValueError(
-            f"{name} needs a positive temperature τ (the relaxation's sharpness; 0.5 to 1 is common), "
-            f"got {temperature!r}."
-        )
-
-
 def _hard(dist, relaxed):
     """The discrete sample a relaxed sample rounds to (same noise, so the same draw)."""
     if isinstance(dist, Categorical):
@@ -86,16 +78,26 @@ class StraightThrough(_Relaxation):
 
 
 @dataclasses.dataclass(frozen=True)
-class GumbelSoftmax(_Relaxation):
+class _Tempered(_Relaxation):
+    """A relaxation with a temperature τ > 0, checked at construction."""
+
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
+            raise ValueError(
+                f"{self.name} needs a positive temperature τ (the relaxation's sharpness; 0.5 to 1 is "
+                f"common), got {self.temperature!r}."
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class GumbelSoftmax(_Tempered):
     r"""Gumbel-Softmax (Concrete): :math:`\frac1L\sum_i \nabla_\theta f(\theta, z_i)`,
     :math:`z_i = \mathrm{softmax}((\ell + g_i)/\tau)`.  Biased for F, unbiased for the relaxed
     objective.  See :mod:`estimators.straight_through`."""
 
-    temperature: float = 1.0
     name = "gumbel_softmax"
-
-    def __post_init__(self):
-        _check_temperature(self.name, self.temperature)
 
     def _surrogate_sample(self, dist, key):
         relaxed = dist.relaxed_sample(key, self.temperature)
@@ -103,15 +105,11 @@ class GumbelSoftmax(_Relaxation):
 
 
 @dataclasses.dataclass(frozen=True)
-class StraightThroughGumbel(_Relaxation):
+class StraightThroughGumbel(_Tempered):
     r"""Straight-through Gumbel-Softmax: the hard sample forward, :math:`b + z - \mathrm{sg}(z)`, the
     relaxed sample's gradient backward.  Biased.  See :mod:`estimators.straight_through`."""
 
-    temperature: float = 1.0
     name = "straight_through_gumbel"
-
-    def __post_init__(self):
-        _check_temperature(self.name, self.temperature)
 
     def _surrogate_sample(self, dist, key):
         relaxed = dist.relaxed_sample(key, self.temperature)

@@ -40,15 +40,19 @@ def replicate_keys(key: jax.Array, num_replicates: int) -> jax.Array:
     return est.sample_keys(key, num_replicates)
 
 
-def chunk_size(problem: Problem, num_samples: int, num_replicates: int, chunk_elements: int) -> int:
+def chunk_size(problem: Problem, estimator: est.GradientEstimator, num_samples: int, num_replicates: int,
+               chunk_elements: int) -> int:
     """The largest divisor of R whose replicates fit in ``chunk_elements`` elements.
 
     A divisor, so that ``lax.map`` needs no separately compiled remainder (which doubles compile time),
     unless R has no divisor within a factor of two of the budget.
     """
-    sample_size = math.prod(problem.distribution().event_shape)
+    dist = problem.distribution()
+    sample_size = math.prod(dist.event_shape)
     param_size = sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree_util.tree_leaves(problem.params))
-    per_replicate = num_samples * max(sample_size, param_size, 1)
+    # Each cost evaluation reads one sample-sized input; each sample carries a parameter-sized gradient.
+    evaluations = estimator.cost_evaluations(num_samples, dist)
+    per_replicate = max(evaluations * sample_size, num_samples * param_size, 1)
     limit = max(1, min(num_replicates, chunk_elements // per_replicate))
     divisor = max(d for d in range(1, limit + 1) if num_replicates % d == 0)
     return divisor if 2 * divisor >= limit else limit
@@ -72,7 +76,7 @@ def measure_cell(
     state.
     """
     init, update = est.value_and_grad_with_state(problem.objective, estimator, num_samples)
-    batch = chunk_size(problem, num_samples, num_replicates, chunk_elements)
+    batch = chunk_size(problem, estimator, num_samples, num_replicates, chunk_elements)
 
     def all_replicates(params, key):
         state = init(params)

@@ -36,6 +36,9 @@ def _add_run_options(sub, default_replicates: int) -> None:
     sub.add_argument("--replicates", type=int, default=default_replicates, metavar="R",
                      help="independent estimates per cell; the variance's relative standard error is "
                      "about sqrt(2/R) for Gaussian-like estimates (default: %(default)s)")
+    sub.add_argument("--max-cost-evaluations", type=int, default=2**25, metavar="N",
+                     help="a cell whose R estimates would evaluate the cost more than N times uses fewer "
+                     "replicates (at least 200; recorded per row) (default: %(default)s)")
     sub.add_argument("--seed", type=int, default=0, help="seed of the base key (default: %(default)s)")
     sub.add_argument("--output-dir", default="results", metavar="DIR",
                      help="where run folders go (default: %(default)s)")
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print("estimators:\n  " + "\n  ".join(est.names()))
         return 0
 
-    common = dict(replicates=args.replicates, seed=args.seed, output_dir=args.output_dir, device=args.device,
+    common = dict(replicates=args.replicates, max_cost_evaluations=args.max_cost_evaluations, seed=args.seed, output_dir=args.output_dir, device=args.device,
                   precision=args.precision, figures=not args.no_figures)
     if args.experiment == "variance_vs_L":
         experiment = variance_vs_L

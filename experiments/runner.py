@@ -24,6 +24,11 @@ class RunSettings:
     """The settings every experiment has; experiments extend it with what they sweep."""
 
     replicates: int = 10_000
+    #: Cells whose R estimates would evaluate the cost more often than this use fewer replicates (at
+    #: least ``min_replicates``); each row records its R.  It keeps estimators that evaluate the cost
+    #: many times per sample (measure-valued: 4 per coordinate) from dominating a run.
+    max_cost_evaluations: int = 2**25
+    min_replicates: int = 200
     seed: int = 0
     output_dir: str = "results"
     device: str = "auto"
@@ -34,7 +39,7 @@ class RunSettings:
 
     def validate(self) -> None:
         """Raise ValueError, naming the option and a fix, for any value the run cannot use."""
-        if self.replicates < 2:
+        if min(self.replicates, self.min_replicates) < 2:
             raise ValueError(f"--replicates must be at least 2 to measure a variance, got {self.replicates}.")
         if self.chunk_elements < 1:
             raise ValueError(f"chunk_elements must be positive, got {self.chunk_elements}.")
@@ -85,6 +90,13 @@ def applicable_pairs(problem_names, estimators) -> tuple[list[tuple[Problem, est
     return pairs, skipped
 
 
+def cell_replicates(settings: RunSettings, cell: Cell) -> int:
+    """R for this cell: the requested replicates, fewer where they would exceed the evaluation budget."""
+    per_estimate = cell.estimator.cost_evaluations(cell.num_samples, cell.problem.distribution())
+    affordable = max(settings.min_replicates, settings.max_cost_evaluations // per_estimate)
+    return int(min(settings.replicates, affordable))
+
+
 def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[Cell], skipped: list[dict],
               device: jax.Device, progress: bool = True, label_columns: Sequence[str] = ()) -> Path:
     """Measure every cell into a new run folder; draw the figures; return the finished folder."""
@@ -97,8 +109,8 @@ def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[
         for cell in bar:
             labels = "".join(f" {k}={v}" for k, v in cell.labels.items())
             bar.set_postfix_str(f"{cell.problem.name} {cell.estimator.name}{labels} L={cell.num_samples}")
-            measurement = measure_cell(cell.problem, cell.estimator, cell.num_samples, settings.replicates, key,
-                                       settings.chunk_elements, settings.warmup_steps)
+            measurement = measure_cell(cell.problem, cell.estimator, cell.num_samples, cell_replicates(settings, cell),
+                                       key, settings.chunk_elements, settings.warmup_steps)
             folder.append(*cell_rows(cell.problem, cell.estimator, cell.num_samples, measurement, cell.labels))
         bar.close()
         folder.update_config(wall_time_s=round(time.perf_counter() - start, 3), cells=len(cells))
