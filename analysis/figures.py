@@ -20,10 +20,29 @@ Z_95 = 1.959964  # two-sided 95% normal quantile for the standard-error bands
 PANEL_COLUMNS = 4
 
 
+#: Values below this fraction of a panel's largest are float rounding of an exact estimate (the delta
+#: method on a quadratic cost has zero variance); they are noted on the panel rather than stretching it.
+RESOLUTION = 1e-7
+
+
 def estimator_palette(estimators) -> dict:
     """One colour per estimator, the same in every panel and figure of a run."""
     names = sorted(set(estimators))
-    return dict(zip(names, sns.color_palette("colorblind", len(names))))
+    palette = "colorblind" if len(names) <= 10 else "husl"
+    return dict(zip(names, sns.color_palette(palette, len(names))))
+
+
+def _floor_log_axis(ax, frame, column) -> None:
+    """Cut a log axis at RESOLUTION × its largest value, naming the estimators whose values lie below."""
+    top = frame[column].max()
+    if not np.isfinite(top) or top <= 0:
+        return
+    bottom = top * RESOLUTION
+    ax.set_ylim(bottom=bottom)
+    below = sorted(set(frame.loc[frame[column] < bottom, "estimator"]))
+    if below:
+        ax.text(0.02, 0.02, f"≈ 0 (below {RESOLUTION:g} × max): {', '.join(below)}", transform=ax.transAxes,
+                fontsize=7, color="0.3", va="bottom")
 
 
 def _line_with_band(ax, x, y, se, color, label) -> None:
@@ -68,6 +87,7 @@ def variance_vs_L(metrics: pd.DataFrame) -> plt.Figure:
                 lw=1, label="∝ 1/L")
         ax.set(xscale="log", yscale="log", title=f"{problem}: ∂/∂{parameter}",
                xlabel="samples per estimate, L", ylabel="variance of the estimate")
+        _floor_log_axis(ax, frame, "variance")
     _legend(fig, panels)
     fig.suptitle("Variance of the gradient estimate against the number of samples", y=1.0)
     fig.tight_layout()
@@ -78,7 +98,8 @@ def bias_vs_L(metrics: pd.DataFrame) -> plt.Figure:
     """Squared bias ‖E g − ∇F‖² against L in units of its standard error.
 
     An unbiased estimator's standardized squared bias stays within ±1.96 (shaded) in 95% of cells;
-    a biased one's grows with the number of replicates, since its standard error shrinks.
+    a biased one's grows with the number of replicates, since its standard error shrinks (the axis is
+    logarithmic beyond ±3).
     """
     table = wide(metrics)
     if "bias_squared" not in table:
@@ -88,12 +109,18 @@ def bias_vs_L(metrics: pd.DataFrame) -> plt.Figure:
     palette = estimator_palette(table["estimator"])
     fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
     for (problem, parameter), frame, ax in panels:
-        for estimator, line in frame.groupby("estimator"):
+        # A standardized bias means nothing where the estimate is exact up to float rounding.
+        exact = frame["variance"] < RESOLUTION * frame["variance"].max()
+        if exact.any():
+            ax.text(0.02, 0.02, f"exact up to rounding, not shown: {', '.join(sorted(set(frame.loc[exact, 'estimator'])))}",
+                    transform=ax.transAxes, fontsize=7, color="0.3", va="bottom")
+        for estimator, line in frame[~exact].groupby("estimator"):
             line = line.sort_values("num_samples")
             ax.plot(line["num_samples"], line["bias_z"], marker="o", ms=3, color=palette[estimator],
                     label=estimator)
         ax.axhspan(-Z_95, Z_95, color="0.85", zorder=0, label="±1.96: consistent with no bias")
         ax.axhline(0.0, color="0.3", lw=0.8)
+        ax.set_yscale("symlog", linthresh=3.0)  # linear inside ±3, logarithmic for clearly biased ones
         ax.set(xscale="log", title=f"{problem}: ∂/∂{parameter}", xlabel="samples per estimate, L",
                ylabel="squared bias / its std. error")
     _legend(fig, panels)
@@ -127,11 +154,12 @@ def mse_vs_L(metrics: pd.DataFrame) -> plt.Figure:
             line = line.sort_values("num_samples")
             color = palette[estimator]
             _line_with_band(ax, line["num_samples"], line["mse"], line["mse_se"], color, estimator)
-            if "exact_bias_squared" in line and line["exact_bias_squared"].notna().all():
+            if "exact_bias_squared" in line and (line["exact_bias_squared"] > 0).all():
                 ax.plot(line["num_samples"], line["exact_bias_squared"], ls=":", lw=2, color=color,
                         label=f"{estimator} (exact bias²)")
         ax.set(xscale="log", yscale="log", title=problem, xlabel="samples per estimate, L",
                ylabel="mean squared error")
+        _floor_log_axis(ax, frame, "mse")
     _legend(fig, panels)
     fig.suptitle("Mean squared error of the gradient estimate: variance falls with L, bias does not", y=1.0)
     fig.tight_layout()
