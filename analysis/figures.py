@@ -28,8 +28,9 @@ RESOLUTION = 1e-7
 def estimator_palette(estimators) -> dict:
     """One colour per estimator, the same in every panel and figure of a run."""
     names = sorted(set(estimators))
-    palette = "colorblind" if len(names) <= 10 else "husl"
-    return dict(zip(names, sns.color_palette(palette, len(names))))
+    colours = sns.color_palette("colorblind", 10) + [(0.0, 0.0, 0.0)]  # black for the eleventh
+    colours += sns.color_palette("husl", max(0, len(names) - len(colours)))
+    return dict(zip(names, colours))
 
 
 def _floor_log_axis(ax, frame, column) -> None:
@@ -41,8 +42,8 @@ def _floor_log_axis(ax, frame, column) -> None:
     ax.set_ylim(bottom=bottom)
     below = sorted(set(frame.loc[frame[column] < bottom, "estimator"]))
     if below:
-        ax.text(0.02, 0.02, f"≈ 0 (below {RESOLUTION:g} × max): {', '.join(below)}", transform=ax.transAxes,
-                fontsize=7, color="0.3", va="bottom")
+        ax.text(0.02, 0.02, "≈ 0: " + ", ".join(below), transform=ax.transAxes, fontsize=7, color="0.3",
+                va="bottom")
 
 
 def _line_with_band(ax, x, y, se, color, label) -> None:
@@ -112,7 +113,7 @@ def bias_vs_L(metrics: pd.DataFrame) -> plt.Figure:
         # A standardized bias means nothing where the estimate is exact up to float rounding.
         exact = frame["variance"] < RESOLUTION * frame["variance"].max()
         if exact.any():
-            ax.text(0.02, 0.02, f"exact up to rounding, not shown: {', '.join(sorted(set(frame.loc[exact, 'estimator'])))}",
+            ax.text(0.02, 0.02, "exact, not shown: " + ", ".join(sorted(set(frame.loc[exact, "estimator"]))),
                     transform=ax.transAxes, fontsize=7, color="0.3", va="bottom")
         for estimator, line in frame[~exact].groupby("estimator"):
             line = line.sort_values("num_samples")
@@ -121,6 +122,8 @@ def bias_vs_L(metrics: pd.DataFrame) -> plt.Figure:
         ax.axhspan(-Z_95, Z_95, color="0.85", zorder=0, label="±1.96: consistent with no bias")
         ax.axhline(0.0, color="0.3", lw=0.8)
         ax.set_yscale("symlog", linthresh=3.0)  # linear inside ±3, logarithmic for clearly biased ones
+        low, high = ax.get_ylim()
+        ax.set_ylim(min(low, -5.0), max(high, 5.0))
         ax.set(xscale="log", title=f"{problem}: ∂/∂{parameter}", xlabel="samples per estimate, L",
                ylabel="squared bias / its std. error")
     _legend(fig, panels)
