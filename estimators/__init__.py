@@ -6,7 +6,7 @@
     grads = g(params, jax.random.key(0))
 """
 
-from estimators import baselines, control_variates, distributions
+from estimators import baselines, control_variates, distributions, registry
 from estimators.base import Estimate, GradientEstimator, sample_keys
 from estimators.distributions import *  # noqa: F403  (every distribution, listed in its __all__)
 from estimators.interface import StatefulGrad, grad, grad_with_state, value_and_grad, value_and_grad_with_state

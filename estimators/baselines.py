@@ -66,7 +66,7 @@ class MovingAverage(Baseline):
     def values(self, costs, state):
         correction = 1 - self.decay ** state.steps.astype(costs.dtype)
         baseline = jnp.where(state.steps > 0, state.average / jnp.where(state.steps > 0, correction, 1), 0)
-        average = self.decay * state.average + (1 - self.decay) * jnp.mean(costs)
+        average = (self.decay * state.average + (1 - self.decay) * jnp.mean(costs)).astype(state.average.dtype)
         return jnp.broadcast_to(baseline, costs.shape), MovingAverageState(average, state.steps + 1)
 
 

@@ -27,6 +27,7 @@ Stochastic Search*, ICML 2012; Miller et al., *Reducing Reparameterization Gradi
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar
 
 import jax
@@ -76,11 +77,17 @@ class _DeltaMethod(GradientEstimator):
             return None
         return f"its Taylor control variate has a closed-form mean only under a Gaussian (Normal), not {type(dist).__name__}"
 
-    def _per_sample_terms(self, objective, p, sample_input):
+    def cost_evaluations(self, num_samples, dist):
+        # L samples, plus the value, gradient and D Hessian columns of f at the mean.
+        return num_samples + 2 + math.prod(dist.event_shape)
+
+    def _per_sample_terms(self, objective, p, sample_input, dist=None, h=None):
         """Per-sample surrogates (f-part, h-part), whose gradients are the base estimator applied to f
-        and to h, and the cost at the sample (for the value)."""
-        dist = objective.distribution(p)
-        h, _ = _taylor(objective, p, dist)
+        and to h, and the cost at the sample (for the value).  ``dist`` and ``h`` may be passed in so
+        that the expansion is formed once for all samples."""
+        if h is None:
+            dist = objective.distribution(p)
+            h, _ = _taylor(objective, p, dist)
         if self.reparameterized:
             x = dist.rsample(sample_input)  # sample_input is the sample's key
             cost, control = objective.cost(p, x), h(x)
@@ -104,8 +111,11 @@ class _DeltaMethod(GradientEstimator):
             c = self.coefficient
 
             def surrogate(p):
-                parts, costs = jax.vmap(terms, in_axes=(None, 0))(p, per_sample)
-                return jnp.mean(parts[:, 0] - c * parts[:, 1]) + c * expected_h(p), jnp.mean(costs)
+                dist = objective.distribution(p)
+                h, expected = _taylor(objective, p, dist)
+                one = lambda s: self._per_sample_terms(objective, p, s, dist, h)  # noqa: E731
+                parts, costs = jax.vmap(one)(per_sample)
+                return jnp.mean(parts[:, 0] - c * parts[:, 1]) + c * expected, jnp.mean(costs)
 
             (_, value), grads = jax.value_and_grad(surrogate, has_aux=True)(params)
         else:

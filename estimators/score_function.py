@@ -64,7 +64,7 @@ class ScoreFunction(GradientEstimator):
         return self.baseline.init(dtype) if self.baseline else ()
 
     def estimate(self, objective, params, key, num_samples, state):
-        samples = jax.lax.stop_gradient(jax.vmap(objective.distribution(params).sample)(sample_keys(key, num_samples)))
+        samples = jax.vmap(objective.distribution(params).sample)(sample_keys(key, num_samples))  # no gradient
         if self.baseline is not None and self.baseline.per_coordinate:
             return self._per_coordinate_estimate(objective, params, samples, state)
 

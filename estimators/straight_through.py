@@ -20,6 +20,7 @@ non-binary inputs.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -84,11 +85,13 @@ class _Tempered(_Relaxation):
     temperature: float = 1.0
 
     def __post_init__(self):
-        if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
+        temperature = self.temperature
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:
             raise ValueError(
                 f"{self.name} needs a positive temperature τ (the relaxation's sharpness; 0.5 to 1 is "
-                f"common), got {self.temperature!r}."
+                f"common), got {temperature!r}."
             )
+        object.__setattr__(self, "temperature", float(temperature))
 
 
 @dataclasses.dataclass(frozen=True)

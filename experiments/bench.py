@@ -17,10 +17,12 @@ import jax.numpy as jnp
 
 import estimators as est
 from experiments import problems
+from experiments.measure import DEFAULT_CHUNK_ELEMENTS, chunk_size
 
 
 def floor_fn(problem, num_samples: int, num_replicates: int):
     """R × L cost evaluations on the same samples the estimators draw, with no gradient."""
+    batch = chunk_size(problem, est.get("pathwise"), num_samples, num_replicates, DEFAULT_CHUNK_ELEMENTS)
 
     def floor(params, key):
         def one(replicate_key):
@@ -28,18 +30,19 @@ def floor_fn(problem, num_samples: int, num_replicates: int):
             samples = jax.vmap(dist.sample)(est.sample_keys(replicate_key, num_samples))
             return jnp.mean(problem.objective.costs(params, samples))
 
-        return jax.vmap(one)(est.sample_keys(key, num_replicates))
+        return jax.lax.map(one, est.sample_keys(key, num_replicates), batch_size=batch)
 
     return floor
 
 
 def estimator_fn(problem, estimator, num_samples: int, num_replicates: int):
     init, update = est.value_and_grad_with_state(problem.objective, estimator, num_samples)
+    batch = chunk_size(problem, estimator, num_samples, num_replicates, DEFAULT_CHUNK_ELEMENTS)
 
     def estimates(params, key):
         state = init(params)  # stateful estimators are timed from their initial state
         one = lambda k: update(params, k, state)[:2]  # noqa: E731
-        return jax.vmap(one)(est.sample_keys(key, num_replicates))
+        return jax.lax.map(one, est.sample_keys(key, num_replicates), batch_size=batch)
 
     return estimates
 

@@ -10,7 +10,6 @@ knows it (so the bias² is shown against its exact value).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +26,7 @@ DEFAULT_NUM_SAMPLES = (1,)
 
 def temperature_estimators() -> list[str]:
     """Registered estimators with a ``temperature`` option."""
-    return [name for name in est.names() if "temperature" in inspect.signature(est.get(name).__class__).parameters]
+    return [name for name in est.names() if "temperature" in est.registry.options(name)]
 
 
 def relaxable_problems() -> list[str]:

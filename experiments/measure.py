@@ -35,11 +35,6 @@ class CellMeasurement:
     chunk_size: int  #: replicates evaluated at once
 
 
-def replicate_keys(key: jax.Array, num_replicates: int) -> jax.Array:
-    """Replicate r uses ``fold_in(key, r)``, so it is the same whatever the number of replicates."""
-    return est.sample_keys(key, num_replicates)
-
-
 def chunk_size(problem: Problem, estimator: est.GradientEstimator, num_samples: int, num_replicates: int,
                chunk_elements: int) -> int:
     """The largest divisor of R whose replicates fit in ``chunk_elements`` elements.
@@ -78,20 +73,26 @@ def measure_cell(
     init, update = est.value_and_grad_with_state(problem.objective, estimator, num_samples)
     batch = chunk_size(problem, estimator, num_samples, num_replicates, chunk_elements)
 
-    def all_replicates(params, key):
-        state = init(params)
-        if estimator.stateful:
+    state = init(problem.params)
+    if estimator.stateful:  # one chain, compiled and run apart so that it is not in the timing
+
+        @jax.jit
+        def warm_up(params, key, state):
             warmup_keys = est.sample_keys(jax.random.fold_in(key, WARMUP_STREAM), warmup_steps)
-            state, _ = jax.lax.scan(lambda s, k: (update(params, k, s)[2], None), state, warmup_keys)
-        keys = replicate_keys(key, num_replicates)
+            return jax.lax.scan(lambda s, k: (update(params, k, s)[2], None), state, warmup_keys)[0]
+
+        state = warm_up(problem.params, key, state)
+
+    def all_replicates(params, key, state):
+        keys = est.sample_keys(key, num_replicates)  # replicate r: fold_in(key, r)
         return jax.lax.map(lambda k: update(params, k, state)[:2], keys, batch_size=batch)
 
     start = time.perf_counter()
-    compiled = jax.jit(all_replicates).lower(problem.params, key).compile()
+    compiled = jax.jit(all_replicates).lower(problem.params, key, state).compile()
     compile_time = time.perf_counter() - start
 
     start = time.perf_counter()
-    values, grads = jax.block_until_ready(compiled(problem.params, key))
+    values, grads = jax.block_until_ready(compiled(problem.params, key, state))
     run_time = time.perf_counter() - start
 
     to_host = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731

@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import estimators as est
     from experiments import bias_vs_temperature, problems, variance_vs_L
+    from experiments.runner import PlanningError
 
     if args.list:
         print("problems:")
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     try:
         path = experiment.run(config, device=device, progress=not args.quiet)
-    except ValueError as error:  # bad combinations found while planning (no applicable pair, ...)
+    except PlanningError as error:  # nothing applicable to measure
         parser.error(str(error))
     except KeyboardInterrupt:
         return 130

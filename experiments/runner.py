@@ -39,8 +39,10 @@ class RunSettings:
 
     def validate(self) -> None:
         """Raise ValueError, naming the option and a fix, for any value the run cannot use."""
-        if min(self.replicates, self.min_replicates) < 2:
+        if self.replicates < 2:
             raise ValueError(f"--replicates must be at least 2 to measure a variance, got {self.replicates}.")
+        if self.min_replicates < 2:
+            raise ValueError(f"min_replicates must be at least 2 to measure a variance, got {self.min_replicates}.")
         if self.chunk_elements < 1:
             raise ValueError(f"chunk_elements must be positive, got {self.chunk_elements}.")
         if self.warmup_steps < 0:
@@ -64,6 +66,10 @@ def check_names(problems: Sequence[str], estimators: Sequence[str], num_samples:
         raise ValueError(f"--num-samples must be positive integers, got {bad}.")
 
 
+class PlanningError(ValueError):
+    """The selected problems, estimators and options leave nothing to measure."""
+
+
 class Cell(NamedTuple):
     problem: Problem
     estimator: est.GradientEstimator
@@ -83,7 +89,7 @@ def applicable_pairs(problem_names, estimators) -> tuple[list[tuple[Problem, est
             else:
                 skipped.append({"problem": problem_name, "estimator": estimator.name, "reason": reason})
     if not pairs:
-        raise ValueError(
+        raise PlanningError(
             "No selected estimator applies to any selected problem: "
             + "; ".join(f"{s['estimator']} on {s['problem']}: {s['reason']}" for s in skipped)
         )

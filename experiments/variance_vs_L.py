@@ -51,6 +51,12 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True)
     device = device or jax.devices()[0]
     with jax.default_device(device):
         pairs, skipped = applicable_pairs(config.problems, [est.get(name) for name in config.estimators])
-        cells = [Cell(problem, estimator, n, {}) for problem, estimator in pairs
-                 for n in sorted(set(config.num_samples)) if n >= estimator.min_num_samples]
+        cells = []
+        for problem, estimator in pairs:
+            for n in sorted(set(config.num_samples)):
+                if n >= estimator.min_num_samples:
+                    cells.append(Cell(problem, estimator, n, {}))
+                else:
+                    skipped.append({"problem": problem.name, "estimator": estimator.name, "num_samples": n,
+                                    "reason": f"needs L >= {estimator.min_num_samples}"})
         return run_cells(NAME, config, as_json(config), cells, skipped, device, progress)

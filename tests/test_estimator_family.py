@@ -241,3 +241,25 @@ def test_moving_average_decay_out_of_range_and_grad_refuses_it():
 def test_relaxation_of_a_continuous_distribution(key):
     with pytest.raises(ValueError, match=r"Normal has no continuous relaxation"):
         est.Normal(0.0, 1.0).relaxed_sample(key, 0.5)
+
+
+def test_score_function_refuses_a_support_that_moves_with_the_parameter(key):
+    # Pareto's support [scale, ∞) moves with its scale: the score function would miss the boundary
+    # term, so differentiating the log density in the scale raises instead of returning a wrong number.
+    objective = est.Objective(dist=lambda p: est.Pareto(p["scale"], 5.0), cost=lambda p, x: jnp.sum(x))
+    params = {"scale": jnp.ones(2)}
+    with pytest.raises(ValueError, match=r"Pareto's support \[scale, ∞\) moves with its scale.*pathwise"):
+        est.grad(objective, "score_function", 2)(params, key)
+    np.testing.assert_allclose(est.grad(objective, "pathwise", 2)(params, jax.random.clone(key))["scale"] > 1, True)
+
+
+def test_leave_one_out_exact_variance_with_a_zero_cost_outcome():
+    # target 0: the all-zeros outcome costs 0, where recovering scores as (f·s)/f would be 0/0.
+    problem = problems.discrete.bernoulli_toy("bernoulli_toy_0", target=0.0, dim=3)
+    assert np.all(np.isfinite(problem.exact_variance("score_function_loo", 4)["logits"]))
+
+
+def test_temperature_accepts_any_positive_real_number():
+    assert est.get("gumbel_softmax", temperature=np.float32(0.5)).temperature == 0.5
+    with pytest.raises(ValueError, match="positive temperature"):
+        est.get("gumbel_softmax", temperature=True)

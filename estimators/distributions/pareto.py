@@ -9,6 +9,21 @@ from jax.scipy.stats import pareto
 from estimators.distributions.base import Distribution, float_dtype
 
 
+@jax.custom_jvp
+def _support_bound(scale):
+    """The identity on the scale, refusing to be differentiated: the support moves with it."""
+    return scale
+
+
+@_support_bound.defjvp
+def _support_bound_jvp(primals, tangents):
+    raise ValueError(
+        "Pareto's support [scale, ∞) moves with its scale, so its log density has no useful gradient in "
+        "the scale: a score-function estimator would miss the moving boundary and return a wrong number. "
+        "Differentiate the scale with pathwise, or hold it fixed (the concentration is fine)."
+    )
+
+
 class Pareto(Distribution):
     r"""Independent Pareto coordinates with scale (minimum) :math:`x_m` and concentration :math:`\alpha`:
 
@@ -17,8 +32,9 @@ class Pareto(Distribution):
     Reparameterized by the inverse CDF, :math:`x = x_m u^{-1/\alpha} = x_m e^{\epsilon / \alpha}` with
     :math:`\epsilon = -\log u` standard exponential (``jax.random.pareto``).  The support
     :math:`[x_m, \infty)` depends on ``scale``, so the score function is not valid for ``scale`` (the
-    moving boundary contributes a term it misses): differentiate ``scale`` pathwise only, or hold it
-    fixed; the score function is valid for ``concentration``.  The mean exists for :math:`\alpha > 1`
+    moving boundary contributes a term it misses), and differentiating ``log_prob`` in ``scale`` raises
+    a ValueError that says so: differentiate ``scale`` pathwise only, or hold it fixed; the score
+    function is valid for ``concentration``.  The mean exists for :math:`\alpha > 1`
     and the variance for :math:`\alpha > 2`.  Both parameters must be positive; they are not checked,
     as they may be traced.
     """
@@ -39,4 +55,4 @@ class Pareto(Distribution):
         return self.scale * jax.random.pareto(key, self.concentration, self.event_shape, self.dtype)
 
     def log_prob(self, x):
-        return jnp.sum(pareto.logpdf(x, self.concentration, scale=self.scale))
+        return jnp.sum(pareto.logpdf(x, self.concentration, scale=_support_bound(self.scale)))

@@ -20,8 +20,8 @@ _FACTORIES: dict[str, Callable[[], Problem]] = {
     "gaussian_exp": functools.partial(gaussian_test_problem, "exp", mu=1.0, sigma=1.0, k=1.0),
     "gaussian_cosine": functools.partial(gaussian_test_problem, "cosine", mu=1.0, sigma=1.0, k=2.0),
     "gaussian_quadratic_20d": functools.partial(gaussian_quadratic_nd, 20),
-    "bernoulli_toy": functools.partial(bernoulli_toy, target=0.45),
-    "bernoulli_toy_499": functools.partial(bernoulli_toy, target=0.499),
+    "bernoulli_toy": functools.partial(bernoulli_toy, "bernoulli_toy", target=0.45),
+    "bernoulli_toy_499": functools.partial(bernoulli_toy, "bernoulli_toy_499", target=0.499),
     "categorical_toy": categorical_toy,
     **families.PROBLEMS,
 }

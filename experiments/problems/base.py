@@ -49,9 +49,8 @@ class Problem:
     exact_for_options: Callable[[Any], tuple[PyTree | None, Callable[[int], PyTree] | None] | None] | None = None
 
     def __post_init__(self):
-        as_estimator = lambda key: est.get(key) if isinstance(key, str) else key  # noqa: E731
-        object.__setattr__(self, "exact_variances", {as_estimator(k): v for k, v in self.exact_variances.items()})
-        object.__setattr__(self, "exact_means", {as_estimator(k): v for k, v in self.exact_means.items()})
+        object.__setattr__(self, "exact_variances", {_as_estimator(k): v for k, v in self.exact_variances.items()})
+        object.__setattr__(self, "exact_means", {_as_estimator(k): v for k, v in self.exact_means.items()})
 
     def _for_options(self, estimator):
         answers = self.exact_for_options(estimator) if self.exact_for_options else None

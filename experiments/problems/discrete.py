@@ -57,16 +57,16 @@ def _leave_one_out_zetas(probabilities, costs, scores):
     return zeta1, zeta2
 
 
-def _enumerated_answers(probabilities, costs, per_sample):
+def _enumerated_answers(probabilities, costs, scores, per_sample):
     """Exact variances for the i.i.d. estimators in ``per_sample`` (name -> (outcomes, n) gradients),
-    plus the leave-one-out baseline, and the means of the biased ones."""
+    plus the leave-one-out baseline (from the costs and scores), and the means of the biased ones."""
     variances, means = {}, {}
     for name, gradients in per_sample.items():
         mean, variance = _moments(probabilities, gradients)
         variances[name] = iid_variance(variance)
         means[name] = mean
     variances["score_function_loo"] = u_statistic_variance(
-        *_leave_one_out_zetas(probabilities, costs, per_sample["score_function"] / costs[:, None])
+        *_leave_one_out_zetas(probabilities, costs, scores)
     )
     return variances, means
 
@@ -95,18 +95,19 @@ def relaxed_bernoulli_moments(logit: float, target: float, temperature: float, s
     return mean, _uniform_quadrature(lambda u: gradient(u) ** 2, middle) - mean**2
 
 
-def bernoulli_toy(target: float = 0.45, dim: int = 5) -> Problem:
+def bernoulli_toy(name: str = "bernoulli_toy", target: float = 0.45, dim: int = 5) -> Problem:
     """The Bernoulli toy with logits spread over [−1, 1] in ``dim`` dimensions."""
     logits = np.linspace(-1.0, 1.0, dim)
     p = 1 / (1 + np.exp(-logits))
     outcomes = np.array(list(itertools.product([0.0, 1.0], repeat=dim)))
     probabilities = np.prod(np.where(outcomes == 1, p, 1 - p), axis=1)
     costs = ((outcomes - target) ** 2).sum(axis=1)
+    scores = outcomes - p
     per_sample = {
-        "score_function": costs[:, None] * (outcomes - p),
+        "score_function": costs[:, None] * scores,
         "straight_through": 2 * (outcomes - target) * p * (1 - p),
     }
-    variances, means = _enumerated_answers(probabilities, costs, per_sample)
+    variances, means = _enumerated_answers(probabilities, costs, scores, per_sample)
 
     @functools.lru_cache(maxsize=None)
     def relaxation_answers(estimator):
@@ -120,7 +121,7 @@ def bernoulli_toy(target: float = 0.45, dim: int = 5) -> Problem:
 
     dtype = jnp.result_type(float)
     return Problem(
-        name="bernoulli_toy" if target == 0.45 else f"bernoulli_toy_{str(target)[2:]}",
+        name=name,
         description=f"f(b) = Σ (b - {target})², b ~ Bernoulli(σ(θ)) in {dim} dimensions",
         objective=Objective(dist=lambda q: Bernoulli(q["logits"]), cost=lambda q, b: jnp.sum((b - target) ** 2)),
         params={"logits": jnp.asarray(logits, dtype)},
@@ -147,11 +148,12 @@ def categorical_toy(dim: int = 3, num_categories: int = 4, target: float = 0.45)
     costs = ((outcomes @ values - target) ** 2).sum(axis=1)
     jacobian = np.einsum("dk,kj->dkj", p, np.eye(num_categories)) - np.einsum("dk,dj->dkj", p, p)
     straight_through = np.einsum("dkj,odj->odk", jacobian, 2 * (outcomes @ values - target)[..., None] * values)
+    scores = (outcomes - p).reshape(len(costs), -1)
     per_sample = {
-        "score_function": (costs[:, None, None] * (outcomes - p)).reshape(len(costs), -1),
+        "score_function": costs[:, None] * scores,
         "straight_through": straight_through.reshape(len(costs), -1),
     }
-    variances, means = _enumerated_answers(probabilities, costs, per_sample)
+    variances, means = _enumerated_answers(probabilities, costs, scores, per_sample)
     class_costs = (values - target) ** 2
     exact_grad = p * (class_costs - (p @ class_costs)[:, None])
     dtype = jnp.result_type(float)
