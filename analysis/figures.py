@@ -89,10 +89,7 @@ def variance_vs_L(metrics: pd.DataFrame) -> plt.Figure:
         ax.set(xscale="log", yscale="log", title=f"{problem}: ∂/∂{parameter}",
                xlabel="samples per estimate, L", ylabel="variance of the estimate")
         _floor_log_axis(ax, frame, "variance")
-    _legend(fig, panels)
-    fig.suptitle("Variance of the gradient estimate against the number of samples", y=1.0)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, panels, "Variance of the gradient estimate against the number of samples")
 
 
 def bias_vs_L(metrics: pd.DataFrame) -> plt.Figure:
@@ -126,8 +123,13 @@ def bias_vs_L(metrics: pd.DataFrame) -> plt.Figure:
         ax.set_ylim(min(low, -5.0), max(high, 5.0))
         ax.set(xscale="log", title=f"{problem}: ∂/∂{parameter}", xlabel="samples per estimate, L",
                ylabel="squared bias / its std. error")
+    return _finish(fig, panels, "Squared bias of the gradient estimate, in standard errors")
+
+
+def _finish(fig: plt.Figure, panels, title: str) -> plt.Figure:
+    """One legend for all panels, the title, and a tight layout."""
     _legend(fig, panels)
-    fig.suptitle("Squared bias of the gradient estimate, in standard errors", y=1.0)
+    fig.suptitle(title, y=1.0)
     fig.tight_layout()
     return fig
 
@@ -163,10 +165,7 @@ def mse_vs_L(metrics: pd.DataFrame) -> plt.Figure:
         ax.set(xscale="log", yscale="log", title=problem, xlabel="samples per estimate, L",
                ylabel="mean squared error")
         _floor_log_axis(ax, frame, "mse")
-    _legend(fig, panels)
-    fig.suptitle("Mean squared error of the gradient estimate: variance falls with L, bias does not", y=1.0)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, panels, "Mean squared error of the gradient estimate: variance falls with L, bias does not")
 
 
 def bias_vs_temperature(metrics: pd.DataFrame) -> plt.Figure:
