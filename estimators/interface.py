@@ -58,14 +58,13 @@ def value_and_grad(objective: Objective, estimator: GradientEstimator | str, num
 def grad_with_state(objective: Objective, estimator: GradientEstimator | str, num_samples: int):
     """``(init, update)`` for an estimator that carries state between calls (any estimator works;
     stateless ones carry the empty state ``()``)."""
-    estimator = _resolve(estimator)
-    estimate = _checked_estimate(objective, estimator, num_samples, caller="grad_with_state")
+    init, update_with_value = value_and_grad_with_state(objective, estimator, num_samples)
 
     def update(params, key, state):
-        result = estimate(params, key, state)
-        return result.grads, result.state
+        _, grads, new_state = update_with_value(params, key, state)
+        return grads, new_state
 
-    return StatefulGrad(init=estimator.init, update=update)
+    return StatefulGrad(init=init, update=update)
 
 
 def value_and_grad_with_state(objective: Objective, estimator: GradientEstimator | str, num_samples: int):
