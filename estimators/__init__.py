@@ -39,6 +39,7 @@ __all__ = [
     "grad",
     "grad_with_state",
     "names",
+    "registry",
     "sample_keys",
     "value_and_grad",
     "value_and_grad_with_state",

@@ -14,7 +14,6 @@ from typing import Sequence
 import jax
 
 import estimators as est
-from experiments import problems as problem_registry
 from experiments.runner import Cell, RunSettings, applicable_pairs, as_json, check_names, run_cells
 
 NAME = "variance_vs_L"
