@@ -154,3 +154,57 @@ def test_direct_term_when_the_cost_depends_on_parameters(estimator, key):
     grads = g(params, jax.random.split(key, 50_000))
     stacked = np.stack([np.asarray(grads[k], np.float64) for k in ("loc", "scale", "shift")], axis=-1)
     assert_mean_matches(stacked, [3.0, 3.0, -3.0], label=f"{estimator} with a direct term")
+
+
+def elbo_cost_in_x(x, mu, sigma, w, y=3):
+    """The negative ELBO's cost written out in x-space: log q − log prior − log Poisson likelihood."""
+    return (stats.norm.logpdf(x, mu, sigma) - stats.norm.logpdf(x)
+            - stats.poisson.logpmf(y, np.exp(w * x)))
+
+
+def truncated_normal_expectation(fn, mu, sigma, width=30):
+    """E fn(x) under N(μ, σ²) by adaptive quadrature over μ ± 30σ (the rest weighs below 1e-190)."""
+    value, _ = integrate.quad(lambda x: fn(x) * stats.norm.pdf(x, mu, sigma), mu - width * sigma,
+                              mu + width * sigma, epsabs=1e-13, epsrel=1e-12, limit=400)
+    return value
+
+
+def test_gaussian_elbo_exact_answers_agree_with_adaptive_quadrature():
+    problem = problems.get("gaussian_elbo")
+    mu, sigma, w = (float(problem.params[k]) for k in ("loc", "scale", "weight"))
+
+    def objective(mu, sigma, w):
+        return truncated_normal_expectation(lambda x: elbo_cost_in_x(x, mu, sigma, w), mu, sigma)
+
+    step = 1e-4  # central differences of the adaptive-quadrature objective
+    numerical = [
+        (objective(mu + step, sigma, w) - objective(mu - step, sigma, w)) / (2 * step),
+        (objective(mu, sigma + step, w) - objective(mu, sigma - step, w)) / (2 * step),
+        (objective(mu, sigma, w + step) - objective(mu, sigma, w - step)) / (2 * step),
+    ]
+    exact = [float(problem.exact_grad[k]) for k in ("loc", "scale", "weight")]
+    np.testing.assert_allclose(exact, numerical, rtol=1e-6, atol=1e-8)
+
+    # Score function per sample in x-space: f ∇ log q + ∇_θ f (direct term), with ∇_θ f = (∇ log q, ∂_w f).
+    def score_function(x):
+        f = elbo_cost_in_x(x, mu, sigma, w)
+        scores = ((x - mu) / sigma**2, (x - mu) ** 2 / sigma**3 - 1 / sigma)
+        return ((f + 1) * scores[0], (f + 1) * scores[1], x * (np.exp(w * x) - 3))
+
+    for coordinate, name in enumerate(("loc", "scale", "weight")):
+        g = lambda x: score_function(x)[coordinate]  # noqa: E731
+        mean = truncated_normal_expectation(g, mu, sigma)
+        variance = truncated_normal_expectation(lambda x: (g(x) - mean) ** 2, mu, sigma)
+        assert mean == pytest.approx(exact[coordinate], rel=1e-7, abs=1e-9)
+        assert variance == pytest.approx(float(problem.exact_variance("score_function", 1)[name]), rel=1e-7)
+
+
+@pytest.mark.parametrize("estimator, num_samples", [("pathwise", 1), ("score_function", 4), ("score_function_loo", 4)])
+def test_gaussian_elbo_mean_and_variance(estimator, num_samples, key):
+    problem = problems.get("gaussian_elbo")
+    grads = replicates(problem.objective, estimator, num_samples, problem.params, key, 100_000)
+    stacked = np.stack([grads[k] for k in ("loc", "scale", "weight")], axis=-1)
+    exact_variance = problem.exact_variance(estimator, num_samples)
+    label = f"{estimator} on gaussian_elbo, L={num_samples}"
+    assert_mean_matches(stacked, [problem.exact_grad[k] for k in ("loc", "scale", "weight")], label=label)
+    assert_variance_matches(stacked, [exact_variance[k] for k in ("loc", "scale", "weight")], label=label)

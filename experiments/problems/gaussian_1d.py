@@ -101,18 +101,30 @@ def per_sample_gradients(test_function: TestFunction, mu: float, sigma: float, k
 def leave_one_out_zetas(test_function: TestFunction, mu: float, sigma: float, k: float):
     """(ζ₁, ζ₂) of the leave-one-out baseline's U-statistic, per parameter."""
     f = lambda eps: test_function.f(mu + sigma * eps, k, np)  # noqa: E731
+    return leave_one_out_zetas_by_quadrature(f, scores(sigma))
+
+
+def leave_one_out_zetas_by_quadrature(f, scores_by_parameter, direct_by_parameter=None):
+    r"""(ζ₁, ζ₂) per parameter of the leave-one-out estimate
+    :math:`\frac1L \sum_i (f_i - \bar f_{-i})\, s_i + \frac1L \sum_i d_i`, a U-statistic with kernel
+    :math:`h = \tfrac12 (f_1 - f_2)(s_1 - s_2) + \tfrac12 (d_1 + d_2)`, where f, the scores s and the
+    direct terms d (zero where not given) are functions of standard normal noise ε.  Then
+    :math:`\zeta_1 = \tfrac14 \mathrm{Var}[(f - E f)\, s + d]` (1-D quadrature) and
+    :math:`\zeta_2 = \mathrm{Var}\, h` (2-D quadrature)."""
+    direct_by_parameter = direct_by_parameter or {}
     mean_f = standard_normal_expectation(f)
     zeta1, zeta2 = {}, {}
-    for name, s in scores(sigma).items():
-        centred_product = lambda eps: (f(eps) - mean_f) * s(eps)  # noqa: E731
-        zeta1[name] = 0.25 * _variance(centred_product)
-        kernel = lambda e1, e2: 0.5 * (f(e1) - f(e2)) * (s(e1) - s(e2))  # noqa: E731
+    for name, s in scores_by_parameter.items():
+        d = direct_by_parameter.get(name, lambda eps: 0.0 * eps)
+        zeta1[name] = 0.25 * noise_variance(lambda eps: (f(eps) - mean_f) * s(eps) + d(eps))
+        kernel = lambda e1, e2: 0.5 * (f(e1) - f(e2)) * (s(e1) - s(e2)) + 0.5 * (d(e1) + d(e2))  # noqa: E731
         kernel_mean = standard_normal_expectation_2d(kernel)
         zeta2[name] = standard_normal_expectation_2d(lambda e1, e2: (kernel(e1, e2) - kernel_mean) ** 2)
     return zeta1, zeta2
 
 
-def _variance(per_sample_gradient) -> float:
+def noise_variance(per_sample_gradient) -> float:
+    """Var g(ε) for ε ~ N(0, 1), by Gauss–Hermite quadrature."""
     mean = standard_normal_expectation(per_sample_gradient)
     second_moment = standard_normal_expectation(lambda eps: per_sample_gradient(eps) ** 2)
     return float(second_moment - mean**2)
@@ -130,7 +142,7 @@ def gaussian_test_problem(function: str, mu: float = 1.0, sigma: float = 1.0, k:
     d_mu, d_sigma = test_function.exact_grad(mu, sigma, k)
     exact_grad = {"loc": np.float64(d_mu), "scale": np.float64(d_sigma)}
     variances = {
-        estimator: iid_variance({name: np.float64(_variance(g)) for name, g in grads.items()})
+        estimator: iid_variance({name: np.float64(noise_variance(g)) for name, g in grads.items()})
         for estimator, grads in per_sample_gradients(test_function, mu, sigma, k).items()
     }
     variances["score_function_loo"] = u_statistic_variance(*leave_one_out_zetas(test_function, mu, sigma, k))
