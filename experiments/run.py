@@ -4,6 +4,7 @@
     python -m experiments.run variance_vs_L --problems gaussian_quadratic --num-samples 1,10,100
     python -m experiments.run variance_vs_L --list                # what can be measured
     python -m experiments.run bias_vs_temperature                 # the Gumbel-Softmax family against τ
+    python -m experiments.run variance_vs_L --profile ci          # the cells of the variance-bound check
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated estimator names (default: every registered estimator that applies)")
     sub.add_argument("--num-samples", type=_numbers(int), default=list(variance_vs_L.DEFAULT_NUM_SAMPLES),
                      metavar="LS", help="comma-separated sample counts L (default: %(default)s)")
+    sub.add_argument("--profile", choices=sorted(variance_vs_L.PROFILES), default=None,
+                     help="a named set of cells: 'ci' is the variance-bound regression check's "
+                     "(python -m experiments.bounds); it fixes problems, estimators, L and replicates")
     _add_run_options(sub, default_replicates=10_000)
 
     sub = experiments.add_parser(
@@ -134,7 +138,17 @@ def main(argv: list[str] | None = None) -> int:
 
     common = dict(replicates=args.replicates, max_cost_evaluations=args.max_cost_evaluations, seed=args.seed, output_dir=args.output_dir, device=args.device,
                   precision=args.precision, figures=not args.no_figures)
-    if args.experiment == "variance_vs_L":
+    if args.experiment == "variance_vs_L" and args.profile:
+        experiment = variance_vs_L
+        fixed = {"--problems", "--estimators", "--num-samples", "--replicates", "--max-cost-evaluations"}
+        given = sorted(option for option in fixed for token in (argv if argv is not None else sys.argv[1:])
+                       if token == option or token.startswith(option + "="))
+        if given:
+            parser.error(f"--profile {args.profile} fixes the cells it measures; drop {', '.join(given)}.")
+        fixed_settings = ("replicates", "max_cost_evaluations")
+        config = variance_vs_L.Config.from_profile(
+            args.profile, **{k: v for k, v in common.items() if k not in fixed_settings})
+    elif args.experiment == "variance_vs_L":
         experiment = variance_vs_L
         problem_names = problems.names() if args.problems == ["all"] else args.problems
         config = variance_vs_L.Config(problems=tuple(problem_names), estimators=tuple(args.estimators or est.names()),

@@ -35,6 +35,9 @@ class RunSettings:
     precision: str = "float32"
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
     warmup_steps: int = DEFAULT_WARMUP_STEPS
+    #: How stateful estimators warm up: "shared" (one chain; every replicate starts from its state)
+    #: or "per_replicate" (a chain per replicate: i.i.d. replicates, warmup_steps + 1 times the cost).
+    warmup: str = "shared"
     figures: bool = True
 
     def validate(self) -> None:
@@ -47,6 +50,8 @@ class RunSettings:
             raise ValueError(f"chunk_elements must be positive, got {self.chunk_elements}.")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be non-negative, got {self.warmup_steps}.")
+        if self.warmup not in ("shared", "per_replicate"):
+            raise ValueError(f"warmup must be 'shared' or 'per_replicate', got {self.warmup!r}.")
         if self.precision not in ("float32", "float64"):
             raise ValueError(f"--precision must be float32 or float64, got {self.precision!r}.")
 
@@ -99,6 +104,8 @@ def applicable_pairs(problem_names, estimators) -> tuple[list[tuple[Problem, est
 def cell_replicates(settings: RunSettings, cell: Cell) -> int:
     """R for this cell: the requested replicates, fewer where they would exceed the evaluation budget."""
     per_estimate = cell.estimator.cost_evaluations(cell.num_samples, cell.problem.distribution())
+    if cell.estimator.stateful and settings.warmup == "per_replicate":
+        per_estimate *= settings.warmup_steps + 1
     affordable = max(settings.min_replicates, settings.max_cost_evaluations // per_estimate)
     return int(min(settings.replicates, affordable))
 
@@ -116,7 +123,7 @@ def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[
             labels = "".join(f" {k}={v}" for k, v in cell.labels.items())
             bar.set_postfix_str(f"{cell.problem.name} {cell.estimator.name}{labels} L={cell.num_samples}")
             measurement = measure_cell(cell.problem, cell.estimator, cell.num_samples, cell_replicates(settings, cell),
-                                       key, settings.chunk_elements, settings.warmup_steps)
+                                       key, settings.chunk_elements, settings.warmup_steps, settings.warmup)
             folder.append(*cell_rows(cell.problem, cell.estimator, cell.num_samples, measurement, cell.labels))
         bar.close()
         folder.update_config(wall_time_s=round(time.perf_counter() - start, 3), cells=len(cells))

@@ -30,6 +30,25 @@ DEFAULT_PROBLEMS = (
 )
 DEFAULT_NUM_SAMPLES = (1, 16, 128, 1024)
 
+#: Named sets of cells (``--profile``).  ``ci``: the cells of the variance-bound regression check
+#: (:mod:`experiments.bounds`): every estimator on the problems below, at L = 2 and 16, 50,000
+#: replicates each, in about two minutes on 2 CPU cores.  The cosine is a smooth non-polynomial cost
+#: (no estimator is exact on it), the ELBO's cost depends on the parameters (the direct term), and
+#: the two toys cover the discrete estimators.  Each replicate of a stateful estimator runs its own
+#: warm-up chain, so that its variance includes the warm state's noise and does not depend on the
+#: seed (a shared warm state moves it by several percent from one seed to the next, more than the
+#: band); they are measured at L = 16 only, where that chain costs least.
+PROFILES = {
+    "ci": {
+        "problems": ("gaussian_cosine", "gaussian_elbo", "bernoulli_toy", "categorical_toy"),
+        "num_samples": (2, 16),
+        "replicates": 50_000,
+        "stateful_min_num_samples": 16,
+        "warmup": "per_replicate",
+        "max_cost_evaluations": 2**40,  # never fewer replicates than the bounds were made for
+    },
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class Config(RunSettings):
@@ -38,10 +57,41 @@ class Config(RunSettings):
     problems: Sequence[str] = DEFAULT_PROBLEMS
     estimators: Sequence[str] = tuple(est.names())
     num_samples: Sequence[int] = DEFAULT_NUM_SAMPLES
+    #: The smallest L at which stateful estimators are measured (their replicates share a warm state).
+    stateful_min_num_samples: int = 1
+    #: The ``PROFILES`` entry the run was made from, or None.
+    profile: str | None = None
+
+    @classmethod
+    def from_profile(cls, name: str, **settings) -> Config:
+        """The run of profile ``name``; ``settings`` (seed, output_dir, ...) may not redefine its cells."""
+        if name not in PROFILES:
+            raise ValueError(f"Unknown profile {name!r}; known profiles: {', '.join(PROFILES)}.")
+        clash = sorted(set(settings) & set(PROFILES[name]))
+        if clash:
+            raise ValueError(f"The {name} profile fixes {', '.join(clash)}; drop them or drop --profile.")
+        return cls(**PROFILES[name], profile=name, **settings)
 
     def validate(self) -> None:
         check_names(self.problems, self.estimators, self.num_samples)
+        if self.stateful_min_num_samples < 1:
+            raise ValueError(f"stateful_min_num_samples must be positive, got {self.stateful_min_num_samples}.")
         super().validate()
+
+
+def plan(config: Config) -> tuple[list[Cell], list[dict]]:
+    """The cells ``config`` measures, and the (problem, estimator[, L]) combinations it skips, with why."""
+    pairs, skipped = applicable_pairs(config.problems, [est.get(name) for name in config.estimators])
+    cells = []
+    for problem, estimator in pairs:
+        for n in sorted(set(config.num_samples)):
+            reason = skip_reason(config, estimator, n)
+            if reason is None:
+                cells.append(Cell(problem, estimator, n, {}))
+            else:
+                skipped.append({"problem": problem.name, "estimator": estimator.name, "num_samples": n,
+                                "reason": reason})
+    return cells, skipped
 
 
 def run(config: Config, device: jax.Device | None = None, progress: bool = True) -> Path:
@@ -49,13 +99,14 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True)
     config.validate()
     device = device or jax.devices()[0]
     with jax.default_device(device):
-        pairs, skipped = applicable_pairs(config.problems, [est.get(name) for name in config.estimators])
-        cells = []
-        for problem, estimator in pairs:
-            for n in sorted(set(config.num_samples)):
-                if n >= estimator.min_num_samples:
-                    cells.append(Cell(problem, estimator, n, {}))
-                else:
-                    skipped.append({"problem": problem.name, "estimator": estimator.name, "num_samples": n,
-                                    "reason": f"needs L >= {estimator.min_num_samples}"})
+        cells, skipped = plan(config)
         return run_cells(NAME, config, as_json(config), cells, skipped, device, progress)
+
+
+def skip_reason(config: Config, estimator: est.GradientEstimator, num_samples: int) -> str | None:
+    """Why the run does not measure ``estimator`` at L = ``num_samples``, or None if it does."""
+    if num_samples < estimator.min_num_samples:
+        return f"needs L >= {estimator.min_num_samples}"
+    if estimator.stateful and num_samples < config.stateful_min_num_samples:
+        return f"stateful estimators are measured at L >= {config.stateful_min_num_samples} in this run"
+    return None

@@ -263,3 +263,21 @@ def test_temperature_accepts_any_positive_real_number():
     assert est.get("gumbel_softmax", temperature=np.float32(0.5)).temperature == 0.5
     with pytest.raises(ValueError, match="positive temperature"):
         est.get("gumbel_softmax", temperature=True)
+
+
+def test_per_replicate_warm_up_runs_one_chain_per_replicate(key):
+    # Replicate r: warm up from fold_in(key_r, WARMUP_STREAM) for `steps` updates, then estimate with key_r.
+    from experiments.measure import WARMUP_STREAM
+
+    problem, steps = problems.get("bernoulli_toy"), 3
+    estimator = est.get("score_function_ema")
+    measured = measure_cell(problem, estimator, 4, 5, key, warmup_steps=steps, warmup="per_replicate")
+    init, update = est.value_and_grad_with_state(problem.objective, estimator, 4)
+    for r, replicate_key in enumerate(est.sample_keys(key, 5)):
+        state = init(problem.params)
+        for warm_key in est.sample_keys(jax.random.fold_in(replicate_key, WARMUP_STREAM), steps):
+            state = update(problem.params, warm_key, state)[2]
+        expected = update(problem.params, replicate_key, state)[1]["logits"]
+        np.testing.assert_allclose(measured.grads["logits"][r], expected, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="warmup must be 'shared' or 'per_replicate'"):
+        measure_cell(problem, estimator, 4, 5, key, warmup="each")
