@@ -205,10 +205,47 @@ def bias_vs_temperature(metrics: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def training_curves(metrics: pd.DataFrame) -> plt.Figure:
+    """One row per problem: the held-out objective (solid) and the training objective (dashed) against
+    cost evaluations spent, and the held-out objective against training wall time; a line per estimator."""
+    table = wide(metrics.drop(columns=["num_samples", "replicates", "parameter"], errors="ignore"))
+    palette = estimator_palette(table["estimator"])
+    problems = list(dict.fromkeys(metrics["problem"]))
+    fig, axes = plt.subplots(len(problems), 2, figsize=(10, 3.6 * len(problems)), squeeze=False)
+    for (left, right), problem in zip(axes, problems):
+        frame = table[table["problem"] == problem]
+        for estimator, line in frame.groupby("estimator"):
+            line = line.sort_values("step")
+            color = palette[estimator]
+            left.plot(line["cost_evaluations"], line["held_out_objective"], color=color, marker="o", ms=2,
+                      label=estimator)
+            left.plot(line["cost_evaluations"], line["train_objective"], color=color, ls="--", lw=1)
+            right.plot(line["wall_time_s"], line["held_out_objective"], color=color, marker="o", ms=2,
+                       label=estimator)
+        start = frame.loc[frame["step"] == 0, "held_out_objective"].max()
+        finish = frame[["held_out_objective", "train_objective"]].min().min()
+        for ax in (left, right):
+            if np.isfinite(start) and np.isfinite(finish) and start > finish:
+                ax.set_ylim(finish - 0.05 * (start - finish), start + 0.05 * (start - finish))
+            ax.set_ylabel("negative ELBO per example")
+        left.set(title=f"{problem}: held-out (solid), training (dashed)", xlabel="cost evaluations spent")
+        right.set(title=f"{problem}: held-out", xlabel="training wall time (s)")
+    handles = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    legend_rows = math.ceil(len(handles) / 5)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 5), frameon=False)
+    fig.suptitle("Training with each estimator at the same budget of cost evaluations (Adam)", y=1.0)
+    fig.tight_layout(rect=(0, 0.07 * legend_rows / len(problems), 1, 1))
+    return fig
+
+
 #: The figures drawn for each experiment's run folder.
 FIGURES = {
     "variance_vs_L": {"variance_vs_L": variance_vs_L, "bias_vs_L": bias_vs_L, "mse_vs_L": mse_vs_L},
     "bias_vs_temperature": {"bias_vs_temperature": bias_vs_temperature},
+    "training": {"training_curves": training_curves},
 }
 
 

@@ -30,7 +30,9 @@ def temperature_estimators() -> list[str]:
 
 
 def relaxable_problems() -> list[str]:
-    return [name for name in problem_registry.names() if problem_registry.get(name).distribution().relaxable]
+    """The synthetic problems with a relaxable (discrete) distribution; real-data ones by name only."""
+    problems = [problem_registry.get(name) for name in problem_registry.names()]
+    return [p.name for p in problems if p.dataset is None and p.distribution().relaxable]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,7 @@
     python -m experiments.run variance_vs_L --list                # what can be measured
     python -m experiments.run bias_vs_temperature                 # the Gumbel-Softmax family against τ
     python -m experiments.run variance_vs_L --profile ci          # the cells of the variance-bound check
+    python -m experiments.run training                            # training curves of the real-data models
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 EXPERIMENTS = {
     "variance_vs_L": "bias, variance, MSE and cost of each estimator against the sample count L",
     "bias_vs_temperature": "bias, variance and MSE of the Gumbel-Softmax family against the temperature",
+    "training": "training curves of the real-data models with each estimator at the same budget of cost evaluations",
 }
 
 
@@ -71,9 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
         "L-sample gradient estimates and report mean, bias², variance, MSE (with standard errors), "
         "wall time per estimate and cost in function evaluations.",
     )
-    sub.add_argument("--problems", type=_comma_list, default=list(variance_vs_L.DEFAULT_PROBLEMS), metavar="NAMES",
+    sub.add_argument("--problems", type=_comma_list, default=None, metavar="NAMES",
                      help="comma-separated problem names, or 'all' for every registered problem "
-                     "(default: %(default)s; --list shows them all)")
+                     f"(default: {','.join(variance_vs_L.DEFAULT_PROBLEMS)}; with --no-quick also "
+                     "the real-data models at their initial parameters; --list shows them all)")
+    sub.add_argument("--quick", action=argparse.BooleanOptionalAction, default=True,
+                     help="measure the real-data problems (logistic regression, VAEs) at "
+                     f"{variance_vs_L.QUICK_REAL_DATA['replicates']} replicates and L <= "
+                     f"{variance_vs_L.QUICK_REAL_DATA['max_num_samples']}, without the estimators that evaluate "
+                     f"the cost more than {variance_vs_L.QUICK_REAL_DATA['max_cost_evaluations_per_estimate']} "
+                     "times per estimate; --no-quick measures them like the other problems (default: quick)")
     sub.add_argument("--estimators", type=_comma_list, default=None, metavar="NAMES",
                      help="comma-separated estimator names (default: every registered estimator that applies)")
     sub.add_argument("--num-samples", type=_numbers(int), default=list(variance_vs_L.DEFAULT_NUM_SAMPLES),
@@ -99,6 +108,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--num-samples", type=_numbers(int), default=list(bias_vs_temperature.DEFAULT_NUM_SAMPLES),
                      metavar="LS", help="comma-separated sample counts L (default: %(default)s)")
     _add_run_options(sub, default_replicates=10_000)
+
+    from experiments import training
+
+    defaults = training.Config()
+    sub = experiments.add_parser(
+        "training",
+        help=EXPERIMENTS["training"],
+        description="Optimize each real-data model (Bayesian logistic regression, Gaussian and binary VAEs) "
+        "with each applicable estimator by Adam, every estimator spending the same number of cost "
+        "evaluations, and record the training and held-out objective against steps and wall time.",
+    )
+    sub.add_argument("--problems", type=_comma_list, default=list(defaults.problems), metavar="NAMES",
+                     help="comma-separated models (default: %(default)s)")
+    sub.add_argument("--estimators", type=_comma_list, default=None, metavar="NAMES",
+                     help="comma-separated estimator names (default: every registered estimator that applies)")
+    sub.add_argument("--num-samples", type=int, default=defaults.num_samples, metavar="L",
+                     help="samples per gradient estimate (default: %(default)s)")
+    sub.add_argument("--budget", type=int, default=defaults.budget, metavar="N",
+                     help="cost evaluations each (model, estimator) pair may spend (default: %(default)s)")
+    sub.add_argument("--evaluations", type=int, default=defaults.evaluations, metavar="K",
+                     help="points on each curve where the objective is computed (default: %(default)s)")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the minibatches and samples (default: %(default)s)")
+    sub.add_argument("--output-dir", default="results", metavar="DIR", help="where run folders go (default: %(default)s)")
+    sub.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                     help="where to compute (default: %(default)s)")
+    sub.add_argument("--precision", choices=("float32", "float64"), default="float32",
+                     help="device precision (default: %(default)s)")
+    sub.add_argument("--no-figures", action="store_true", help="skip drawing figures at the end")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_argument("--list", action="store_true", help="list problems and estimators, then exit")
     return parser
 
 
@@ -136,11 +175,32 @@ def main(argv: list[str] | None = None) -> int:
         print("estimators:\n  " + "\n  ".join(est.names()))
         return 0
 
+    if args.experiment == "training":
+        from experiments import training
+
+        config = training.Config(problems=tuple(args.problems), estimators=tuple(args.estimators or est.names()),
+                                 num_samples=args.num_samples, budget=args.budget, evaluations=args.evaluations,
+                                 seed=args.seed, output_dir=args.output_dir, device=args.device,
+                                 precision=args.precision, figures=not args.no_figures)
+        try:
+            config.validate()
+            training.plan(config)  # nothing applicable is a usage error
+            device = select_device(args.device)
+        except ValueError as error:
+            parser.error(str(error))
+        try:
+            path = training.run(config, device=device, progress=not args.quiet)
+        except KeyboardInterrupt:
+            return 130
+        print(f"{training.NAME}: wrote {path}")
+        return 0
+
     common = dict(replicates=args.replicates, max_cost_evaluations=args.max_cost_evaluations, seed=args.seed, output_dir=args.output_dir, device=args.device,
                   precision=args.precision, figures=not args.no_figures)
     if args.experiment == "variance_vs_L" and args.profile:
         experiment = variance_vs_L
-        fixed = {"--problems", "--estimators", "--num-samples", "--replicates", "--max-cost-evaluations"}
+        fixed = {"--problems", "--estimators", "--num-samples", "--replicates", "--max-cost-evaluations", "--quick",
+                 "--no-quick"}
         given = sorted(option for option in fixed for token in (argv if argv is not None else sys.argv[1:])
                        if token == option or token.startswith(option + "="))
         if given:
@@ -150,9 +210,12 @@ def main(argv: list[str] | None = None) -> int:
             args.profile, **{k: v for k, v in common.items() if k not in fixed_settings})
     elif args.experiment == "variance_vs_L":
         experiment = variance_vs_L
-        problem_names = problems.names() if args.problems == ["all"] else args.problems
+        if args.problems == ["all"]:
+            problem_names = problems.names()
+        else:
+            problem_names = args.problems or (variance_vs_L.DEFAULT_PROBLEMS if args.quick else variance_vs_L.FULL_PROBLEMS)
         config = variance_vs_L.Config(problems=tuple(problem_names), estimators=tuple(args.estimators or est.names()),
-                                      num_samples=tuple(args.num_samples), **common)
+                                      num_samples=tuple(args.num_samples), quick=args.quick, **common)
     else:
         experiment = bias_vs_temperature
         config = bias_vs_temperature.Config(problems=tuple(args.problems), estimators=tuple(args.estimators or ()),

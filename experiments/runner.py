@@ -80,6 +80,7 @@ class Cell(NamedTuple):
     estimator: est.GradientEstimator
     num_samples: int
     labels: dict  #: extra columns of the cell's rows, such as {"temperature": 0.5}
+    replicates: int | None = None  #: this cell's R where it differs from the run's ``replicates``
 
 
 def applicable_pairs(problem_names, estimators) -> tuple[list[tuple[Problem, est.GradientEstimator]], list[dict]]:
@@ -107,7 +108,7 @@ def cell_replicates(settings: RunSettings, cell: Cell) -> int:
     if cell.estimator.stateful and settings.warmup == "per_replicate":
         per_estimate *= settings.warmup_steps + 1
     affordable = max(settings.min_replicates, settings.max_cost_evaluations // per_estimate)
-    return int(min(settings.replicates, affordable))
+    return int(min(cell.replicates or settings.replicates, affordable))
 
 
 def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[Cell], skipped: list[dict],

@@ -17,11 +17,13 @@ def _as_replicates(estimates) -> np.ndarray:
     return estimates
 
 
-def coordinate_summary(estimates, exact=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def coordinate_summary(estimates, exact=None, exact_se=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per coordinate: metric -> (value, standard error), each of shape (n,).
 
     ``mean``; ``variance`` (unbiased sample variance, standard error from the spread of the squared
     deviations, which captures heavy tails); and, with the exact gradient, ``bias`` (mean − exact).
+    Where the "exact" gradient is a Monte Carlo reference with standard error ``exact_se``, the bias's
+    standard error includes it.
     """
     g = _as_replicates(estimates)
     num_replicates = g.shape[0]
@@ -33,11 +35,12 @@ def coordinate_summary(estimates, exact=None) -> dict[str, tuple[np.ndarray, np.
         "variance": (variance, squared_deviations.std(axis=0, ddof=1) / np.sqrt(num_replicates)),
     }
     if exact is not None:
-        summary["bias"] = (mean - np.ravel(exact), summary["mean"][1])
+        reference_variance = 0.0 if exact_se is None else np.ravel(exact_se) ** 2
+        summary["bias"] = (mean - np.ravel(exact), np.sqrt(summary["mean"][1] ** 2 + reference_variance))
     return summary
 
 
-def group_summary(estimates, exact=None) -> dict[str, tuple[float, float]]:
+def group_summary(estimates, exact=None, exact_se=None) -> dict[str, tuple[float, float]]:
     """For a group of coordinates: metric -> (value, standard error).
 
     ``variance`` is the trace of the covariance, E‖g − E g‖².  With the exact gradient g*:
@@ -45,6 +48,10 @@ def group_summary(estimates, exact=None) -> dict[str, tuple[float, float]]:
     it by trace/R on average), so it can come out slightly negative for an unbiased estimator; its
     standard error is sqrt(4 bᵀΣb/R + 2 tr(Σ²)/R²), the Gaussian-limit one (conservative near b = 0,
     where it is floored at its value under b = 0).  ``mse`` is E‖g − g*‖².
+
+    Where g* is a Monte Carlo reference with per-coordinate standard error s (``exact_se``), its noise
+    adds Σ s² to both ‖ḡ − g*‖² and the mean of ‖g − g*‖² on average: it is subtracted, and the standard
+    errors include that noise (Gaussian limit; see the comments).
     """
     g = _as_replicates(estimates)
     num_replicates = g.shape[0]
@@ -65,6 +72,20 @@ def group_summary(estimates, exact=None) -> dict[str, tuple[float, float]]:
         null_variance = 2 * trace_sigma_squared / num_replicates**2
         bias_squared_se = np.sqrt(max(4 * bias_sigma_bias / num_replicates - null_variance, null_variance))
         errors = ((g - np.ravel(exact)) ** 2).sum(axis=1)
+        mse, mse_se = errors.mean(), errors.std(ddof=1) / np.sqrt(num_replicates)
+        if exact_se is not None:
+            # b̂ = ḡ − g* has noise covariance C = Σ/R + S, S = diag(s²): Var ‖b̂‖² = 4 bᵀCb + 2 tr(C²),
+            # with bᵀCb estimated by b̂ᵀCb̂ − tr(C²) (floored at 0).
+            s2 = np.ravel(exact_se) ** 2
+            coordinate_variances = (centred**2).sum(axis=0) / (num_replicates - 1)
+            trace_c_squared = trace_sigma_squared / num_replicates**2 + 2 * coordinate_variances @ s2 / num_replicates + s2 @ s2
+            bias_c_bias = bias_sigma_bias / num_replicates + bias**2 @ s2
+            bias_squared -= s2.sum()
+            bias_squared_se = np.sqrt(max(4 * (bias_c_bias - trace_c_squared), 0.0) + 2 * trace_c_squared)
+            # The reference's noise e adds ‖e‖² − 2 (ḡ − g*)·e to the mean squared error.
+            bias_s_bias = max((bias**2 - coordinate_variances / num_replicates - s2) @ s2, 0.0)
+            mse -= s2.sum()
+            mse_se = np.sqrt(mse_se**2 + 4 * bias_s_bias + 2 * s2 @ s2)
         summary["bias_squared"] = (bias_squared, bias_squared_se)
-        summary["mse"] = (errors.mean(), errors.std(ddof=1) / np.sqrt(num_replicates))
+        summary["mse"] = (mse, mse_se)
     return {name: (float(value), float(se)) for name, (value, se) in summary.items()}

@@ -13,13 +13,18 @@ from experiments.statistics import coordinate_summary, group_summary
 #: The ``parameter`` of rows that describe the whole gradient (all parameter groups together) and the
 #: cell's cost metrics.
 ALL_PARAMETERS = "all"
+#: Parameter groups with more coordinates than this (a VAE's encoder) get no per-coordinate rows in
+#: metrics_by_coordinate.csv; their group rows in metrics.csv are complete.
+MAX_COORDINATE_ROWS = 256
 
 
 def parameter_groups(params) -> list[tuple[str, list[int]]]:
-    """(name, leaf indices) for each parameter leaf, named by its path, and ``all`` for all of them."""
-    paths = [jax.tree_util.keystr(path, simple=True, separator="/")
-             for path, _ in jax.tree_util.tree_leaves_with_path(params)]
-    return [(path, [i]) for i, path in enumerate(paths)] + [(ALL_PARAMETERS, list(range(len(paths))))]
+    """(name, leaf indices): one group per top-level entry of the params pytree (``loc``, or a VAE's
+    ``encoder`` with all its layers), and ``all`` for every leaf."""
+    groups: dict[str, list[int]] = {}
+    for i, (path, _) in enumerate(jax.tree_util.tree_leaves_with_path(params)):
+        groups.setdefault(jax.tree_util.keystr(path[:1], simple=True, separator="/"), []).append(i)
+    return list(groups.items()) + [(ALL_PARAMETERS, [i for leaves in groups.values() for i in leaves])]
 
 
 def cell_rows(problem: Problem, estimator: est.GradientEstimator, num_samples: int, m: CellMeasurement,
@@ -31,6 +36,7 @@ def cell_rows(problem: Problem, estimator: est.GradientEstimator, num_samples: i
     flat_exact = lambda leaves: np.concatenate([np.ravel(x) for x in leaves])  # noqa: E731
     leaves_or_none = lambda tree: None if tree is None else jax.tree_util.tree_leaves(tree)  # noqa: E731
     exact = leaves_or_none(problem.exact_grad)
+    exact_se = leaves_or_none(problem.exact_grad_se)
     exact_variance = leaves_or_none(problem.exact_variance(estimator, num_samples))
     exact_mean = leaves_or_none(problem.exact_mean(estimator))
 
@@ -44,7 +50,8 @@ def cell_rows(problem: Problem, estimator: est.GradientEstimator, num_samples: i
     for parameter, leaves in parameter_groups(problem.params):
         group = flat([grads[i] for i in leaves])
         group_exact = None if exact is None else flat_exact([exact[i] for i in leaves])
-        for metric, (value, se) in group_summary(group, group_exact).items():
+        group_exact_se = None if exact_se is None else flat_exact([exact_se[i] for i in leaves])
+        for metric, (value, se) in group_summary(group, group_exact, group_exact_se).items():
             rows.append(row(parameter, metric, value, se))
         if exact_variance is not None:
             trace = flat_exact([exact_variance[i] for i in leaves]).sum()
@@ -52,11 +59,12 @@ def cell_rows(problem: Problem, estimator: est.GradientEstimator, num_samples: i
         if exact_mean is not None and exact is not None:
             bias = flat_exact([exact_mean[i] for i in leaves]) - group_exact
             rows.append(row(parameter, "exact_bias_squared", float(bias @ bias), 0.0))
-        if parameter == ALL_PARAMETERS:
+        if parameter == ALL_PARAMETERS or group.shape[1] > MAX_COORDINATE_ROWS:
             continue
-        coordinates = coordinate_summary(group, group_exact)
+        coordinates = coordinate_summary(group, group_exact, group_exact_se)
         if group_exact is not None:
-            coordinates["exact_grad"] = (group_exact, np.zeros_like(group_exact))
+            reference_se = np.zeros_like(group_exact) if group_exact_se is None else group_exact_se
+            coordinates["exact_grad"] = (group_exact, reference_se)
         if exact_variance is not None:
             values = flat_exact([exact_variance[i] for i in leaves])
             coordinates["exact_variance"] = (values, np.zeros_like(values))

@@ -17,9 +17,10 @@ import estimators as est
 from experiments.runner import Cell, RunSettings, applicable_pairs, as_json, check_names, run_cells
 
 NAME = "variance_vs_L"
-#: The headline problems: the Gaussian test functions, the 20-D quadratic and the two discrete toys,
-#: with every estimator that applies, in a few minutes on 2 CPU cores.  ``--problems all`` adds the
-#: other registered problems (one per distribution family, the t = 0.499 Bernoulli toy).
+#: The headline problems: the Gaussian test functions, the 20-D quadratic, the two discrete toys and
+#: the real-data models at their trained checkpoints, with every estimator that applies, in a few
+#: minutes on 2 CPU cores.  ``--problems all`` adds the other registered problems (one per distribution
+#: family, the t = 0.499 Bernoulli toy, the real-data models at their initial parameters).
 DEFAULT_PROBLEMS = (
     "gaussian_quadratic",
     "gaussian_exp",
@@ -27,8 +28,22 @@ DEFAULT_PROBLEMS = (
     "gaussian_quadratic_20d",
     "bernoulli_toy",
     "categorical_toy",
+    "logistic_regression",
+    "gaussian_vae",
+    "binary_vae",
 )
+#: The problems of a full (``--no-quick``) run: the headline ones and the real-data models at their
+#: initial parameters too.
+FULL_PROBLEMS = DEFAULT_PROBLEMS + ("logistic_regression_init", "gaussian_vae_init", "binary_vae_init")
 DEFAULT_NUM_SAMPLES = (1, 16, 128, 1024)
+
+#: A quick run (the default) measures the real-data problems, whose every cost evaluation runs a
+#: model on its data, at fewer replicates, at L up to ``max_num_samples``, and without the estimators
+#: whose one estimate evaluates the cost more than ``max_cost_evaluations_per_estimate`` times (the
+#: delta method's Hessian and the measure-valued estimator on a VAE: 256 latent coordinates make them
+#: hundreds of times dearer than the rest).  ``quick=False`` (``--no-quick``) measures them like the
+#: synthetic problems.
+QUICK_REAL_DATA = {"replicates": 500, "max_num_samples": 128, "max_cost_evaluations_per_estimate": 256}
 
 #: Named sets of cells (``--profile``).  ``ci``: the cells of the variance-bound regression check
 #: (:mod:`experiments.bounds`): every estimator on the problems below, at L = 2 and 16, 50,000
@@ -61,6 +76,8 @@ class Config(RunSettings):
     stateful_min_num_samples: int = 1
     #: The ``PROFILES`` entry the run was made from, or None.
     profile: str | None = None
+    #: Measure the real-data problems in the cheaper way of ``QUICK_REAL_DATA``.
+    quick: bool = True
 
     @classmethod
     def from_profile(cls, name: str, **settings) -> Config:
@@ -84,10 +101,11 @@ def plan(config: Config) -> tuple[list[Cell], list[dict]]:
     pairs, skipped = applicable_pairs(config.problems, [est.get(name) for name in config.estimators])
     cells = []
     for problem, estimator in pairs:
+        quick = config.quick and problem.dataset is not None
         for n in sorted(set(config.num_samples)):
-            reason = skip_reason(config, estimator, n)
+            reason = skip_reason(config, estimator, n) or (quick_skip_reason(problem, estimator, n) if quick else None)
             if reason is None:
-                cells.append(Cell(problem, estimator, n, {}))
+                cells.append(Cell(problem, estimator, n, {}, QUICK_REAL_DATA["replicates"] if quick else None))
             else:
                 skipped.append({"problem": problem.name, "estimator": estimator.name, "num_samples": n,
                                 "reason": reason})
@@ -109,4 +127,15 @@ def skip_reason(config: Config, estimator: est.GradientEstimator, num_samples: i
         return f"needs L >= {estimator.min_num_samples}"
     if estimator.stateful and num_samples < config.stateful_min_num_samples:
         return f"stateful estimators are measured at L >= {config.stateful_min_num_samples} in this run"
+    return None
+
+
+def quick_skip_reason(problem, estimator: est.GradientEstimator, num_samples: int) -> str | None:
+    """Why a quick run does not measure this cell of a real-data problem, or None if it does."""
+    if num_samples > QUICK_REAL_DATA["max_num_samples"]:
+        return f"quick run: real-data problems at L <= {QUICK_REAL_DATA['max_num_samples']}; --no-quick measures it"
+    evaluations = estimator.cost_evaluations(num_samples, problem.distribution())
+    if evaluations > QUICK_REAL_DATA["max_cost_evaluations_per_estimate"]:
+        return (f"quick run: {evaluations} cost evaluations per estimate on a real-data problem (more than "
+                f"{QUICK_REAL_DATA['max_cost_evaluations_per_estimate']}); --no-quick measures it")
     return None

@@ -13,6 +13,7 @@ from experiments.problems.discrete import bernoulli_toy, categorical_toy
 from experiments.problems.gaussian_1d import gaussian_test_problem
 from experiments.problems.gaussian_elbo import gaussian_elbo
 from experiments.problems.gaussian_nd import gaussian_quadratic_nd
+from experiments.problems import real_data
 
 # Factories, not instances: building a problem touches JAX, which must wait for the CLI's device and
 # precision flags.  A new problem joins the benchmark with one line here.
@@ -26,6 +27,12 @@ _FACTORIES: dict[str, Callable[[], Problem]] = {
     "bernoulli_toy_499": functools.partial(bernoulli_toy, "bernoulli_toy_499", target=0.499),
     "categorical_toy": categorical_toy,
     **families.PROBLEMS,
+    "logistic_regression": real_data.logistic_regression,
+    "logistic_regression_init": functools.partial(real_data.logistic_regression, "init"),
+    "gaussian_vae": real_data.gaussian_vae,
+    "gaussian_vae_init": functools.partial(real_data.gaussian_vae, "init"),
+    "binary_vae": real_data.binary_vae,
+    "binary_vae_init": functools.partial(real_data.binary_vae, "init"),
 }
 
 # Families with a size in the name, available by name (``gaussian_quadratic_100d``) but not listed.

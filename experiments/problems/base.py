@@ -30,6 +30,10 @@ class Problem:
       exact_means: for biased estimators whose expectation is known, that expectation (a pytree like
         ``params``, the same for every L).
 
+      exact_grad_se: where ``exact_grad`` is a Monte Carlo reference rather than exact (the real-data
+        problems without a closed form), its standard error per coordinate (a pytree like ``params``);
+        None where ``exact_grad`` is exact.  Bias is then reported with that uncertainty included.
+      dataset: the real dataset the objective is built on, or None for synthetic problems.
       exact_for_options: for answers that depend on an estimator's options (a temperature), a function
         of the estimator that returns ``(mean, variance_fn)`` (either may be None), or None where the
         problem has no answer for it.
@@ -47,6 +51,8 @@ class Problem:
     exact_variances: Mapping[Any, Callable[[int], PyTree]] = dataclasses.field(default_factory=dict)
     exact_means: Mapping[Any, PyTree] = dataclasses.field(default_factory=dict)
     exact_for_options: Callable[[Any], tuple[PyTree | None, Callable[[int], PyTree] | None] | None] | None = None
+    exact_grad_se: PyTree | None = None
+    dataset: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "exact_variances", {_as_estimator(k): v for k, v in self.exact_variances.items()})

@@ -1,0 +1,171 @@
+"""Trained parameters of the real-data models, made deterministically and cached as ``.npz`` files.
+
+Each checkpoint is trained by a fixed recipe (:data:`RECIPES`): Adam from ``init_params`` at a fixed
+seed, with an unbiased gradient.  The files ship in ``experiments/problems/checkpoints/`` (a few tens of
+kilobytes each); a missing one is trained on first use and written there (or, where that folder is not
+writable, to ``$XDG_CACHE_HOME/mc-gradient-estimators``).  Nothing is downloaded.  To remake them:
+
+    python -m experiments.problems.checkpoints            # trains the missing ones
+    python -m experiments.problems.checkpoints --force    # retrains every one
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from experiments import fit
+from experiments.problems.logistic_regression import LogisticRegression
+from experiments.problems.vae import BinaryVAE, GaussianVAE
+
+PACKAGE_DIR = Path(__file__).resolve().parent / "checkpoints"
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mc-gradient-estimators"
+
+#: The seed of every model's initial parameters (the "init" checkpoints) and of its training run.
+INIT_SEED = 0
+TRAIN_SEED = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a checkpoint is trained: ``steps`` Adam steps at ``learning_rate``, minibatches of
+    ``batch_size`` training examples (None: all), each step's gradient from ``gradient``."""
+
+    model: Any
+    gradient: str  #: "pathwise:<L>" or "exact" (enumeration, for the binary VAE)
+    steps: int
+    learning_rate: float
+    batch_size: int | None
+
+    def gradient_fn(self) -> tuple[Callable, fit.Gradient]:
+        if self.gradient == "exact":
+            model = self.model
+
+            def gradient(objective, batch, params, key, state):
+                del objective, key
+                value, grads = jax.value_and_grad(model.exact_objective)(params, batch)
+                return value, grads, state
+
+            return (lambda params: ()), gradient
+        name, num_samples = self.gradient.split(":")
+        return fit.estimator_gradient(name, int(num_samples))
+
+
+RECIPES = {
+    "logistic_regression": Recipe(LogisticRegression(), "pathwise:16", steps=2000, learning_rate=0.02, batch_size=None),
+    "gaussian_vae": Recipe(GaussianVAE(), "pathwise:1", steps=10_000, learning_rate=3e-3, batch_size=64),
+    "binary_vae": Recipe(BinaryVAE(), "exact", steps=10_000, learning_rate=3e-3, batch_size=64),
+}
+
+
+def init_params(name: str):
+    """The model's parameters before training, from :data:`INIT_SEED`."""
+    return _recipe(name).model.init_params(jax.random.key(INIT_SEED))
+
+
+def train(name: str, progress: bool = False):
+    """Train checkpoint ``name`` by its recipe; returns its parameters (JAX arrays)."""
+    recipe = _recipe(name)
+    init_state, gradient = recipe.gradient_fn()
+    steps_per_call = 500
+    if recipe.steps % steps_per_call:
+        raise ValueError(f"{name}: steps must be a multiple of {steps_per_call}, got {recipe.steps}.")
+    init, run = fit.trainer(recipe.model, init_state, gradient, optax.adam(recipe.learning_rate),
+                            recipe.batch_size, steps_per_call)
+    state = init(init_params(name))
+    key = jax.random.key(TRAIN_SEED)
+    for chunk in range(recipe.steps // steps_per_call):
+        state, values = run(state, key)
+        if progress:
+            print(f"  {name}: step {(chunk + 1) * steps_per_call:6d}, objective {float(values.mean()):.4f}", flush=True)
+    return state.params
+
+
+def path(name: str) -> Path:
+    """Where checkpoint ``name`` is read from: the package folder, else the user cache."""
+    for folder in (PACKAGE_DIR, CACHE_DIR):
+        if (folder / f"{name}.npz").exists():
+            return folder / f"{name}.npz"
+    return PACKAGE_DIR / f"{name}.npz"
+
+
+def load(name: str):
+    """The trained parameters of ``name``, training and caching them first if no file has them."""
+    file = path(name)
+    if not file.exists():
+        print(f"Training the {name} checkpoint (once; cached in {file.parent})...", file=sys.stderr, flush=True)
+        file = save(name, train(name))
+    template = init_params(name)
+    with np.load(file) as stored:
+        return _unflatten(template, dict(stored), file)
+
+
+def save(name: str, params) -> Path:
+    """Write ``params`` atomically as checkpoint ``name``; returns the file written."""
+    arrays = {_key(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+    for folder in (PACKAGE_DIR, CACHE_DIR):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, suffix=".npz", delete=False) as handle:
+                np.savez_compressed(handle, **arrays)
+            os.chmod(handle.name, 0o644)
+            os.replace(handle.name, folder / f"{name}.npz")
+            return folder / f"{name}.npz"
+        except OSError:
+            continue
+    raise OSError(f"Could not write the {name} checkpoint to {PACKAGE_DIR} or {CACHE_DIR}.")
+
+
+def _key(path) -> str:
+    return jax.tree_util.keystr(path, simple=True, separator="/")
+
+
+def _unflatten(template, arrays: dict, file: Path):
+    paths_and_leaves = jax.tree_util.tree_leaves_with_path(template)
+    expected = {_key(p): leaf for p, leaf in paths_and_leaves}
+    if set(arrays) != set(expected) or any(arrays[k].shape != jnp.shape(v) for k, v in expected.items()):
+        raise ValueError(
+            f"{file} does not match the model's parameters (expected {sorted(expected)} with their shapes). "
+            "Remake it: python -m experiments.problems.checkpoints --force"
+        )
+    leaves = [jnp.asarray(arrays[_key(p)], jnp.result_type(leaf)) for p, leaf in paths_and_leaves]
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
+
+
+def _recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"Unknown checkpoint {name!r}; known: {', '.join(RECIPES)}.")
+    return RECIPES[name]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.problems.checkpoints",
+                                     description="Train the real-data models' checkpoints by their fixed recipes.")
+    parser.add_argument("names", nargs="*", default=list(RECIPES), help=f"checkpoints (default: {' '.join(RECIPES)})")
+    parser.add_argument("--force", action="store_true", help="retrain and overwrite existing files")
+    args = parser.parse_args(argv)
+    for name in args.names:
+        _recipe(name)
+    for name in args.names:
+        if path(name).exists() and not args.force:
+            print(f"{name}: {path(name)} exists (use --force to retrain)")
+            continue
+        start = time.perf_counter()
+        file = save(name, train(name, progress=True))
+        print(f"{name}: wrote {file} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

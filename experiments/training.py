@@ -1,0 +1,166 @@
+"""Training curves: each real-data model optimized with each applicable estimator at the same budget of
+cost evaluations.
+
+Every (model, estimator) pair starts from the model's initial parameters (seed 0) and takes Adam steps
+on minibatches (the same minibatch sequence for every estimator: step t draws from ``fold_in(key, t)``)
+with L samples per step, until it has spent ``budget`` cost evaluations: an estimator that evaluates
+the cost more often per step (the measure-valued one: 4 per latent coordinate; the delta method: a
+Hessian) takes fewer steps.  At ``evaluations`` evenly spaced points the objective is computed on all
+training and all held-out examples (exactly where the model allows, else from many samples), with the
+steps, cost evaluations and training wall time (compilation and evaluation excluded) so far.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import optax
+from tqdm.auto import tqdm
+
+import estimators as est
+from experiments import fit
+from experiments.problems.checkpoints import INIT_SEED
+from experiments.problems.logistic_regression import LogisticRegression
+from experiments.problems.vae import BinaryVAE, GaussianVAE
+from experiments.results import RunFolder, environment
+
+NAME = "training"
+MODELS = {"logistic_regression": LogisticRegression(), "gaussian_vae": GaussianVAE(), "binary_vae": BinaryVAE()}
+#: Adam's learning rate and the minibatch size (None: all training examples) of each model.
+OPTIMIZATION = {
+    "logistic_regression": {"learning_rate": 0.02, "batch_size": None},
+    "gaussian_vae": {"learning_rate": 3e-3, "batch_size": 64},
+    "binary_vae": {"learning_rate": 3e-3, "batch_size": 64},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything that defines a training run; written to config.json."""
+
+    problems: Sequence[str] = tuple(MODELS)
+    estimators: Sequence[str] = tuple(est.names())
+    num_samples: int = 4
+    #: Cost evaluations each (model, estimator) may spend; with L = 4, 4,000 steps of a plain estimator.
+    budget: int = 16_000
+    evaluations: int = 20
+    seed: int = 0
+    output_dir: str = "results"
+    device: str = "auto"
+    precision: str = "float32"
+    figures: bool = True
+
+    def validate(self) -> None:
+        unknown = [name for name in self.problems if name not in MODELS]
+        if unknown or not self.problems:
+            raise ValueError(f"training: unknown problems {unknown}; choose from {', '.join(MODELS)}.")
+        for name in self.estimators:
+            est.get(name)  # raises, naming the known estimators
+        if not self.estimators:
+            raise ValueError("--estimators needs at least one name.")
+        if self.num_samples < 1:
+            raise ValueError(f"--num-samples must be a positive integer, got {self.num_samples}.")
+        if self.budget < 1 or self.evaluations < 1:
+            raise ValueError(f"--budget and --evaluations must be positive, got {self.budget} and {self.evaluations}.")
+
+
+def plan(config: Config) -> tuple[list[tuple[str, est.GradientEstimator, int]], list[dict]]:
+    """(problem, estimator, steps) to train, and the pairs skipped with the reason."""
+    runs, skipped = [], []
+    for name in config.problems:
+        model = MODELS[name]
+        dist = _minibatch_objective(model, name).distribution(model.init_params(jax.random.key(INIT_SEED)))
+        for estimator in map(est.get, config.estimators):
+            reason = estimator.incompatibility(dist)
+            if reason is None and config.num_samples < estimator.min_num_samples:
+                reason = f"needs L >= {estimator.min_num_samples}"
+            steps = config.budget // estimator.cost_evaluations(config.num_samples, dist) if reason is None else 0
+            if reason is None and steps < 1:
+                reason = f"one step costs more than the budget of {config.budget} cost evaluations"
+            if reason is None:
+                runs.append((name, estimator, steps))
+            else:
+                skipped.append({"problem": name, "estimator": estimator.name, "reason": reason})
+    if not runs:
+        raise ValueError("Nothing to train: " + "; ".join(f"{s['estimator']} on {s['problem']}: {s['reason']}"
+                                                          for s in skipped))
+    return runs, skipped
+
+
+def _minibatch_objective(model, name):
+    batch_size = OPTIMIZATION[name]["batch_size"]
+    batch = model.training_batch()
+    batch = batch if batch_size is None else batch[:batch_size]
+    return model.objective(batch)
+
+
+def train_curve(name: str, estimator: est.GradientEstimator, steps: int, config: Config, key: jax.Array):
+    """The rows of one training curve, and the compile time."""
+    model, settings = MODELS[name], OPTIMIZATION[name]
+    init_state, gradient = fit.estimator_gradient(estimator, config.num_samples)
+    points = min(config.evaluations, steps)
+    steps_per_call = steps // points
+    init, run = fit.trainer(model, init_state, gradient, optax.adam(settings["learning_rate"]),
+                            settings["batch_size"], steps_per_call)
+    state = init(model.init_params(jax.random.key(INIT_SEED)))
+    start = time.perf_counter()
+    compiled = run.lower(state, key).compile()
+    compile_time = time.perf_counter() - start
+    per_step = estimator.cost_evaluations(config.num_samples, _minibatch_objective(model, name).distribution(state.params))
+    num_train = len(model.split.train_x)
+    eval_key = jax.random.fold_in(key, 2**31 - 1)
+
+    rows, wall_time = [], 0.0
+    for point in range(points + 1):
+        if point:
+            start = time.perf_counter()
+            state, _ = jax.block_until_ready(compiled(state, key))
+            wall_time += time.perf_counter() - start
+        step = point * steps_per_call
+        measured = {
+            "train_objective": model.evaluate(state.params, model.training_batch(), eval_key, num_train),
+            "held_out_objective": model.evaluate(state.params, model.held_out_batch(), eval_key, num_train),
+            "wall_time_s": (wall_time, 0.0),
+            "cost_evaluations": (float(step * per_step), 0.0),
+        }
+        rows += [{"problem": name, "estimator": estimator.name, "step": step, "num_samples": config.num_samples,
+                  "parameter": "all", "metric": metric, "value": value, "std_error": se, "replicates": 1}
+                 for metric, (value, se) in measured.items()]
+    return rows, compile_time
+
+
+def run(config: Config, device: jax.Device | None = None, progress: bool = True) -> Path:
+    """Train every applicable (model, estimator) pair and write the run folder; return its path."""
+    config.validate()
+    device = device or jax.devices()[0]
+    payload = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+    with jax.default_device(device):
+        runs, skipped = plan(config)
+        folder = RunFolder(config.output_dir, NAME, {**payload, "optimization": OPTIMIZATION}, environment(config.seed),
+                           label_columns=["step"])
+        folder.update_config(skipped=skipped, device_used=str(device), steps={f"{p}/{e.name}": s for p, e, s in runs})
+        key = jax.random.key(config.seed)
+        start = time.perf_counter()
+        compile_times = {}
+        try:
+            bar = tqdm(runs, desc=NAME, unit="run", disable=not progress, dynamic_ncols=True)
+            for name, estimator, steps in bar:
+                bar.set_postfix_str(f"{name} {estimator.name} {steps} steps")
+                rows, compile_times[f"{name}/{estimator.name}"] = train_curve(name, estimator, steps, config, key)
+                folder.append(rows, [])
+            bar.close()
+            folder.update_config(wall_time_s=round(time.perf_counter() - start, 3),
+                                 compile_time_s={k: round(v, 3) for k, v in compile_times.items()})
+            if config.figures:
+                from analysis.figures import save_run_figures
+
+                save_run_figures(folder.path)
+        except BaseException:
+            print(f"\n{NAME}: stopped before the end; the finished curves are in {folder.path}", flush=True)
+            raise
+        return folder.finish()
+

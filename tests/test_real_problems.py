@@ -1,0 +1,192 @@
+"""The real-data problems: data, checkpoints, exact and reference gradients, and the quick plan.
+
+Statistical checks compare a Monte Carlo mean with an exact or reference answer coordinate by
+coordinate; each uses a Bonferroni-corrected two-sided normal threshold for a family-wise false-alarm
+rate of FALSE_ALARM (the count of coordinates is stated where it is computed).
+"""
+
+import dataclasses
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.stats import norm, t
+
+import estimators as est
+from experiments import problems, variance_vs_L
+from experiments.problems import checkpoints, data, reference
+from experiments.problems.logistic_regression import LogisticRegression
+from experiments.problems.vae import BinaryVAE, GaussianVAE
+from experiments.statistics import group_summary
+from experiments.tidy import MAX_COORDINATE_ROWS, parameter_groups
+
+FALSE_ALARM = 1e-3
+
+
+def _threshold(num_comparisons: int, degrees_of_freedom: int | None = None) -> float:
+    """Bonferroni two-sided threshold; Student's t where the standard error comes from few chunk means."""
+    tail = FALSE_ALARM / (2 * num_comparisons)
+    return float(norm.isf(tail) if degrees_of_freedom is None else t.isf(tail, degrees_of_freedom))
+
+
+def _flat(tree) -> np.ndarray:
+    return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree_util.tree_leaves(tree)])
+
+
+def test_data_ship_with_scikit_learn_and_split_deterministically():
+    cancer, digits = data.breast_cancer(), data.binarized_digits()
+    assert cancer.train_x.shape == (455, 31) and cancer.held_out_x.shape == (114, 31)
+    np.testing.assert_allclose(cancer.train_x[:, :-1].mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(cancer.train_x[:, :-1].std(axis=0), 1.0, atol=1e-12)
+    assert set(np.unique(cancer.train_y)) == {-1.0, 1.0}
+    assert digits.train_x.shape == (1438, 64) and digits.held_out_x.shape == (359, 64)
+    assert set(np.unique(digits.train_x)) == {0.0, 1.0}
+    train, held_out = data._split_indices(100)
+    assert not set(train) & set(held_out) and len(train) + len(held_out) == 100
+    np.testing.assert_array_equal(train, data._split_indices(100)[0])
+
+
+@pytest.mark.parametrize("checkpoint", ["init", "trained"])
+def test_logistic_regression_quadrature_gradient_is_the_derivative_of_its_objective(checkpoint):
+    """Central differences of the quadrature objective against the quadrature gradient (both deterministic)."""
+    model = LogisticRegression()
+    params = checkpoints.init_params(model.name) if checkpoint == "init" else checkpoints.load(model.name)
+    params = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), params)
+    _, grad = model.exact_objective_and_grad(params)
+    step = 1e-5
+    for name in ("loc", "log_scale"):
+        for index in (0, 7, 30):
+            up, down = (jax.tree_util.tree_map(np.copy, params) for _ in range(2))
+            up[name][index] += step
+            down[name][index] -= step
+            numeric = (model.exact_objective(up) - model.exact_objective(down)) / (2 * step)
+            assert numeric == pytest.approx(grad[name][index], rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "logistic_regression_init", "binary_vae", "binary_vae_init"])
+def test_exact_gradients_agree_with_a_large_sample(name):
+    """A large sample of an unbiased estimator (pathwise for the Gaussian posterior, the score function with
+    a leave-one-out baseline for the binary latents) agrees with the exact gradient in every coordinate."""
+    problem = problems.get(name)
+    estimator = "pathwise" if problem.distribution().reparameterizable else "score_function_loo"
+    num_chunks = 256
+    mean, se = reference.sample_reference(problem.objective, problem.params, estimator, num_chunks, chunk_size=128)
+    exact, mean, se = _flat(problem.exact_grad), _flat(mean), _flat(se)
+    varies = se > 0  # weights of pixels that are 0 in every image of the batch have gradient exactly 0
+    np.testing.assert_array_equal(mean[~varies], 0.0)
+    np.testing.assert_allclose(exact[~varies], 0.0, atol=1e-12)
+    z = (mean - exact)[varies] / se[varies]
+    threshold = _threshold(len(z), degrees_of_freedom=num_chunks - 1)
+    assert np.abs(z).max() < threshold, f"max |z| {np.abs(z).max():.2f} over {len(z)} coordinates"
+
+
+def test_gaussian_vae_reference_agrees_with_an_independent_sample():
+    problem = problems.get("gaussian_vae")
+    gradient = est.grad(problem.objective, "pathwise", 256)
+    keys = est.sample_keys(jax.random.key(12345), 64)
+    chunks = np.asarray(jax.vmap(lambda k: jax.flatten_util.ravel_pytree(gradient(problem.params, k))[0])(keys),
+                        np.float64)
+    fresh, fresh_se = chunks.mean(axis=0), chunks.std(axis=0, ddof=1) / np.sqrt(len(chunks))
+    stored, stored_se = _flat(problem.exact_grad), _flat(problem.exact_grad_se)
+    varies = stored_se > 0  # weights of pixels that are 0 in every image of the batch have gradient exactly 0
+    assert varies.mean() > 0.8
+    np.testing.assert_array_equal(stored[~varies], 0.0)
+    np.testing.assert_array_equal(fresh[~varies], 0.0)
+    z = (fresh - stored)[varies] / np.sqrt(fresh_se**2 + stored_se**2)[varies]
+    threshold = _threshold(len(z), degrees_of_freedom=len(chunks) - 1)  # the fresh SE is from 64 chunk means
+    assert np.abs(z).max() < threshold, f"max |z| {np.abs(z).max():.2f} over {len(z)} coordinates"
+
+
+def test_checkpoints_load_and_are_better_than_the_initial_parameters():
+    for name, recipe in checkpoints.RECIPES.items():
+        model, trained, initial = recipe.model, checkpoints.load(name), checkpoints.init_params(name)
+        assert jax.tree_util.tree_structure(trained) == jax.tree_util.tree_structure(initial)
+        key = jax.random.key(0)
+        held_out = len(model.split.train_x)
+        assert model.evaluate(trained, model.held_out_batch(), key, held_out)[0] < \
+            model.evaluate(initial, model.held_out_batch(), jax.random.key(1), held_out)[0] - 1e-3
+
+
+def test_a_missing_checkpoint_is_trained_deterministically_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoints, "PACKAGE_DIR", tmp_path / "package")
+    monkeypatch.setattr(checkpoints, "CACHE_DIR", tmp_path / "cache")
+    short = dataclasses.replace(checkpoints.RECIPES["gaussian_vae"], steps=500)
+    monkeypatch.setitem(checkpoints.RECIPES, "gaussian_vae", short)
+    first = checkpoints.load("gaussian_vae")
+    assert (tmp_path / "package" / "gaussian_vae.npz").exists()
+    again = checkpoints.train("gaussian_vae")
+    for a, b in zip(jax.tree_util.tree_leaves(first), jax.tree_util.tree_leaves(again)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoints, "PACKAGE_DIR", tmp_path)
+    np.savez(tmp_path / "binary_vae.npz", weights=np.zeros(3))
+    with pytest.raises(ValueError, match="does not match the model's parameters.*--force"):
+        checkpoints.load("binary_vae")
+
+
+def test_the_reference_cache_is_remade_when_the_parameters_change(tmp_path):
+    model = GaussianVAE()
+    objective = model.objective(model.training_batch()[:4])
+    params = checkpoints.init_params("gaussian_vae")
+    file = tmp_path / "ref.npz"
+    first = reference.cached_reference(file, objective, params, num_chunks=4, chunk_size=8)
+    again = reference.cached_reference(file, objective, params, num_chunks=4, chunk_size=8)
+    np.testing.assert_array_equal(_flat(first[0]), _flat(again[0]))
+    moved = jax.tree_util.tree_map(lambda x: x + 0.01, params)
+    changed = reference.cached_reference(file, objective, moved, num_chunks=4, chunk_size=8)
+    assert not np.array_equal(_flat(changed[0]), _flat(first[0]))
+    assert str(np.load(file)["params_fingerprint"]) == reference.fingerprint(moved)
+
+
+def test_bias_against_a_noisy_reference_is_corrected_for_its_noise():
+    """An unbiased estimator judged against a reference with standard error s: without the correction
+    its squared bias would average Σ s² > 0; with it, the average over many references is zero within
+    the standard error of that average."""
+    rng = np.random.default_rng(0)
+    num_coordinates, num_replicates, trials = 20, 400, 400
+    truth, s = np.zeros(num_coordinates), np.full(num_coordinates, 0.05)
+    values, ses = [], []
+    for _ in range(trials):
+        estimates = truth + rng.standard_normal((num_replicates, num_coordinates))
+        noisy_reference = truth + s * rng.standard_normal(num_coordinates)
+        summary = group_summary(estimates, noisy_reference, s)
+        values.append(summary["bias_squared"][0])
+        ses.append(summary["bias_squared"][1])
+    values = np.asarray(values)
+    standard_error_of_average = values.std(ddof=1) / np.sqrt(trials)
+    assert abs(values.mean()) < 4 * standard_error_of_average
+    # the reported standard error matches the spread of the estimates (within 20%)
+    assert np.mean(ses) == pytest.approx(values.std(ddof=1), rel=0.2)
+
+
+def test_vae_parameters_are_grouped_into_encoder_and_decoder():
+    params = checkpoints.init_params("gaussian_vae")
+    names = [name for name, _ in parameter_groups(params)]
+    assert names == ["decoder", "encoder", "all"]
+    assert sum(np.size(x) for x in jax.tree_util.tree_leaves(params["encoder"])) > MAX_COORDINATE_ROWS
+
+
+def test_the_quick_plan_measures_real_data_cheaply_and_the_full_plan_does_not():
+    config = variance_vs_L.Config(problems=("gaussian_vae", "logistic_regression"))
+    cells, skipped = variance_vs_L.plan(config)
+    assert cells and all(c.replicates == variance_vs_L.QUICK_REAL_DATA["replicates"] for c in cells)
+    assert max(c.num_samples for c in cells) == variance_vs_L.QUICK_REAL_DATA["max_num_samples"]
+    on_vae = {c.estimator.name for c in cells if c.problem.name == "gaussian_vae"}
+    assert {"pathwise", "score_function", "score_function_loo"} <= on_vae
+    assert not on_vae & {"measure_valued", "pathwise_delta", "score_function_delta"}
+    assert any("quick run" in s["reason"] and s["estimator"] == "measure_valued" for s in skipped)
+    full_cells, _ = variance_vs_L.plan(dataclasses.replace(config, quick=False))
+    assert all(c.replicates is None for c in full_cells)
+    assert {c.estimator.name for c in full_cells if c.problem.name == "gaussian_vae"} >= {"measure_valued"}
+
+
+def test_models_build_their_objective_on_any_batch():
+    for model in (GaussianVAE(), BinaryVAE()):
+        params = model.init_params(jax.random.key(0))
+        objective = model.objective(model.training_batch()[:3])
+        x = objective.distribution(params).sample(jax.random.key(1))
+        assert x.shape == (3, model.num_latents) and jnp.isfinite(objective.cost(params, x))
