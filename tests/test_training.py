@@ -1,0 +1,64 @@
+"""The training experiment end to end, on a tiny budget."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from analysis.load import load_run
+from experiments import run as cli
+from experiments import training
+
+
+def _run(tmp_path, **overrides):
+    settings = dict(problems=("logistic_regression", "binary_vae"),
+                    estimators=("pathwise", "score_function_loo", "measure_valued", "straight_through"),
+                    num_samples=2, budget=300, evaluations=3, output_dir=str(tmp_path), figures=True)
+    settings.update(overrides)
+    return training.run(training.Config(**settings), progress=False)
+
+
+def test_every_applicable_pair_trains_at_the_same_budget(tmp_path):
+    path = _run(tmp_path)
+    run = load_run(path)
+    metrics = run.metrics
+    assert set(metrics["metric"]) == {"train_objective", "held_out_objective", "wall_time_s", "cost_evaluations"}
+    pairs = set(map(tuple, metrics[["problem", "estimator"]].drop_duplicates().values))
+    assert pairs == {("logistic_regression", "pathwise"), ("logistic_regression", "score_function_loo"),
+                     ("logistic_regression", "measure_valued"), ("binary_vae", "score_function_loo"),
+                     ("binary_vae", "straight_through")}
+    spent = metrics[metrics["metric"] == "cost_evaluations"].groupby(["problem", "estimator"])["value"].max()
+    assert (spent <= 300).all() and (spent > 0).all()
+    steps = run.config["steps"]
+    # 2 samples per step: 150 steps; the measure-valued estimator evaluates the cost 4 × 31 + 1 times per sample
+    assert steps["logistic_regression/pathwise"] == 150
+    assert steps["logistic_regression/measure_valued"] == 300 // (2 * (4 * 31 + 1))
+    skipped = {(s["problem"], s["estimator"]) for s in run.config["skipped"]}
+    assert ("binary_vae", "pathwise") in skipped and ("logistic_regression", "straight_through") in skipped
+    assert (path / "figures" / "training_curves.png").stat().st_size > 10_000
+    held_out = metrics[metrics["metric"] == "held_out_objective"].sort_values("step")
+    assert held_out["value"].notna().all()
+    curves = held_out.groupby(["problem", "estimator"])["value"]
+    start, end = curves.first(), curves.last()
+    assert (end.loc["logistic_regression"] < start.loc["logistic_regression"]).all()
+
+
+def test_the_same_seed_gives_the_same_curves(tmp_path):
+    kwargs = dict(problems=("binary_vae",), estimators=("score_function_loo",), figures=False)
+    first = load_run(_run(tmp_path / "a", **kwargs)).metrics
+    second = load_run(_run(tmp_path / "b", **kwargs)).metrics
+    keep = lambda m: m[m["metric"] != "wall_time_s"].drop(columns="run_id").reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(keep(first), keep(second))
+
+
+def test_cli_runs_training_and_rejects_bad_input(tmp_path, capsys):
+    assert cli.main(["training", "--problems", "logistic_regression", "--estimators", "pathwise", "--budget", "40",
+                     "--evaluations", "2", "--output-dir", str(tmp_path), "--quiet", "--no-figures"]) == 0
+    written = list((tmp_path / "training").iterdir())
+    assert len(written) == 1 and json.loads((written[0] / "config.json").read_text())["budget"] == 40
+    with pytest.raises(SystemExit):
+        cli.main(["training", "--problems", "mnist_vae", "--output-dir", str(tmp_path)])
+    assert "unknown problems ['mnist_vae']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["training", "--problems", "binary_vae", "--estimators", "pathwise", "--output-dir", str(tmp_path)])
+    assert "Nothing to train" in capsys.readouterr().err
