@@ -42,14 +42,12 @@ def estimator_gradient(estimator: est.GradientEstimator | str, num_samples: int)
     return estimator.init, gradient
 
 
-def minibatch(batch, key: jax.Array, batch_size: int | None):
-    """``batch_size`` examples drawn without replacement (all of them for None)."""
+def minibatch(arrays: tuple, key: jax.Array, batch_size: int | None) -> tuple:
+    """The same ``batch_size`` examples, drawn without replacement, of each array (all of them for None)."""
     if batch_size is None:
-        return batch
-    arrays = batch if isinstance(batch, tuple) else (batch,)
+        return arrays
     chosen = jax.random.choice(key, arrays[0].shape[0], (batch_size,), replace=False)
-    picked = tuple(jnp.asarray(a)[chosen] for a in arrays)
-    return picked if isinstance(batch, tuple) else picked[0]
+    return tuple(a[chosen] for a in arrays)
 
 
 def trainer(model, init_state: Callable, gradient: Gradient, optimizer: optax.GradientTransformation,

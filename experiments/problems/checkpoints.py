@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -26,11 +25,14 @@ import numpy as np
 import optax
 
 from experiments import fit
+from experiments.problems import stored
 from experiments.problems.logistic_regression import LogisticRegression
 from experiments.problems.vae import BinaryVAE, GaussianVAE
 
 PACKAGE_DIR = Path(__file__).resolve().parent / "checkpoints"
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mc-gradient-estimators"
+#: Where checkpoints (and the reference gradients made for them) are looked up and written, in order.
+FOLDERS = (PACKAGE_DIR, CACHE_DIR)
 
 #: The seed of every model's initial parameters (the "init" checkpoints) and of its training run.
 INIT_SEED = 0
@@ -94,10 +96,7 @@ def train(name: str, progress: bool = False):
 
 def path(name: str) -> Path:
     """Where checkpoint ``name`` is read from: the package folder, else the user cache."""
-    for folder in (PACKAGE_DIR, CACHE_DIR):
-        if (folder / f"{name}.npz").exists():
-            return folder / f"{name}.npz"
-    return PACKAGE_DIR / f"{name}.npz"
+    return stored.find(name, FOLDERS) or FOLDERS[0] / f"{name}.npz"
 
 
 def load(name: str):
@@ -107,40 +106,20 @@ def load(name: str):
         print(f"Training the {name} checkpoint (once; cached in {file.parent})...", file=sys.stderr, flush=True)
         file = save(name, train(name))
     template = init_params(name)
-    with np.load(file) as stored:
-        return _unflatten(template, dict(stored), file)
+    with np.load(file) as arrays:
+        expected = stored.flatten(template)
+        if set(arrays) != set(expected) or any(arrays[k].shape != v.shape for k, v in expected.items()):
+            raise ValueError(
+                f"{file} does not match the model's parameters (expected {sorted(expected)} with their shapes). "
+                "Remake it: python -m experiments.problems.checkpoints --force"
+            )
+        params = stored.unflatten(template, arrays)
+    return jax.tree_util.tree_map(lambda x, like: jnp.asarray(x, jnp.result_type(like)), params, template)
 
 
 def save(name: str, params) -> Path:
     """Write ``params`` atomically as checkpoint ``name``; returns the file written."""
-    arrays = {_key(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
-    for folder in (PACKAGE_DIR, CACHE_DIR):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, suffix=".npz", delete=False) as handle:
-                np.savez_compressed(handle, **arrays)
-            os.chmod(handle.name, 0o644)
-            os.replace(handle.name, folder / f"{name}.npz")
-            return folder / f"{name}.npz"
-        except OSError:
-            continue
-    raise OSError(f"Could not write the {name} checkpoint to {PACKAGE_DIR} or {CACHE_DIR}.")
-
-
-def _key(path) -> str:
-    return jax.tree_util.keystr(path, simple=True, separator="/")
-
-
-def _unflatten(template, arrays: dict, file: Path):
-    paths_and_leaves = jax.tree_util.tree_leaves_with_path(template)
-    expected = {_key(p): leaf for p, leaf in paths_and_leaves}
-    if set(arrays) != set(expected) or any(arrays[k].shape != jnp.shape(v) for k, v in expected.items()):
-        raise ValueError(
-            f"{file} does not match the model's parameters (expected {sorted(expected)} with their shapes). "
-            "Remake it: python -m experiments.problems.checkpoints --force"
-        )
-    leaves = [jnp.asarray(arrays[_key(p)], jnp.result_type(leaf)) for p, leaf in paths_and_leaves]
-    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
+    return stored.write(name, stored.flatten(params), FOLDERS)
 
 
 def _recipe(name: str) -> Recipe:

@@ -111,33 +111,27 @@ class LogisticRegression:
 
     def exact_objective(self, params, batch=None, num_examples: int | None = None) -> float:
         """F (float64, host) by quadrature over each example's Gaussian logit."""
-        x, y = batch if batch is not None else self.training_batch()
-        num_examples = num_examples or len(self.split.train_y)
-        m = np.asarray(params["loc"], np.float64)
-        s2 = np.exp(2 * np.asarray(params["log_scale"], np.float64))
-        mean, sd = x @ m, np.sqrt((x**2) @ s2)
-        log_likelihood = standard_normal_expectation(lambda u: _log_sigmoid(y[:, None] * (mean[:, None] + sd[:, None] * u)))
+        x, y, num_examples, m, s2, logits = self._quadrature_setup(params, batch, num_examples)
+        log_likelihood = standard_normal_expectation(lambda u: _log_sigmoid(y[:, None] * logits(u)))
         return float(-log_likelihood.mean() + 0.5 * np.sum(m**2 + s2 - 1 - np.log(s2)) / num_examples)
 
-    def exact_objective_and_grad(self, params, batch=None, num_examples: int | None = None):
-        """F and ∇F (float64, host) by quadrature over each example's Gaussian logit."""
-        x, y = batch if batch is not None else self.training_batch()
-        num_examples = num_examples or len(self.split.train_y)
-        m = np.asarray(params["loc"], np.float64)
-        s2 = np.exp(2 * np.asarray(params["log_scale"], np.float64))
-        mean, sd = x @ m, np.sqrt((x**2) @ s2)
-        logits = lambda u: mean[:, None] + sd[:, None] * u  # noqa: E731
-        expect = standard_normal_expectation
-        log_likelihood = expect(lambda u: _log_sigmoid(y[:, None] * logits(u)))
-        first = expect(lambda u: y[:, None] * _sigmoid(-y[:, None] * logits(u)))
-        second = expect(lambda u: -_sigmoid(logits(u)) * _sigmoid(-logits(u)))
-        kl = 0.5 * np.sum(m**2 + s2 - 1 - np.log(s2))
-        value = -log_likelihood.mean() + kl / num_examples
-        grad = {
+    def exact_grad(self, params, batch=None, num_examples: int | None = None) -> dict[str, np.ndarray]:
+        """∇F (float64, host) by quadrature over each example's Gaussian logit."""
+        x, y, num_examples, m, s2, logits = self._quadrature_setup(params, batch, num_examples)
+        first = standard_normal_expectation(lambda u: y[:, None] * _sigmoid(-y[:, None] * logits(u)))
+        second = standard_normal_expectation(lambda u: -_sigmoid(logits(u)) * _sigmoid(-logits(u)))
+        return {
             "loc": -(x.T @ first) / len(y) + m / num_examples,
             "log_scale": -((x**2).T @ second) * s2 / len(y) + (s2 - 1) / num_examples,
         }
-        return value, grad
+
+    def _quadrature_setup(self, params, batch, num_examples):
+        """The data, the KL's share, m, s², and each example's logit μ_n + sqrt(v_n) u as a function of u."""
+        x, y = batch if batch is not None else self.training_batch()
+        m = np.asarray(params["loc"], np.float64)
+        s2 = np.exp(2 * np.asarray(params["log_scale"], np.float64))
+        mean, sd = x @ m, np.sqrt((x**2) @ s2)
+        return x, y, num_examples or len(self.split.train_y), m, s2, lambda u: mean[:, None] + sd[:, None] * u
 
 
 def _posterior(p):

@@ -43,7 +43,7 @@ def _to_numpy(tree):
 def logistic_regression(checkpoint: str = "trained") -> Problem:
     model = LogisticRegression()
     params = _params(model.name, checkpoint)
-    _, exact = model.exact_objective_and_grad(params)
+    exact = model.exact_grad(params)
     return Problem(
         name=_problem_name(model.name, checkpoint),
         description=f"{model.description}, {checkpoint} parameters; exact gradient by quadrature",
@@ -59,8 +59,7 @@ def gaussian_vae(checkpoint: str = "trained") -> Problem:
     params = _params(model.name, checkpoint)
     objective = model.objective(model.training_batch()[:EVALUATION_BATCH])
     name = _problem_name(model.name, checkpoint)
-    mean, se = reference.cached_reference(checkpoints.PACKAGE_DIR / f"{name}_reference.npz", objective, params,
-                                          fallback_dir=checkpoints.CACHE_DIR)
+    mean, se = reference.cached_reference(f"{name}_reference", objective, params, checkpoints.FOLDERS)
     return Problem(
         name=name,
         description=f"{model.description}, {checkpoint} parameters; reference gradient from 2^20 pathwise samples",

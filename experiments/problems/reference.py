@@ -11,15 +11,15 @@ parameters, and is remade when the parameters change.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
-import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import jax
 import numpy as np
 
 import estimators as est
+from experiments.problems import stored
 
 #: The key stream of reference samples, apart from the seeds experiments use.
 REFERENCE_SEED = 2**30 + 7
@@ -50,43 +50,29 @@ def sample_reference(objective: est.Objective, params, estimator: str = "pathwis
     return mean, se
 
 
-def cached_reference(file: Path, objective: est.Objective, params, estimator: str = "pathwise",
-                     num_chunks: int = DEFAULT_NUM_CHUNKS, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                     fallback_dir: Path | None = None):
-    """The reference stored in ``file`` if it was made for these parameters and settings; otherwise
-    compute it and write it there (or to ``fallback_dir`` where ``file``'s folder is not writable)."""
+def cached_reference(name: str, objective: est.Objective, params, folders: Sequence[Path],
+                     estimator: str = "pathwise", num_chunks: int = DEFAULT_NUM_CHUNKS,
+                     chunk_size: int = DEFAULT_CHUNK_SIZE):
+    """The reference stored as ``<folder>/<name>.npz`` if it was made for these parameters and settings;
+    otherwise compute it and write it to the first of ``folders`` that can be written."""
     settings = {"estimator": estimator, "num_samples": num_chunks * chunk_size, "seed": REFERENCE_SEED,
                 "params_fingerprint": fingerprint(params)}
-    candidates = [file] + ([fallback_dir / file.name] if fallback_dir else [])
-    for candidate in candidates:
-        if candidate.exists():
-            with np.load(candidate) as stored:
-                if all(k in stored and str(stored[k]) == str(v) for k, v in settings.items()):
-                    return _unflatten(params, stored, "mean"), _unflatten(params, stored, "se")
-    print(f"Computing the reference gradient {file.name} ({settings['num_samples']:,} {estimator} samples; "
+    for folder in folders:
+        file = stored.find(name, [folder])
+        if file is None:
+            continue
+        with np.load(file) as arrays:
+            if all(k in arrays and str(arrays[k]) == str(v) for k, v in settings.items()):
+                return _as_float64(stored.unflatten(params, arrays, "mean")), _as_float64(stored.unflatten(params, arrays, "se"))
+    print(f"Computing the reference gradient {name} ({settings['num_samples']:,} {estimator} samples; "
           "once, then cached)...", file=sys.stderr, flush=True)
     mean, se = sample_reference(objective, params, estimator, num_chunks, chunk_size)
-    arrays = {**settings, **_flatten(mean, "mean"), **_flatten(se, "se")}
-    for folder in [c.parent for c in candidates]:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, suffix=".npz", delete=False) as handle:
-                np.savez_compressed(handle, **arrays)
-            os.chmod(handle.name, 0o644)
-            os.replace(handle.name, folder / file.name)
-            break
-        except OSError:
-            continue
+    try:
+        stored.write(name, {**settings, **stored.flatten(mean, "mean"), **stored.flatten(se, "se")}, folders)
+    except OSError as error:  # the answer is still right; it is only not cached
+        print(f"Not cached: {error}", file=sys.stderr, flush=True)
     return mean, se
 
 
-def _flatten(tree, prefix: str) -> dict:
-    return {f"{prefix}/{jax.tree_util.keystr(p, simple=True, separator='/')}": np.asarray(x)
-            for p, x in jax.tree_util.tree_leaves_with_path(tree)}
-
-
-def _unflatten(template, stored, prefix: str):
-    paths = jax.tree_util.tree_leaves_with_path(template)
-    leaves = [np.asarray(stored[f"{prefix}/{jax.tree_util.keystr(p, simple=True, separator='/')}"], np.float64)
-              for p, _ in paths]
-    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
+def _as_float64(tree):
+    return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), tree)
