@@ -1,4 +1,5 @@
-"""Seaborn figures of a run: variance against L, and bias against L."""
+"""Seaborn figures of a run: one function per figure, from its tidy metrics; ``FIGURES`` lists each
+experiment's."""
 
 from __future__ import annotations
 
@@ -28,8 +29,12 @@ RESOLUTION = 1e-12
 
 
 def estimator_palette(estimators) -> dict:
-    """One colour per estimator, the same in every panel and figure of a run."""
-    names = sorted(set(estimators))
+    """One colour per estimator, the same in every panel, figure and run: registered estimators take
+    their colour from their place in the registry, others (from older runs) follow."""
+    import estimators as registry
+
+    known = registry.names()
+    names = list(known) + sorted(set(estimators) - set(known))
     colours = sns.color_palette("colorblind", 10) + [(0.0, 0.0, 0.0)]  # black for the eleventh
     colours += sns.color_palette("husl", max(0, len(names) - len(colours)))
     return dict(zip(names, colours))
@@ -61,13 +66,25 @@ def _panels(table: pd.DataFrame, problem_order: list[str]):
     groups = list(table.groupby(["problem", "parameter"], sort=False))
     order = {name: i for i, name in enumerate(problem_order)}
     groups.sort(key=lambda group: order[group[0][0]])
-    columns = min(PANEL_COLUMNS, len(groups))
+    return _grid(groups)
+
+
+def _grid(groups: list, columns: int = PANEL_COLUMNS):
+    """A figure with one panel per (key, rows) group, ``columns`` to a row, unused axes hidden.
+    Returns the figure and a list of (key, rows, axes)."""
+    columns = min(columns, len(groups))
     rows = math.ceil(len(groups) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
     flat_axes = list(axes.flat)
     for ax in flat_axes[len(groups):]:
         ax.set_visible(False)
     return fig, [(name, frame, ax) for (name, frame), ax in zip(groups, flat_axes)]
+
+
+def _exact_line(ax, x, y, color, label) -> None:
+    """The exact value of a measured line, dotted, where every point of it is known."""
+    if y.notna().all():
+        ax.plot(x, y, ls=":", lw=2, color=color, label=f"{label} (exact)")
 
 
 def variance_vs_L(metrics: pd.DataFrame) -> plt.Figure:
@@ -81,9 +98,8 @@ def variance_vs_L(metrics: pd.DataFrame) -> plt.Figure:
             line = line.sort_values("num_samples")
             color = palette[estimator]
             _line_with_band(ax, line["num_samples"], line["variance"], line["variance_se"], color, estimator)
-            if "exact_variance" in line and line["exact_variance"].notna().all():
-                ax.plot(line["num_samples"], line["exact_variance"], ls=":", lw=2, color=color,
-                        label=f"{estimator} (exact)")
+            if "exact_variance" in line:
+                _exact_line(ax, line["num_samples"], line["exact_variance"], color, estimator)
         first = frame.sort_values("num_samples").iloc[0]
         reference = frame["num_samples"].drop_duplicates().sort_values()
         ax.plot(reference, first["variance"] * first["num_samples"] / reference, ls="--", color="0.6",
@@ -103,7 +119,7 @@ def bias_vs_L(metrics: pd.DataFrame) -> plt.Figure:
     """
     table = wide(metrics)
     if "bias_squared" not in table:
-        raise ValueError("The run has no bias_squared metric: no problem in it has an exact gradient.")
+        raise NothingToDraw("the run has no bias_squared metric: no problem in it has an exact gradient")
     table = table.dropna(subset=["bias_squared"])
     table = table.assign(bias_z=table["bias_squared"] / table["bias_squared_se"])
     palette = estimator_palette(table["estimator"])
@@ -130,22 +146,31 @@ def bias_vs_L(metrics: pd.DataFrame) -> plt.Figure:
 
 def _finish(fig: plt.Figure, panels, title: str) -> plt.Figure:
     """One legend for all panels, the title, and a tight layout."""
-    _legend(fig, panels)
-    fig.suptitle(title, y=1.0)
-    fig.tight_layout()
+    fig.suptitle(title)
+    _figure_legend(fig, [ax for _, _, ax in panels])
     return fig
 
 
-def _legend(fig: plt.Figure, panels) -> None:
-    handles, labels = {}, []
-    for _, _, ax in panels:
+LEGEND_ROW_INCHES = 0.28
+LEGEND_COLUMN_INCHES = 2.4
+
+
+def _figure_legend(fig: plt.Figure, axes) -> None:
+    """One legend below all panels (each label once), in as many columns as the figure is wide, with
+    the panels laid out above it so that it never covers an axis label."""
+    handles = {}
+    for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
-    labels = list(handles)
-    fig.legend([handles[label] for label in labels], labels, loc="lower center",
-               ncol=min(len(labels), 6), bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(labels) // 7)),
-               frameon=False)
-    fig.subplots_adjust(bottom=0.15)
+    width, height = fig.get_size_inches()
+    columns = max(1, min(len(handles), int(width // LEGEND_COLUMN_INCHES)))
+    rows = math.ceil(len(handles) / columns)
+    legend_height = rows * LEGEND_ROW_INCHES + 0.15
+    fig.set_size_inches(width, height + legend_height)  # the panels keep their height
+    bottom = legend_height / (height + legend_height)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=columns, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout(rect=(0, bottom, 1, 1))
 
 
 def mse_vs_L(metrics: pd.DataFrame) -> plt.Figure:
@@ -168,6 +193,73 @@ def mse_vs_L(metrics: pd.DataFrame) -> plt.Figure:
                ylabel="mean squared error")
         _floor_log_axis(ax, frame, "mse")
     return _finish(fig, panels, "Mean squared error of the gradient estimate: variance falls with L, bias does not")
+
+
+def efficiency_vs_L(metrics: pd.DataFrame) -> plt.Figure:
+    """Cost-normalized variance, the variance of the whole gradient times the wall time of one estimate,
+    against L, log-log.  Averaging n independent estimates divides the variance by n and multiplies the
+    time by n, so this product is what an estimator's variance costs in time: of two unbiased estimators,
+    the one with the lower product gives the lower variance for any fixed time budget."""
+    table = wide(metrics)
+    table = table[table["parameter"] == "all"].dropna(subset=["time_per_estimate_s"])
+    table = table.assign(parameter="whole gradient", work=table["variance"] * table["time_per_estimate_s"],
+                         work_se=table["variance_se"] * table["time_per_estimate_s"])
+    palette = estimator_palette(table["estimator"])
+    fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
+    for (problem, _), frame, ax in panels:
+        for estimator, line in frame.groupby("estimator"):
+            line = line.sort_values("num_samples")
+            _line_with_band(ax, line["num_samples"], line["work"], line["work_se"], palette[estimator], estimator)
+        ax.set(xscale="log", yscale="log", title=problem, xlabel="samples per estimate, L",
+               ylabel="variance × seconds per estimate")
+        _floor_log_axis(ax, frame, "work")
+    return _finish(fig, panels, "Cost-normalized variance: variance × wall time per estimate (lower is better)")
+
+
+def variance_vs_mean(metrics: pd.DataFrame) -> plt.Figure:
+    """Variance of the gradient with respect to μ and σ against the Gaussian's mean μ, one row of panels
+    per test function (and L), exact variances dotted: Mohamed et al. (2020), figure 3."""
+    table = wide(metrics)
+    table = table[table["parameter"] != "all"]
+    palette = estimator_palette(table["estimator"])
+    groups = list(table.groupby(["problem", "num_samples", "parameter"], sort=False))
+    columns = table["parameter"].nunique() * table["num_samples"].nunique()
+    fig, panels = _grid(groups, columns=columns)
+    for (problem, num_samples, parameter), frame, ax in panels:
+        for estimator, line in frame.groupby("estimator"):
+            line = line.sort_values("mu")
+            color = palette[estimator]
+            _line_with_band(ax, line["mu"], line["variance"], line["variance_se"], color, estimator)
+            if "exact_variance" in line:
+                _exact_line(ax, line["mu"], line["exact_variance"], color, estimator)
+        ax.set(yscale="log", title=f"{problem}: ∂/∂{parameter}, L = {num_samples}",
+               xlabel="mean of the Gaussian, μ", ylabel="variance of the estimate")
+        _floor_log_axis(ax, frame, "variance")
+    return _finish(fig, panels, "Variance of the gradient against the Gaussian's mean μ (σ fixed)")
+
+
+def variance_vs_dimension(metrics: pd.DataFrame) -> plt.Figure:
+    """Variance per coordinate (the trace divided by D) against the dimension D, log-log, exact values
+    dotted: flat for the pathwise estimator, growing with D for the score function."""
+    table = wide(metrics)
+    table = table[table["parameter"] != "all"]
+    per_coordinate = {column: table[column] / table["dimension"]
+                      for column in ("variance", "variance_se", "exact_variance") if column in table}
+    table = table.assign(**per_coordinate)
+    palette = estimator_palette(table["estimator"])
+    groups = list(table.groupby(["parameter", "num_samples"], sort=False))
+    fig, panels = _grid(groups)
+    for (parameter, num_samples), frame, ax in panels:
+        for estimator, line in frame.groupby("estimator"):
+            line = line.sort_values("dimension")
+            color = palette[estimator]
+            _line_with_band(ax, line["dimension"], line["variance"], line["variance_se"], color, estimator)
+            if "exact_variance" in line:
+                _exact_line(ax, line["dimension"], line["exact_variance"], color, estimator)
+        ax.set(xscale="log", yscale="log", title=f"∂/∂{parameter}, L = {num_samples}", xlabel="dimension D",
+               ylabel="variance per coordinate")
+        _floor_log_axis(ax, frame, "variance")
+    return _finish(fig, panels, "Variance per gradient coordinate against the dimension, f(x) = ‖x − k‖²")
 
 
 def bias_vs_temperature(metrics: pd.DataFrame) -> plt.Figure:
@@ -196,14 +288,8 @@ def bias_vs_temperature(metrics: pd.DataFrame) -> plt.Figure:
             ax.set(xscale="log", yscale="log", xlabel="temperature τ", ylabel=metric.replace("_", " "))
             if row == 0:
                 ax.set_title(f"{problem}, L = {num_samples}")
-    handles = {}
-    for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(label, handle)
-    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 6),
-               bbox_to_anchor=(0.5, -0.03), frameon=False)
-    fig.suptitle("Gumbel-Softmax family against the temperature: bias², variance and MSE of the gradient", y=1.0)
-    fig.tight_layout()
+    fig.suptitle("Gumbel-Softmax family against the temperature: bias², variance and MSE of the gradient")
+    _figure_legend(fig, axes.flat)
     return fig
 
 
@@ -232,23 +318,35 @@ def training_curves(metrics: pd.DataFrame) -> plt.Figure:
             ax.set_ylabel("negative ELBO per example")
         left.set(title=f"{problem}: held-out (solid), training (dashed)", xlabel="cost evaluations spent")
         right.set(title=f"{problem}: held-out", xlabel="training wall time (s)")
-    handles = {}
-    for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(label, handle)
-    legend_rows = math.ceil(len(handles) / 5)
-    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 5), frameon=False)
-    fig.suptitle("Training with each estimator at the same budget of cost evaluations (Adam)", y=1.0)
-    fig.tight_layout(rect=(0, 0.07 * legend_rows / len(problems), 1, 1))
+    fig.suptitle("Training with each estimator at the same budget of cost evaluations (Adam)")
+    _figure_legend(fig, axes.flat)
     return fig
 
 
 #: The figures drawn for each experiment's run folder.
 FIGURES = {
-    "variance_vs_L": {"variance_vs_L": variance_vs_L, "bias_vs_L": bias_vs_L, "mse_vs_L": mse_vs_L},
+    "variance_vs_L": {"variance_vs_L": variance_vs_L, "bias_vs_L": bias_vs_L, "mse_vs_L": mse_vs_L,
+                      "efficiency_vs_L": efficiency_vs_L},
+    "variance_vs_mean": {"variance_vs_mean": variance_vs_mean},
+    "variance_vs_dimension": {"variance_vs_dimension": variance_vs_dimension},
     "bias_vs_temperature": {"bias_vs_temperature": bias_vs_temperature},
     "training": {"training_curves": training_curves},
 }
+
+
+class NothingToDraw(ValueError):
+    """A run has nothing for this figure (no exact gradient for a bias figure, say)."""
+
+
+def save_figure(draw, metrics: pd.DataFrame, path: str | Path) -> Path:
+    """Draw ``draw(metrics)`` in the house style, save it as a PNG at ``path`` and close it."""
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
+        fig = draw(metrics)
+        try:
+            fig.savefig(path, dpi=120, bbox_inches="tight")
+        finally:
+            plt.close(fig)
+    return Path(path)
 
 
 def save_run_figures(run_dir: str | Path) -> list[Path]:
@@ -257,11 +355,9 @@ def save_run_figures(run_dir: str | Path) -> list[Path]:
     out = Path(run_dir) / "figures"
     out.mkdir(exist_ok=True)
     written = []
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
-        for name, draw in FIGURES[run.config.get("experiment", "variance_vs_L")].items():
-            fig = draw(run.metrics)
-            path = out / f"{name}.png"
-            fig.savefig(path, dpi=120, bbox_inches="tight")
-            plt.close(fig)
-            written.append(path)
+    for name, draw in FIGURES[run.config.get("experiment", "variance_vs_L")].items():
+        try:
+            written.append(save_figure(draw, run.metrics, out / f"{name}.png"))
+        except NothingToDraw:
+            continue
     return written

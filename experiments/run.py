@@ -6,6 +6,9 @@
     python -m experiments.run bias_vs_temperature                 # the Gumbel-Softmax family against τ
     python -m experiments.run variance_vs_L --profile ci          # the cells of the variance-bound check
     python -m experiments.run training                            # training curves of the real-data models
+    python -m experiments.run variance_vs_mean                    # the Gaussian test functions against μ
+    python -m experiments.run variance_vs_dimension               # the quadratic against the dimension D
+    python -m analysis.report results/*/*                         # one report from run folders
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import sys
 EXPERIMENTS = {
     "variance_vs_L": "bias, variance, MSE and cost of each estimator against the sample count L",
     "bias_vs_temperature": "bias, variance and MSE of the Gumbel-Softmax family against the temperature",
+    "variance_vs_mean": "variance of each estimator on the Gaussian test functions against the mean μ",
+    "variance_vs_dimension": "variance of each estimator on the D-dimensional Gaussian quadratic against D",
     "training": "training curves of the real-data models with each estimator at the same budget of cost evaluations",
 }
 
@@ -109,6 +114,42 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="LS", help="comma-separated sample counts L (default: %(default)s)")
     _add_run_options(sub, default_replicates=10_000)
 
+    from experiments import variance_vs_dimension, variance_vs_mean
+
+    sub = experiments.add_parser(
+        "variance_vs_mean",
+        help=EXPERIMENTS["variance_vs_mean"],
+        description="For each Gaussian test function (x - k)², exp(-k x²), cos(k x) under N(μ, σ²), sweep μ "
+        "and report the variance of every applicable estimator's gradient with respect to μ and σ, with "
+        "the exact variance where it is known (Mohamed et al. 2020, figure 3).",
+    )
+    sub.add_argument("--functions", type=_comma_list, default=list(variance_vs_mean.DEFAULT_FUNCTIONS), metavar="NAMES",
+                     help="comma-separated test functions (default: %(default)s)")
+    sub.add_argument("--means", type=_numbers(float), default=list(variance_vs_mean.DEFAULT_MEANS), metavar="MUS",
+                     help="comma-separated means μ; write --means=-1,0,1 when the first is negative "
+                     "(default: -3 to 3 in steps of 0.5)")
+    sub.add_argument("--scale", type=float, default=variance_vs_mean.SCALE, metavar="SIGMA",
+                     help="the standard deviation σ (default: %(default)s)")
+    sub.add_argument("--estimators", type=_comma_list, default=None, metavar="NAMES",
+                     help="comma-separated estimator names (default: every registered estimator that applies)")
+    sub.add_argument("--num-samples", type=_numbers(int), default=list(variance_vs_mean.DEFAULT_NUM_SAMPLES),
+                     metavar="LS", help="comma-separated sample counts L (default: %(default)s)")
+    _add_run_options(sub, default_replicates=variance_vs_mean.DEFAULT_REPLICATES)
+
+    sub = experiments.add_parser(
+        "variance_vs_dimension",
+        help=EXPERIMENTS["variance_vs_dimension"],
+        description="For the quadratic ||x - k||² under a D-dimensional diagonal Gaussian, sweep D and report "
+        "the variance of every applicable estimator's gradient, with the exact variance where it is known.",
+    )
+    sub.add_argument("--dimensions", type=_numbers(int), default=list(variance_vs_dimension.DEFAULT_DIMENSIONS),
+                     metavar="DS", help="comma-separated dimensions D (default: %(default)s)")
+    sub.add_argument("--estimators", type=_comma_list, default=None, metavar="NAMES",
+                     help="comma-separated estimator names (default: every registered estimator that applies)")
+    sub.add_argument("--num-samples", type=_numbers(int), default=list(variance_vs_dimension.DEFAULT_NUM_SAMPLES),
+                     metavar="LS", help="comma-separated sample counts L (default: %(default)s)")
+    _add_run_options(sub, default_replicates=variance_vs_dimension.DEFAULT_REPLICATES)
+
     from experiments import training
 
     defaults = training.Config()
@@ -164,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         jax.config.update("jax_enable_x64", True)
 
     import estimators as est
-    from experiments import bias_vs_temperature, problems, variance_vs_L
+    from experiments import bias_vs_temperature, problems, variance_vs_dimension, variance_vs_L, variance_vs_mean
     from experiments.runner import PlanningError
 
     if args.list:
@@ -216,6 +257,16 @@ def main(argv: list[str] | None = None) -> int:
             problem_names = args.problems or (variance_vs_L.DEFAULT_PROBLEMS if args.quick else variance_vs_L.FULL_PROBLEMS)
         config = variance_vs_L.Config(problems=tuple(problem_names), estimators=tuple(args.estimators or est.names()),
                                       num_samples=tuple(args.num_samples), quick=args.quick, **common)
+    elif args.experiment == "variance_vs_mean":
+        experiment = variance_vs_mean
+        config = variance_vs_mean.Config(functions=tuple(args.functions), means=tuple(args.means), scale=args.scale,
+                                         estimators=tuple(args.estimators or est.names()),
+                                         num_samples=tuple(args.num_samples), **common)
+    elif args.experiment == "variance_vs_dimension":
+        experiment = variance_vs_dimension
+        config = variance_vs_dimension.Config(dimensions=tuple(args.dimensions),
+                                              estimators=tuple(args.estimators or est.names()),
+                                              num_samples=tuple(args.num_samples), **common)
     else:
         experiment = bias_vs_temperature
         config = bias_vs_temperature.Config(problems=tuple(args.problems), estimators=tuple(args.estimators or ()),

@@ -61,11 +61,18 @@ def check_names(problems: Sequence[str], estimators: Sequence[str], num_samples:
     for name in problems:
         if name not in problem_registry.names():
             problem_registry.get(name)  # raises, naming the known problems (or builds a sized one)
+    if not problems:
+        raise ValueError("--problems needs at least one value.")
+    check_estimators(estimators, num_samples)
+
+
+def check_estimators(estimators: Sequence[str], num_samples: Sequence[int]) -> None:
+    """Unknown estimator names and bad sample counts raise ValueError, naming the known ones."""
     for name in estimators:
         if name not in est.names():
             est.get(name)  # raises, naming the known estimators
-    if not problems or not estimators or not num_samples:
-        raise ValueError("--problems, --estimators and --num-samples each need at least one value.")
+    if not estimators or not num_samples:
+        raise ValueError("--estimators and --num-samples each need at least one value.")
     bad = [n for n in num_samples if int(n) != n or n < 1]
     if bad:
         raise ValueError(f"--num-samples must be positive integers, got {bad}.")
@@ -100,6 +107,31 @@ def applicable_pairs(problem_names, estimators) -> tuple[list[tuple[Problem, est
             + "; ".join(f"{s['estimator']} on {s['problem']}: {s['reason']}" for s in skipped)
         )
     return pairs, skipped
+
+
+def sweep_cells(labelled_problems: Sequence[tuple[dict, Problem]], estimators: Sequence[est.GradientEstimator],
+                num_samples: Sequence[int]) -> tuple[list[Cell], list[dict]]:
+    """The cells of a sweep over problems built at several settings: every (labels, problem) pair with
+    every estimator that applies and every L it can use; the labels (``{"mu": 0.5}``) become columns."""
+    cells, skipped = [], []
+    for labels, problem in labelled_problems:
+        for estimator in estimators:
+            for n in sorted(set(num_samples)):
+                reason = estimator.incompatibility(problem.distribution())
+                if reason is None and n < estimator.min_num_samples:
+                    reason = f"needs L >= {estimator.min_num_samples}"
+                if reason is None:
+                    cells.append(Cell(problem, estimator, n, dict(labels)))
+                    continue
+                entry = {"problem": problem.name, "estimator": estimator.name, "num_samples": n, "reason": reason}
+                if entry not in skipped:  # the same problem name at every setting of the sweep
+                    skipped.append(entry)
+    if not cells:
+        raise PlanningError(
+            "No selected estimator applies to any selected problem: "
+            + "; ".join(f"{s['estimator']} on {s['problem']}: {s['reason']}" for s in skipped)
+        )
+    return cells, skipped
 
 
 def cell_replicates(settings: RunSettings, cell: Cell) -> int:

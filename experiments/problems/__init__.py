@@ -10,7 +10,7 @@ from typing import Callable
 from experiments.problems import families
 from experiments.problems.base import Problem, iid_variance
 from experiments.problems.discrete import bernoulli_toy, categorical_toy
-from experiments.problems.gaussian_1d import gaussian_test_problem
+from experiments.problems.gaussian_1d import DEFAULT_K, gaussian_test_problem
 from experiments.problems.gaussian_elbo import gaussian_elbo
 from experiments.problems.gaussian_nd import gaussian_quadratic_nd
 from experiments.problems import real_data
@@ -18,9 +18,9 @@ from experiments.problems import real_data
 # Factories, not instances: building a problem touches JAX, which must wait for the CLI's device and
 # precision flags.  A new problem joins the benchmark with one line here.
 _FACTORIES: dict[str, Callable[[], Problem]] = {
-    "gaussian_quadratic": functools.partial(gaussian_test_problem, "quadratic", mu=1.0, sigma=1.0, k=0.0),
-    "gaussian_exp": functools.partial(gaussian_test_problem, "exp", mu=1.0, sigma=1.0, k=1.0),
-    "gaussian_cosine": functools.partial(gaussian_test_problem, "cosine", mu=1.0, sigma=1.0, k=2.0),
+    "gaussian_quadratic": functools.partial(gaussian_test_problem, "quadratic", mu=1.0, sigma=1.0, k=DEFAULT_K["quadratic"]),
+    "gaussian_exp": functools.partial(gaussian_test_problem, "exp", mu=1.0, sigma=1.0, k=DEFAULT_K["exp"]),
+    "gaussian_cosine": functools.partial(gaussian_test_problem, "cosine", mu=1.0, sigma=1.0, k=DEFAULT_K["cosine"]),
     "gaussian_elbo": gaussian_elbo,
     "gaussian_quadratic_20d": functools.partial(gaussian_quadratic_nd, 20),
     "bernoulli_toy": functools.partial(bernoulli_toy, "bernoulli_toy", target=0.45),

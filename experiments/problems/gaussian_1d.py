@@ -83,6 +83,11 @@ TEST_FUNCTIONS = {
 }
 
 
+#: The shape constant k of each test function in the registered problems (``gaussian_quadratic``, ...)
+#: and in the sweep over the mean (:mod:`experiments.variance_vs_mean`).
+DEFAULT_K = {"quadratic": 0.0, "exp": 1.0, "cosine": 2.0}
+
+
 def scores(sigma: float):
     """∇_(μ, σ) log N(x; μ, σ²) as functions of ε = (x − μ)/σ."""
     return {"loc": lambda eps: eps / sigma, "scale": lambda eps: (eps**2 - 1) / sigma}

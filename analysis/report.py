@@ -1,0 +1,477 @@
+"""One report from run folders: ``python -m analysis.report RUN_DIR [RUN_DIR ...]``.
+
+The report answers, from the results alone, which estimator to use on each problem at each sample
+budget and why: for every run it draws the experiment's figures and writes its tables (the
+recommendation, measured against exact values with z-scores, the best temperatures, the end of each
+training curve).  It is written as Markdown beside its PNG figures (``report.md``, ``figures/``), or
+as one self-contained HTML file with the figures embedded (``--format html``), with every table in
+full as CSV under ``tables/``.  The folder is written whole or not at all: it is assembled under a
+temporary name and renamed at the end, replacing an older report there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import datetime
+import html
+import math
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import figures as figure_module
+from analysis import tables
+from analysis.load import Run, load_run
+
+DEFAULT_OUTPUT = Path("results") / "report"
+#: The L of the detailed measured-against-exact table (the closest the run has).
+DETAIL_NUM_SAMPLES = 16
+
+EXPERIMENT_TITLES = {
+    "variance_vs_L": "Bias, variance, MSE and cost against the number of samples L",
+    "variance_vs_mean": "Variance against the mean of the Gaussian",
+    "variance_vs_dimension": "Variance against the dimension",
+    "bias_vs_temperature": "The Gumbel-Softmax family against the temperature",
+    "training": "Training with each estimator at the same budget",
+}
+
+#: What each figure shows, as its caption says it.
+CAPTIONS = {
+    "variance_vs_L": "Variance (trace of the covariance) of the L-sample gradient estimate against L, per "
+    "problem and parameter group, with 95% bands; dotted: the exact variance where the problem knows it; "
+    "dashed grey: a 1/L line. Unbiased estimators of i.i.d. samples fall as 1/L, parallel to it; the "
+    "vertical gaps are the variance ratios between estimators.",
+    "mse_vs_L": "Mean squared error of the whole gradient against L, biased and unbiased estimators together, "
+    "with 95% bands; dotted: a biased estimator's exact squared bias, the floor its MSE flattens onto. Where "
+    "an unbiased line crosses below a biased one, extra samples have made the unbiased estimator the better.",
+    "efficiency_vs_L": "Cost-normalized variance: variance of the whole gradient × wall time per estimate, "
+    "against L. Lower is better: it is the variance an estimator reaches in a fixed time by averaging "
+    "independent estimates, so it ranks unbiased estimators by value for time.",
+    "bias_vs_L": "Squared bias of each estimator in units of its standard error, against L. Unbiased "
+    "estimators stay in the grey ±1.96 band (95% of cells); biased ones leave it and grow with the number "
+    "of replicates (logarithmic beyond ±3).",
+    "variance_vs_mean": "Variance of the gradient with respect to the mean μ (left) and the standard deviation "
+    "σ (right) of x ~ N(μ, σ²) against μ, for each test function, with 95% bands; dotted: exact variances "
+    "by quadrature (Mohamed et al. 2020, figure 3). The pathwise estimator's variance follows the cost's "
+    "slope, the score function's the cost's size.",
+    "variance_vs_dimension": "Variance per gradient coordinate (trace / D) against the dimension D of "
+    "f(x) = ‖x − k‖² under N(μ, diag σ²), for μ and σ, with 95% bands; dotted: the closed-form variance. "
+    "The pathwise estimator's is flat in D; the score function's grows with D because each coordinate's "
+    "score multiplies the whole D-term cost.",
+    "bias_vs_temperature": "Squared bias (top), variance (middle) and MSE (bottom) of the whole gradient "
+    "against the relaxation temperature τ, per problem and L, with 95% error bars; dotted: the exact squared "
+    "bias. Low τ: small bias, large variance; high τ the reverse.",
+    "training_curves": "Negative ELBO per example while training each model with each estimator (Adam, the "
+    "same minibatches and the same budget of cost evaluations): held-out (solid) and training (dashed) "
+    "against cost evaluations spent (left), held-out against training wall time (right). Lower is better.",
+}
+
+
+@dataclasses.dataclass
+class Figure:
+    path: Path  #: relative to the report folder
+    caption: str
+
+
+@dataclasses.dataclass
+class Table:
+    frame: pd.DataFrame  #: already formatted, one string per cell
+    caption: str
+    csv: Path | None = None  #: the full table, relative to the report folder
+
+
+@dataclasses.dataclass
+class Section:
+    title: str
+    level: int = 2
+    blocks: list = dataclasses.field(default_factory=list)  #: str paragraphs, Figure, Table
+
+
+# --------------------------------------------------------------------------------------------------
+# Formatting
+
+
+def format_number(value) -> str:
+    """Three significant figures, scientific beyond 1e±4; ints as ints; — for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if math.isinf(value):
+            return "∞" if value > 0 else "−∞"
+        if value == 0:
+            return "0"
+        if value == int(value) and abs(value) < 1e6:
+            return str(int(value))
+        magnitude = abs(value)
+        return f"{value:.3g}" if 1e-3 <= magnitude < 1e4 else f"{value:.2e}"
+    return str(value)
+
+
+def formatted(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """``frame``'s ``columns`` (name → heading) as strings."""
+    present = {name: heading for name, heading in columns.items() if name in frame}
+    return pd.DataFrame({heading: frame[name].map(format_number) for name, heading in present.items()})
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+# --------------------------------------------------------------------------------------------------
+# Sections, one per run
+
+
+def build_sections(runs: list[Run], folder: Path) -> list[Section]:
+    """The report's sections; figures and full tables are written under ``folder``."""
+    sections = [_runs_section(runs)]
+    # Each run's figures and tables go in a folder named after its experiment, or after its experiment
+    # and run where the report holds several runs of one experiment.
+    experiments = [run.config.get("experiment", "variance_vs_L") for run in runs]
+    names = [experiment if experiments.count(experiment) == 1 else _slug(f"{experiment}-{run.run_id}")
+             for experiment, run in zip(experiments, runs)]
+    if len(set(names)) < len(names):  # the same run folder twice
+        names = [f"{name}-{i + 1}" for i, name in enumerate(names)]
+    for run, name in zip(runs, names):
+        experiment = run.config.get("experiment", "variance_vs_L")
+        section = Section(f"{EXPERIMENT_TITLES[experiment]} (`{run.run_id}`)")
+        section.blocks.append(_run_summary(run))
+        if experiment == "variance_vs_L":
+            section.blocks += _recommendation_blocks(run, name, folder)
+        if experiment == "bias_vs_temperature":
+            section.blocks += _temperature_blocks(run, name, folder)
+        if experiment == "training":
+            section.blocks += _training_blocks(run, name, folder)
+        section.blocks += _figure_blocks(run, experiment, name, folder)
+        if experiment != "training":
+            section.blocks += _agreement_blocks(run, name, folder)
+        sections.append(section)
+    return sections
+
+
+def _runs_section(runs: list[Run]) -> Section:
+    rows = []
+    for run in runs:
+        env, config = run.env, run.config
+        commit = (env.get("git_commit") or "unknown")[:7] + (" (uncommitted changes)" if env.get("git_dirty") else "")
+        rows.append({
+            "run": f"`{run.run_id}`",
+            "experiment": config.get("experiment", "variance_vs_L"),
+            "device": f"{env.get('backend', '?')} ({env.get('device_kind', '?')}, {len(env.get('devices', []))} device(s))",
+            "precision": config.get("precision", "float32"),
+            "replicates": format_number(config.get("replicates")),
+            "cells": format_number(config.get("cells")),
+            "wall time": _duration(config.get("wall_time_s")),
+            "commit": commit,
+            "started (UTC)": env.get("started_utc", "?"),
+        })
+    section = Section("Runs")
+    section.blocks.append(Table(pd.DataFrame(rows), "The run folders this report was made from."))
+    return section
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "—"
+    minutes, seconds = divmod(float(seconds), 60)
+    return f"{int(minutes)} min {seconds:.0f} s" if minutes else f"{seconds:.1f} s"
+
+
+def _run_summary(run: Run) -> str:
+    metrics = run.metrics
+    problems = ", ".join(f"`{p}`" for p in dict.fromkeys(metrics["problem"]))
+    estimators = ", ".join(f"`{e}`" for e in dict.fromkeys(metrics["estimator"]))
+    text = f"Problems: {problems}. Estimators: {estimators}."
+    if "num_samples" in metrics and run.config.get("experiment") != "training":
+        text += f" Samples per estimate L: {', '.join(str(n) for n in sorted(set(metrics['num_samples'])))}."
+    skipped = run.config.get("skipped", [])
+    if skipped:
+        text += f" {len(skipped)} combinations were not measured (listed with the reason in the run's config.json)."
+    return text
+
+
+def _figure_blocks(run: Run, experiment: str, name: str, folder: Path) -> list:
+    blocks = []
+    drawings = figure_module.FIGURES[experiment]
+    for figure_name, draw in drawings.items():
+        path = Path("figures") / name / f"{figure_name}.png"
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            figure_module.save_figure(draw, run.metrics, folder / path)
+        except figure_module.NothingToDraw as reason:
+            blocks.append(f"*{figure_name}: not drawn, {reason}*")
+            continue
+        blocks.append(Figure(path, CAPTIONS[figure_name]))
+    return blocks
+
+
+def _write_csv(frame: pd.DataFrame, folder: Path, name: str) -> Path:
+    path = Path("tables") / f"{name}.csv"  # name: "<run folder name>/<table>"
+    (folder / path).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / path, index=False)
+    return path
+
+
+def _recommendation_blocks(run: Run, name: str, folder: Path) -> list:
+    table = tables.recommendations(run.metrics)
+    if table.empty:
+        return []
+    csv = _write_csv(table, folder, f"{name}/recommendations")
+    shown = table.assign(
+        best=np.where(table["exact"], table["best"] + " (exact)", table["best"]),
+        margin_text=[_margin_text(exact, margin, clear)
+                     for exact, margin, clear in zip(table["exact"], table["margin"], table["clear"])],
+    )
+    columns = {"problem": "problem", **{c: c for c in tables.label_columns(run.metrics) if c in shown},
+               "num_samples": "L", "best": "best estimator", "mse": "its MSE",
+               "time_per_estimate_s": "s / estimate", "runner_up": "runner-up", "margin_text": "margin",
+               "candidates": "estimators compared"}
+    caption = ("Recommendation: for each problem and sample budget L, the estimator with the lowest MSE × wall "
+               "time per estimate (the MSE reached per unit of time by averaging independent estimates), and "
+               "the runner-up's product over the best one's. A margin within two standard errors of the "
+               "MSEs is marked within noise; timings are single measurements on this run's device and are "
+               "noisy below a millisecond.")
+    return [Table(formatted(shown, columns), caption, csv)]
+
+
+def _margin_text(exact: bool, margin: float, clear: bool) -> str:
+    if exact:
+        return "exact: no error"
+    if pd.isna(margin):
+        return "—"
+    text = f"×{margin:.3g}" if margin >= 10 else f"×{margin:.2f}"
+    return text if clear else f"{text} (within noise)"
+
+
+def _agreement_blocks(run: Run, name: str, folder: Path) -> list:
+    table = tables.measured_vs_exact(run.metrics, run.coordinate_metrics)
+    if table.empty:
+        return ["No problem in this run has an exact or reference gradient to compare with."]
+    csv = _write_csv(table, folder, f"{name}/measured_vs_exact")
+    attrs = table.attrs
+    counts = table["verdict"].value_counts()
+    differ = table[table["verdict"].str.startswith("differs")]
+    text = (f"Measured against exact: {len(table)} (cell, parameter group) rows, {attrs['comparisons']} "
+            f"comparisons (each gradient coordinate's mean, each exact variance, each biased estimator's exact "
+            f"squared bias). A comparison is flagged where |z| > {attrs['threshold']:.2f}, the Bonferroni "
+            f"threshold for a {attrs['false_alarm_rate']:.0%} family-wise false-alarm rate. "
+            + ", ".join(f"{count} {verdict}" for verdict, count in counts.items()) + ".")
+    if len(differ):
+        text += " Rows that differ: " + "; ".join(
+            f"`{r.problem}` `{r.estimator}` L={r.num_samples} {r.parameter} ({r.verdict})" for r in differ.head(20).itertuples()
+        ) + ("" if len(differ) <= 20 else f"; and {len(differ) - 20} more (see the CSV).")
+    blocks = [text]
+
+    summary = tables.agreement_summary(table)
+    blocks.append(Table(formatted(summary, {
+        "problem": "problem", "estimator": "estimator", "rows": "rows", "max_abs_mean_z": "max |z| mean",
+        "max_abs_variance_z": "max |z| variance", "max_abs_bias_squared_z": "max |z| bias²", "differ": "rows that differ",
+    }), "Measured against exact, per problem and estimator, over every L, setting and parameter group: the "
+        "largest |z| of the mean gradient against the exact gradient (per coordinate; for biased estimators this "
+        "is their bias, not an error), of the variance against the exact variance, and of a biased estimator's "
+        "squared bias against its exact value. — : nothing exact to compare.", csv))
+
+    detail_L = _closest(sorted(set(table["num_samples"])), DETAIL_NUM_SAMPLES)
+    detail = table[(table["num_samples"] == detail_L) & table["exact_variance"].notna()]
+    if not detail.empty and run.config.get("experiment") == "variance_vs_L":
+        detail = detail.assign(mean_text=[
+            f"{format_number(m)} ± {format_number(s)}" if pd.notna(m) else f"{format_number(c)} coords"
+            for m, s, c in zip(detail["mean"], detail["mean_se"], detail["coordinates"])
+        ], variance_text=[f"{format_number(v)} ± {format_number(s)}" for v, s in zip(detail["variance"], detail["variance_se"])])
+        blocks.append(Table(formatted(detail, {
+            "problem": "problem", "estimator": "estimator", "parameter": "parameter", "mean_text": "mean ± se",
+            "exact_mean": "exact mean", "mean_z": "z (mean)", "variance_text": "variance ± se",
+            "exact_variance": "exact variance", "variance_z": "z (variance)", "verdict": "verdict",
+        }), f"Measured against exact at L = {detail_L}, for the cells whose exact variance is known. For groups "
+            "of several coordinates, z (mean) is the largest in magnitude over the coordinates.", csv))
+    return blocks
+
+
+def _closest(values: list, target):
+    return min(values, key=lambda v: (abs(math.log(v / target)) if v > 0 else math.inf, v))
+
+
+def _temperature_blocks(run: Run, name: str, folder: Path) -> list:
+    table = tables.best_temperatures(run.metrics)
+    csv = _write_csv(table, folder, f"{name}/best_temperatures")
+    return [Table(formatted(table, {
+        "problem": "problem", "estimator": "estimator", "num_samples": "L", "temperature": "best τ",
+        "mse": "MSE", "mse_se": "± se", "bias_squared": "bias²", "variance": "variance",
+    }), "The temperature of lowest MSE of the whole gradient, per problem, estimator and L, among those swept.", csv)]
+
+
+def _training_blocks(run: Run, name: str, folder: Path) -> list:
+    table = tables.final_objectives(run.metrics)
+    csv = _write_csv(table, folder, f"{name}/final_objectives")
+    return [Table(formatted(table, {
+        "problem": "problem", "estimator": "estimator", "held_out_objective": "held-out −ELBO",
+        "held_out_objective_se": "± se", "train_objective": "training −ELBO", "step": "steps",
+        "cost_evaluations": "cost evaluations", "wall_time_s": "wall time (s)",
+    }), "The end of each training curve, best held-out objective first within each problem (negative ELBO per "
+        "example; lower is better; ± se is 0 where it is computed exactly). Every estimator spent the same budget of cost evaluations; those that "
+        "evaluate the cost more often per step took fewer steps.", csv)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def render_markdown(title: str, preamble: str, sections: list[Section]) -> str:
+    lines = [f"# {title}", "", preamble, ""]
+    for section in sections:
+        lines += [f"{'#' * section.level} {section.title}", ""]
+        for block in section.blocks:
+            if isinstance(block, Figure):
+                lines += [f"![{block.path.stem}]({block.path.as_posix()})", "", f"*{block.caption}*", ""]
+            elif isinstance(block, Table):
+                lines += [f"*{block.caption}*" + (f" Full table: [{block.csv.as_posix()}]({block.csv.as_posix()})."
+                                                    if block.csv else ""), ""]
+                lines += _markdown_table(block.frame) + [""]
+            else:
+                lines += [block, ""]
+    return "\n".join(lines)
+
+
+def _markdown_table(frame: pd.DataFrame) -> list[str]:
+    cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return lines
+
+
+_HTML_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1400px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
+th { background: #f2f2f2; } td:first-child, td:nth-child(2) { text-align: left; }
+figure { margin: 1em 0 2em; } figure img { max-width: 100%; } figcaption, .caption { color: #444; font-size: 0.9em; }
+code { background: #f4f4f4; padding: 0 0.2em; }
+"""
+
+
+def _inline_html(text: str) -> str:
+    escaped = html.escape(text)
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", escaped)
+
+
+def render_html(title: str, preamble: str, sections: list[Section], folder: Path) -> str:
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_HTML_STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>", f"<p>{_inline_html(preamble)}</p>"]
+    for section in sections:
+        parts.append(f"<h{section.level}>{_inline_html(section.title)}</h{section.level}>")
+        for block in section.blocks:
+            if isinstance(block, Figure):
+                data = base64.b64encode((folder / block.path).read_bytes()).decode("ascii")
+                parts.append(f"<figure><img alt='{html.escape(block.path.stem)}' src='data:image/png;base64,{data}'>"
+                             f"<figcaption>{_inline_html(block.caption)}</figcaption></figure>")
+            elif isinstance(block, Table):
+                link = f" Full table: <a href='{block.csv.as_posix()}'>{block.csv.as_posix()}</a>." if block.csv else ""
+                parts.append(f"<p class='caption'>{_inline_html(block.caption)}{link}</p>")
+                head = "".join(f"<th>{html.escape(str(c))}</th>" for c in block.frame.columns)
+                body = "".join("<tr>" + "".join(f"<td>{_inline_html(str(v))}</td>" for v in row) + "</tr>"
+                               for row in block.frame.itertuples(index=False))
+                parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            else:
+                parts.append(f"<p>{_inline_html(block)}</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+
+
+def write_report(run_dirs: list[str | Path], output: str | Path = DEFAULT_OUTPUT, fmt: str = "markdown",
+                 title: str = "Monte Carlo gradient estimators: report", command: str | None = None) -> Path:
+    """Write the report of ``run_dirs`` into the folder ``output`` and return the report file's path.
+
+    The folder holds ``report.md`` (or ``report.html``), ``figures/`` and ``tables/``; it is assembled
+    under a temporary name and swapped in whole, so a failed or interrupted call leaves any earlier
+    report untouched and never a half-written one.
+    """
+    if fmt not in ("markdown", "html"):
+        raise ValueError(f"format must be 'markdown' or 'html', got {fmt!r}.")
+    if not run_dirs:
+        raise ValueError("Give at least one run folder, such as results/variance_vs_L/<run_id>.")
+    runs = [load_run(path) for path in run_dirs]  # refuses missing, partial and non-run folders
+    for run in runs:
+        experiment = run.config.get("experiment", "variance_vs_L")
+        if experiment not in EXPERIMENT_TITLES:
+            raise ValueError(f"{run.path}: experiment {experiment!r} has no report section; known experiments: "
+                             f"{', '.join(EXPERIMENT_TITLES)}.")
+    output = Path(output)
+    if output.resolve() in {run.path.resolve() for run in runs}:
+        raise ValueError(f"--output {output} is a run folder; choose another folder for the report.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = output.with_name(f"{output.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        (staging / "figures").mkdir()
+        sections = build_sections(runs, staging)
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        preamble = (f"Made by `{command or 'analysis.report.write_report'}` on {now} from {len(runs)} run "
+                    f"folder{'s' if len(runs) > 1 else ''}. Each section below is one run: what it measured, "
+                    "the recommendation or summary table, the figures, and its measurements against exact values.")
+        if fmt == "markdown":
+            report = staging / "report.md"
+            report.write_text(render_markdown(title, preamble, sections), encoding="utf-8")
+        else:
+            report = staging / "report.html"
+            report.write_text(render_html(title, preamble, sections, staging), encoding="utf-8")
+        _swap_in(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output / report.name
+
+
+def _swap_in(staging: Path, output: Path) -> None:
+    """Replace ``output`` by ``staging`` with renames only: the old folder is moved aside first."""
+    retired = output.with_name(f"{output.name}.old-{os.getpid()}")
+    if output.exists():
+        if not (output / "report.md").exists() and not (output / "report.html").exists() and any(output.iterdir()):
+            raise ValueError(f"{output} exists and is not a report folder; choose an empty or new --output.")
+        output.rename(retired)
+    staging.rename(output)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.report",
+        description="Write one report (figures, recommendation and agreement tables) from run folders.",
+        epilog="Example: python -m analysis.report results/variance_vs_L/<run_id> results/training/<run_id> "
+        "--output results/report",
+    )
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="run folders written by python -m experiments.run (results/<experiment>/<run_id>)")
+    parser.add_argument("--output", "-o", default=str(DEFAULT_OUTPUT), metavar="DIR",
+                        help="the report folder, replaced if it holds an older report (default: %(default)s)")
+    parser.add_argument("--format", choices=("markdown", "html"), default="markdown",
+                        help="markdown: report.md beside PNG figures; html: one self-contained report.html "
+                        "(default: %(default)s)")
+    parser.add_argument("--title", default="Monte Carlo gradient estimators: report", help="the report's title")
+    args = parser.parse_args(argv)
+    command = "python -m analysis.report " + " ".join(sys.argv[1:] if argv is None else argv)
+    try:
+        path = write_report(args.run_dirs, args.output, args.format, args.title, command)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    print(f"report: wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
