@@ -28,16 +28,24 @@ PANEL_COLUMNS = 4
 RESOLUTION = 1e-12
 
 
-def estimator_palette(estimators) -> dict:
-    """One colour per estimator, the same in every panel, figure and run: registered estimators take
-    their colour from their place in the registry, others (from older runs) follow."""
-    import estimators as registry
-
-    known = registry.names()
-    names = list(known) + sorted(set(estimators) - set(known))
+def estimator_palette(estimators, palette: dict | None = None) -> dict:
+    """One colour per estimator: ``palette``'s where it has one (a report passes one palette to every
+    figure of every run), the next free colours for the others in the order given."""
+    palette = dict(palette or {})
+    missing = [name for name in dict.fromkeys(estimators) if name not in palette]
     colours = sns.color_palette("colorblind", 10) + [(0.0, 0.0, 0.0)]  # black for the eleventh
-    colours += sns.color_palette("husl", max(0, len(names) - len(colours)))
-    return dict(zip(names, colours))
+    colours += sns.color_palette("husl", max(0, len(palette) + len(missing) - len(colours)))
+    free = [colour for colour in colours if colour not in palette.values()]
+    palette.update(zip(missing, free))
+    return palette
+
+
+def run_palette(*configs: dict) -> dict:
+    """The palette of one or more runs (their config.json): estimators coloured in the order the runs
+    list them (the registry's order for a default run), so an estimator has one colour throughout."""
+    names = [name for config in configs
+             for name in (config.get("estimator_properties") or config.get("estimators") or [])]
+    return estimator_palette(names)
 
 
 def _floor_log_axis(ax, frame, column) -> None:
@@ -87,11 +95,11 @@ def _exact_line(ax, x, y, color, label) -> None:
         ax.plot(x, y, ls=":", lw=2, color=color, label=f"{label} (exact)")
 
 
-def variance_vs_L(metrics: pd.DataFrame) -> plt.Figure:
+def variance_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """Variance of the L-sample estimate against L, log-log: a line per estimator with its 95% band,
     the exact variance dotted where known, and a 1/L reference."""
     table = wide(metrics)
-    palette = estimator_palette(table["estimator"])
+    palette = estimator_palette(table["estimator"], palette)
     fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
     for (problem, parameter), frame, ax in panels:
         for estimator, line in frame.groupby("estimator"):
@@ -110,7 +118,7 @@ def variance_vs_L(metrics: pd.DataFrame) -> plt.Figure:
     return _finish(fig, panels, "Variance of the gradient estimate against the number of samples")
 
 
-def bias_vs_L(metrics: pd.DataFrame) -> plt.Figure:
+def bias_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """Squared bias ‖E g − ∇F‖² against L in units of its standard error.
 
     An unbiased estimator's standardized squared bias stays within ±1.96 (shaded) in 95% of cells;
@@ -122,7 +130,7 @@ def bias_vs_L(metrics: pd.DataFrame) -> plt.Figure:
         raise NothingToDraw("the run has no bias_squared metric: no problem in it has an exact gradient")
     table = table.dropna(subset=["bias_squared"])
     table = table.assign(bias_z=table["bias_squared"] / table["bias_squared_se"])
-    palette = estimator_palette(table["estimator"])
+    palette = estimator_palette(table["estimator"], palette)
     fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
     for (problem, parameter), frame, ax in panels:
         # A standardized bias means nothing where the estimate is exact up to float rounding.
@@ -173,13 +181,13 @@ def _figure_legend(fig: plt.Figure, axes) -> None:
     fig.tight_layout(rect=(0, bottom, 1, 1))
 
 
-def mse_vs_L(metrics: pd.DataFrame) -> plt.Figure:
+def mse_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """Mean squared error of the whole gradient against L, log-log, all estimators together: an
     unbiased estimator's MSE falls as 1/L, a biased one's flattens at its squared bias (dotted where
     the exact bias is known), so the crossing shows the sample budget where bias starts to dominate."""
     table = wide(metrics)
     table = table[table["parameter"] == "all"].assign(parameter="whole gradient")
-    palette = estimator_palette(table["estimator"])
+    palette = estimator_palette(table["estimator"], palette)
     fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
     for (problem, _), frame, ax in panels:
         for estimator, line in frame.groupby("estimator"):
@@ -195,7 +203,7 @@ def mse_vs_L(metrics: pd.DataFrame) -> plt.Figure:
     return _finish(fig, panels, "Mean squared error of the gradient estimate: variance falls with L, bias does not")
 
 
-def efficiency_vs_L(metrics: pd.DataFrame) -> plt.Figure:
+def efficiency_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """Cost-normalized variance, the variance of the whole gradient times the wall time of one estimate,
     against L, log-log.  Averaging n independent estimates divides the variance by n and multiplies the
     time by n, so this product is what an estimator's variance costs in time: of two unbiased estimators,
@@ -204,7 +212,7 @@ def efficiency_vs_L(metrics: pd.DataFrame) -> plt.Figure:
     table = table[table["parameter"] == "all"].dropna(subset=["time_per_estimate_s"])
     table = table.assign(parameter="whole gradient", work=table["variance"] * table["time_per_estimate_s"],
                          work_se=table["variance_se"] * table["time_per_estimate_s"])
-    palette = estimator_palette(table["estimator"])
+    palette = estimator_palette(table["estimator"], palette)
     fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
     for (problem, _), frame, ax in panels:
         for estimator, line in frame.groupby("estimator"):
@@ -216,12 +224,12 @@ def efficiency_vs_L(metrics: pd.DataFrame) -> plt.Figure:
     return _finish(fig, panels, "Cost-normalized variance: variance × wall time per estimate (lower is better)")
 
 
-def variance_vs_mean(metrics: pd.DataFrame) -> plt.Figure:
+def variance_vs_mean(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """Variance of the gradient with respect to μ and σ against the Gaussian's mean μ, one row of panels
     per test function (and L), exact variances dotted: Mohamed et al. (2020), figure 3."""
     table = wide(metrics)
     table = table[table["parameter"] != "all"]
-    palette = estimator_palette(table["estimator"])
+    palette = estimator_palette(table["estimator"], palette)
     groups = list(table.groupby(["problem", "num_samples", "parameter"], sort=False))
     columns = table["parameter"].nunique() * table["num_samples"].nunique()
     fig, panels = _grid(groups, columns=columns)
@@ -238,7 +246,7 @@ def variance_vs_mean(metrics: pd.DataFrame) -> plt.Figure:
     return _finish(fig, panels, "Variance of the gradient against the Gaussian's mean μ (σ fixed)")
 
 
-def variance_vs_dimension(metrics: pd.DataFrame) -> plt.Figure:
+def variance_vs_dimension(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """Variance per coordinate (the trace divided by D) against the dimension D, log-log, exact values
     dotted: flat for the pathwise estimator, growing with D for the score function."""
     table = wide(metrics)
@@ -246,7 +254,7 @@ def variance_vs_dimension(metrics: pd.DataFrame) -> plt.Figure:
     per_coordinate = {column: table[column] / table["dimension"]
                       for column in ("variance", "variance_se", "exact_variance") if column in table}
     table = table.assign(**per_coordinate)
-    palette = estimator_palette(table["estimator"])
+    palette = estimator_palette(table["estimator"], palette)
     groups = list(table.groupby(["parameter", "num_samples"], sort=False))
     fig, panels = _grid(groups)
     for (parameter, num_samples), frame, ax in panels:
@@ -262,12 +270,12 @@ def variance_vs_dimension(metrics: pd.DataFrame) -> plt.Figure:
     return _finish(fig, panels, "Variance per gradient coordinate against the dimension, f(x) = ‖x − k‖²")
 
 
-def bias_vs_temperature(metrics: pd.DataFrame) -> plt.Figure:
+def bias_vs_temperature(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """Squared bias, variance and MSE of the whole gradient against the temperature τ, one column per
     (problem, L), one line per estimator, exact squared bias dotted where known."""
     table = wide(metrics)
     table = table[table["parameter"] == "all"]
-    palette = estimator_palette(table["estimator"])
+    palette = estimator_palette(table["estimator"], palette)
     groups = list(table.groupby(["problem", "num_samples"], sort=False))
     rows = ("bias_squared", "variance", "mse")
     fig, axes = plt.subplots(len(rows), len(groups), figsize=(4.2 * len(groups), 3.2 * len(rows)), squeeze=False)
@@ -293,11 +301,11 @@ def bias_vs_temperature(metrics: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def training_curves(metrics: pd.DataFrame) -> plt.Figure:
+def training_curves(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """One row per problem: the held-out objective (solid) and the training objective (dashed) against
     cost evaluations spent, and the held-out objective against training wall time; a line per estimator."""
     table = wide(metrics.drop(columns=["num_samples", "replicates", "parameter"], errors="ignore"))
-    palette = estimator_palette(table["estimator"])
+    palette = estimator_palette(table["estimator"], palette)
     problems = list(dict.fromkeys(metrics["problem"]))
     fig, axes = plt.subplots(len(problems), 2, figsize=(10, 3.6 * len(problems)), squeeze=False)
     for (left, right), problem in zip(axes, problems):
@@ -338,10 +346,10 @@ class NothingToDraw(ValueError):
     """A run has nothing for this figure (no exact gradient for a bias figure, say)."""
 
 
-def save_figure(draw, metrics: pd.DataFrame, path: str | Path) -> Path:
-    """Draw ``draw(metrics)`` in the house style, save it as a PNG at ``path`` and close it."""
+def save_figure(draw, metrics: pd.DataFrame, path: str | Path, palette: dict | None = None) -> Path:
+    """Draw ``draw(metrics, palette)`` in the house style, save it as a PNG at ``path`` and close it."""
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
-        fig = draw(metrics)
+        fig = draw(metrics, palette)
         try:
             fig.savefig(path, dpi=120, bbox_inches="tight")
         finally:
@@ -357,7 +365,7 @@ def save_run_figures(run_dir: str | Path) -> list[Path]:
     written = []
     for name, draw in FIGURES[run.config.get("experiment", "variance_vs_L")].items():
         try:
-            written.append(save_figure(draw, run.metrics, out / f"{name}.png"))
+            written.append(save_figure(draw, run.metrics, out / f"{name}.png", run_palette(run.config)))
         except NothingToDraw:
             continue
     return written

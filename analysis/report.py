@@ -135,6 +135,7 @@ def _slug(text: str) -> str:
 def build_sections(runs: list[Run], folder: Path) -> list[Section]:
     """The report's sections; figures and full tables are written under ``folder``."""
     sections = [_runs_section(runs)]
+    palette = figure_module.run_palette(*(run.config for run in runs))
     # Each run's figures and tables go in a folder named after its experiment, or after its experiment
     # and run where the report holds several runs of one experiment.
     experiments = [run.config.get("experiment", "variance_vs_L") for run in runs]
@@ -152,7 +153,7 @@ def build_sections(runs: list[Run], folder: Path) -> list[Section]:
             section.blocks += _temperature_blocks(run, name, folder)
         if experiment == "training":
             section.blocks += _training_blocks(run, name, folder)
-        section.blocks += _figure_blocks(run, experiment, name, folder)
+        section.blocks += _figure_blocks(run, experiment, name, folder, palette)
         if experiment != "training":
             section.blocks += _agreement_blocks(run, name, folder)
         sections.append(section)
@@ -200,14 +201,14 @@ def _run_summary(run: Run) -> str:
     return text
 
 
-def _figure_blocks(run: Run, experiment: str, name: str, folder: Path) -> list:
+def _figure_blocks(run: Run, experiment: str, name: str, folder: Path, palette: dict) -> list:
     blocks = []
     drawings = figure_module.FIGURES[experiment]
     for figure_name, draw in drawings.items():
         path = Path("figures") / name / f"{figure_name}.png"
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            figure_module.save_figure(draw, run.metrics, folder / path)
+            figure_module.save_figure(draw, run.metrics, folder / path, palette)
         except figure_module.NothingToDraw as reason:
             blocks.append(f"*{figure_name}: not drawn, {reason}*")
             continue
@@ -254,7 +255,8 @@ def _margin_text(exact: bool, margin: float, clear: bool) -> str:
 
 
 def _agreement_blocks(run: Run, name: str, folder: Path) -> list:
-    table = tables.measured_vs_exact(run.metrics, run.coordinate_metrics)
+    unbiased = {name: properties["unbiased"] for name, properties in run.config.get("estimator_properties", {}).items()}
+    table = tables.measured_vs_exact(run.metrics, run.coordinate_metrics, unbiased)
     if table.empty:
         return ["No problem in this run has an exact or reference gradient to compare with."]
     csv = _write_csv(table, folder, f"{name}/measured_vs_exact")
@@ -413,6 +415,8 @@ def write_report(run_dirs: list[str | Path], output: str | Path = DEFAULT_OUTPUT
     output = Path(output)
     if output.resolve() in {run.path.resolve() for run in runs}:
         raise ValueError(f"--output {output} is a run folder; choose another folder for the report.")
+    if output.exists() and not _is_report_folder(output):
+        raise ValueError(f"{output} exists and is not a report folder; choose an empty or new --output.")
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = output.with_name(f"{output.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -437,12 +441,16 @@ def write_report(run_dirs: list[str | Path], output: str | Path = DEFAULT_OUTPUT
     return output / report.name
 
 
+def _is_report_folder(path: Path) -> bool:
+    """An empty folder, or one an earlier report wrote (it may be replaced)."""
+    return path.is_dir() and (not any(path.iterdir()) or (path / "report.md").is_file()
+                              or (path / "report.html").is_file())
+
+
 def _swap_in(staging: Path, output: Path) -> None:
     """Replace ``output`` by ``staging`` with renames only: the old folder is moved aside first."""
     retired = output.with_name(f"{output.name}.old-{os.getpid()}")
     if output.exists():
-        if not (output / "report.md").exists() and not (output / "report.html").exists() and any(output.iterdir()):
-            raise ValueError(f"{output} exists and is not a report folder; choose an empty or new --output.")
         output.rename(retired)
     staging.rename(output)
     shutil.rmtree(retired, ignore_errors=True)

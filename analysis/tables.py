@@ -40,7 +40,7 @@ def bonferroni_threshold(comparisons: int, false_alarm_rate: float = FALSE_ALARM
     return NormalDist().inv_cdf(1 - false_alarm_rate / (2 * max(comparisons, 1)))
 
 
-def measured_vs_exact(metrics: pd.DataFrame, coordinate_metrics: pd.DataFrame,
+def measured_vs_exact(metrics: pd.DataFrame, coordinate_metrics: pd.DataFrame, unbiased: dict | None = None,
                       false_alarm_rate: float = FALSE_ALARM_RATE) -> pd.DataFrame:
     """One row per cell and parameter group where something exact is known: the measured mean gradient
     against the exact one, the variance against the exact variance, and the squared bias against the
@@ -57,6 +57,10 @@ def measured_vs_exact(metrics: pd.DataFrame, coordinate_metrics: pd.DataFrame,
       estimator on a group without per-coordinate rows (a VAE's encoder), its squared bias against
       zero (a sum of many squared errors, so near normal).  Otherwise the per-coordinate ``mean_z``
       is the test of an unbiased estimator.
+
+    ``unbiased`` maps estimator names to whether they are unbiased by design (a run's config.json
+    records it as ``estimator_properties``); estimators it does not name count as unbiased unless the
+    run knows their exact bias to be positive.
 
     ``verdict`` is ``agrees`` or names what ``differs``: |z| beyond the Bonferroni threshold for a
     family-wise false-alarm rate ``false_alarm_rate`` over every comparison in the table (each
@@ -80,7 +84,9 @@ def measured_vs_exact(metrics: pd.DataFrame, coordinate_metrics: pd.DataFrame,
     out["exact_estimate"] = out["variance"] <= out["coordinates"] * (ROUNDING * out["gradient_scale"]) ** 2
     exact_variance = out["exact_variance"].notna() & (out["variance_se"] > 0) & ~out["exact_estimate"]
     out["variance_z"] = np.where(exact_variance, (out["variance"] - out["exact_variance"]) / out["variance_se"], np.nan)
-    out["biased"] = biased = (out["exact_bias_squared"] > 0) | ~out["estimator"].map(_unbiased)
+    unbiased = unbiased or {}
+    by_design = out["estimator"].map(lambda name: bool(unbiased.get(name, True)))
+    out["biased"] = biased = (out["exact_bias_squared"] > 0) | ~by_design
     # A biased estimator's squared bias against its exact value; an unbiased one's against zero where the
     # group has no per-coordinate rows (over 256 coordinates: the sum of many squared errors, near normal).
     expected_bias_squared = np.where(biased, out["exact_bias_squared"], np.where(out["coordinates"].isna(), 0.0, np.nan))
@@ -117,14 +123,6 @@ def _mean_against_exact(coordinate_metrics: pd.DataFrame, keys: list[str]) -> pd
     result["mean_se"] = ones["mean_se"]
     result["exact_mean"] = ones["exact_grad"]
     return result.reset_index()
-
-
-def _unbiased(estimator: str) -> bool:
-    """Whether the registered estimator of this name is unbiased by design (True for names the
-    registry does not know, from older runs: their mean is then tested like any other)."""
-    import estimators
-
-    return estimators.get(estimator).unbiased if estimator in estimators.names() else True
 
 
 def _verdict(row, threshold: float) -> str:

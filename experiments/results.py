@@ -77,6 +77,15 @@ def environment(seed: int) -> dict:
     }
 
 
+def estimator_properties(estimators) -> dict:
+    """What config.json records of each measured estimator, in the run's order, so that analysis needs
+    nothing but the run folder: whether it is unbiased by design and whether it keeps state."""
+    properties = {}
+    for estimator in estimators:
+        properties.setdefault(estimator.name, {"unbiased": bool(estimator.unbiased), "stateful": bool(estimator.stateful)})
+    return properties
+
+
 def _write_json(path: Path, payload: dict) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")

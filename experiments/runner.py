@@ -15,7 +15,7 @@ import estimators as est
 from experiments import problems as problem_registry
 from experiments.measure import DEFAULT_CHUNK_ELEMENTS, DEFAULT_WARMUP_STEPS, measure_cell
 from experiments.problems import Problem
-from experiments.results import RunFolder, environment
+from experiments.results import RunFolder, environment, estimator_properties
 from experiments.tidy import cell_rows
 
 
@@ -147,7 +147,8 @@ def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[
               device: jax.Device, progress: bool = True, label_columns: Sequence[str] = ()) -> Path:
     """Measure every cell into a new run folder; draw the figures; return the finished folder."""
     folder = RunFolder(settings.output_dir, experiment, config, environment(settings.seed), label_columns)
-    folder.update_config(skipped=skipped, device_used=str(device))
+    folder.update_config(skipped=skipped, device_used=str(device),
+                         estimator_properties=estimator_properties(cell.estimator for cell in cells))
     key = jax.random.key(settings.seed)
     start = time.perf_counter()
     try:

@@ -26,7 +26,7 @@ from experiments import fit
 from experiments.problems.checkpoints import INIT_SEED
 from experiments.problems.logistic_regression import LogisticRegression
 from experiments.problems.vae import BinaryVAE, GaussianVAE
-from experiments.results import RunFolder, environment
+from experiments.results import RunFolder, environment, estimator_properties
 
 NAME = "training"
 MODELS = {"logistic_regression": LogisticRegression(), "gaussian_vae": GaussianVAE(), "binary_vae": BinaryVAE()}
@@ -142,7 +142,8 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True)
         runs, skipped = plan(config)
         folder = RunFolder(config.output_dir, NAME, {**payload, "optimization": OPTIMIZATION}, environment(config.seed),
                            label_columns=["step"])
-        folder.update_config(skipped=skipped, device_used=str(device), steps={f"{p}/{e.name}": s for p, e, s in runs})
+        folder.update_config(skipped=skipped, device_used=str(device), steps={f"{p}/{e.name}": s for p, e, s in runs},
+                             estimator_properties=estimator_properties(e for _, e, _ in runs))
         key = jax.random.key(config.seed)
         start = time.perf_counter()
         compile_times = {}

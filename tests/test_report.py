@@ -1,0 +1,244 @@
+"""The report: built from a small run of every experiment, every figure and table present and readable,
+the tables' arithmetic checked on hand-made metrics, and bad input refused without a half-written folder."""
+
+import math
+import re
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import figures, report, tables
+from analysis.load import load_run
+from experiments import run as cli
+from experiments import training
+
+ESTIMATORS = "pathwise,score_function,score_function_loo,pathwise_delta,straight_through,gumbel_softmax"
+
+
+@pytest.fixture(scope="module")
+def run_dirs(tmp_path_factory):
+    """One small run of every experiment."""
+    out = tmp_path_factory.mktemp("runs")
+    common = ["--replicates", "64", "--quiet", "--no-figures", "--output-dir", str(out)]
+    commands = [
+        ["variance_vs_L", "--problems", "gaussian_quadratic,bernoulli_toy", "--estimators", ESTIMATORS,
+         "--num-samples", "2,16"],
+        ["variance_vs_mean", "--functions", "quadratic,cosine", "--means=-1,0.5", "--estimators",
+         "pathwise,score_function,score_function_loo"],
+        ["variance_vs_dimension", "--dimensions", "1,4", "--estimators", "pathwise,score_function"],
+        ["bias_vs_temperature", "--problems", "bernoulli_toy", "--temperatures", "0.5,2"],
+    ]
+    for command in commands:
+        assert cli.main(command + common) == 0
+    training.run(training.Config(problems=("logistic_regression",), estimators=("pathwise", "score_function"),
+                                 num_samples=2, budget=200, evaluations=3, output_dir=str(out), figures=False),
+                 progress=False)
+    return {path.parent.name: path for path in out.glob("*/*")}
+
+
+def _figure_links(text):
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+
+
+def _markdown_tables(text):
+    """Each table as (header, data rows)."""
+    found, current = [], None
+    for line in text.splitlines():
+        if line.startswith("|"):
+            if current is None:
+                current = [line, []]
+                found.append(current)
+            elif not line.startswith("|---"):
+                current[1].append(line)
+        else:
+            current = None
+    return found
+
+
+def test_the_report_has_every_figure_and_table_of_every_run(run_dirs, tmp_path):
+    assert set(run_dirs) == set(report.EXPERIMENT_TITLES)
+    properties = load_run(run_dirs["variance_vs_L"]).config["estimator_properties"]
+    assert properties["straight_through"] == {"unbiased": False, "stateful": False}
+    assert list(properties)[:2] == ["pathwise", "score_function"]  # the order the run measured them
+    path = report.write_report(list(run_dirs.values()), tmp_path / "report")
+    text = path.read_text()
+    links = _figure_links(text)
+    expected = {f"figures/{experiment}/{name}.png" for experiment in run_dirs for name in figures.FIGURES[experiment]}
+    assert set(links) == expected
+    for link in links:
+        assert (path.parent / link).stat().st_size > 10_000, link
+    for experiment in run_dirs:
+        assert f"`{load_run(run_dirs[experiment]).run_id}`" in text
+    found = _markdown_tables(text)
+    headers = [header for header, _ in found]
+    assert all(rows for _, rows in found), "every table has data rows"
+    assert sum("best estimator" in h for h in headers) == 1  # the recommendation (variance_vs_L)
+    assert sum("max \\|z\\| mean" in h for h in headers) == 4  # agreement: every experiment but training
+    assert sum("exact variance" in h for h in headers) == 1  # the detail at L = 16
+    assert sum("best τ" in h for h in headers) == 1
+    assert sum("held-out −ELBO" in h for h in headers) == 1
+    for csv in re.findall(r"\]\((tables/[^)]+\.csv)\)", text):
+        assert not pd.read_csv(path.parent / csv).empty, csv
+    # The recommendation covers every (problem, L) of the run.
+    (header, rows), = [t for t in found if "best estimator" in t[0]]
+    assert len(rows) == 2 * 2
+
+
+def test_figures_have_labelled_axes_and_a_legend(run_dirs):
+    for experiment, path in run_dirs.items():
+        metrics = load_run(path).metrics
+        for name, draw in figures.FIGURES[experiment].items():
+            fig = draw(metrics, figures.run_palette(load_run(path).config))
+            try:
+                axes = [ax for ax in fig.axes if ax.get_visible()]
+                assert axes, name
+                for ax in axes:
+                    assert ax.get_xlabel() and ax.get_ylabel(), (name, ax.get_title())
+                    assert ax.lines or ax.collections, (name, ax.get_title())
+                labels = [text.get_text() for legend in fig.legends for text in legend.get_texts()]
+                assert labels, name
+                if name != "bias_vs_L":  # which leaves out estimates exact to rounding, and says so
+                    assert set(metrics["estimator"]) <= set(labels), name
+                assert fig._suptitle is not None and fig._suptitle.get_text(), name
+            finally:
+                plt.close(fig)
+
+
+def test_html_report_embeds_every_figure(run_dirs, tmp_path):
+    dirs = [run_dirs["variance_vs_L"], run_dirs["training"]]
+    path = report.write_report(dirs, tmp_path / "html", fmt="html")
+    text = path.read_text()
+    assert path.name == "report.html"
+    assert text.count("src='data:image/png;base64,") == len(figures.FIGURES["variance_vs_L"]) + 1
+    assert "<table>" in text and "src='figures/" not in text
+
+
+def test_a_second_report_replaces_the_first_whole(run_dirs, tmp_path):
+    out = tmp_path / "report"
+    report.write_report([run_dirs["variance_vs_dimension"]], out)
+    report.write_report([run_dirs["variance_vs_mean"]], out)
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["variance_vs_mean"]
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # nothing staged or retired is left
+
+
+def test_a_failure_leaves_the_previous_report_untouched(run_dirs, tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    report.write_report([run_dirs["variance_vs_dimension"]], out)
+    before = (out / "report.md").read_text()
+
+    def broken(metrics, palette=None):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setitem(figures.FIGURES, "variance_vs_dimension", {"variance_vs_dimension": broken})
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        report.write_report([run_dirs["variance_vs_dimension"]], out)
+    assert (out / "report.md").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", r"No run folder at"),
+    ("partial", r"is an incomplete run"),
+    ("not_a_run", r"is not a run folder: it lacks metrics.csv"),
+    ("occupied_output", r"exists and is not a report folder"),
+])
+def test_bad_input_is_refused_and_writes_nothing(case, message, run_dirs, tmp_path, capsys):
+    out = tmp_path / "report"
+    run_dir = str(run_dirs["variance_vs_dimension"])
+    if case == "missing":
+        run_dir = str(tmp_path / "results" / "variance_vs_L" / "nope")
+    elif case == "partial":
+        partial = tmp_path / "x.partial"
+        partial.mkdir()
+        run_dir = str(partial)
+    elif case == "not_a_run":
+        (tmp_path / "empty").mkdir()
+        run_dir = str(tmp_path / "empty")
+    else:
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        report.main([run_dir, "--output", str(out)])
+    assert re.search(message, capsys.readouterr().err)
+    if case == "occupied_output":
+        assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    else:
+        assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+
+
+# ------------------------------------------------------------------------------------------------
+# The tables' arithmetic, on hand-made metrics
+
+
+def _rows(problem, estimator, num_samples, parameter, **metrics):
+    return [{"problem": problem, "estimator": estimator, "num_samples": num_samples, "parameter": parameter,
+             "metric": name, "value": value, "std_error": se, "replicates": 1000}
+            for name, (value, se) in metrics.items()]
+
+
+def test_the_recommendation_is_the_lowest_mse_times_time_with_its_margin():
+    metrics = pd.DataFrame(
+        _rows("p", "fast_noisy", 4, "all", mse=(2.0, 0.01), time_per_estimate_s=(1.0, 0.0))
+        + _rows("p", "slow_precise", 4, "all", mse=(0.5, 0.01), time_per_estimate_s=(3.0, 0.0))
+        + _rows("p", "tied", 4, "all", mse=(1.52, 0.5), time_per_estimate_s=(1.0, 0.0))
+        + _rows("p", "exact", 8, "all", mse=(1e-30, 0.0), time_per_estimate_s=(5.0, 0.0))
+        + _rows("p", "fast_noisy", 8, "all", mse=(1.0, 0.01), time_per_estimate_s=(1.0, 0.0)))
+    table = tables.recommendations(metrics).set_index("num_samples")
+    best = table.loc[4]
+    assert best["best"] == "slow_precise" and best["runner_up"] == "tied"
+    assert best["margin"] == pytest.approx(1.52 / 1.5)
+    assert best["margin_z"] == pytest.approx(0.02 / math.hypot(0.03, 0.5)) and not best["clear"]
+    assert table.loc[8, "best"] == "exact" and table.loc[8, "exact"] and table.loc[8, "margin"] == math.inf
+
+
+def test_measured_against_exact_z_scores_and_flags():
+    metrics = pd.DataFrame(
+        _rows("p", "pathwise", 16, "loc", variance=(1.1, 0.05), exact_variance=(1.0, 0.0),
+              bias_squared=(0.0, 0.001), exact_bias_squared=(0.0, 0.0))
+        + _rows("p", "score_function", 16, "loc", variance=(3.0, 0.1), exact_variance=(2.0, 0.0),
+                bias_squared=(0.0, 0.001), exact_bias_squared=(0.0, 0.0))
+        + _rows("p", "straight_through", 16, "loc", variance=(0.5, 0.01), exact_variance=(0.5, 0.0),
+                bias_squared=(0.26, 0.02), exact_bias_squared=(0.25, 0.0)))
+    coordinates = pd.DataFrame([
+        {**row, "coordinate": 0} for row in
+        _rows("p", "pathwise", 16, "loc", mean=(2.03, 0.01), exact_grad=(2.0, 0.0), bias=(0.03, 0.01))
+        + _rows("p", "score_function", 16, "loc", mean=(2.0, 0.02), exact_grad=(2.0, 0.0), bias=(0.0, 0.02))
+        + _rows("p", "straight_through", 16, "loc", mean=(2.5, 0.01), exact_grad=(2.0, 0.0), bias=(0.5, 0.01))])
+    unbiased = {"pathwise": True, "score_function": True, "straight_through": False}
+    table = tables.measured_vs_exact(metrics, coordinates, unbiased, false_alarm_rate=0.05).set_index("estimator")
+    # 2 unbiased means, 3 exact variances, 1 exact squared bias.
+    assert table.attrs["comparisons"] == 6
+    threshold = table.attrs["threshold"]
+    assert threshold == pytest.approx(2.638, abs=1e-3)  # Φ⁻¹(1 − 0.05 / 12)
+    assert table.loc["pathwise", "mean_z"] == pytest.approx(3.0)
+    assert table.loc["pathwise", "variance_z"] == pytest.approx(2.0)
+    assert table.loc["pathwise", "verdict"] == "differs: mean"
+    assert table.loc["score_function", "variance_z"] == pytest.approx(10.0)
+    assert table.loc["score_function", "verdict"] == "differs: variance"
+    assert table.loc["straight_through", "bias_squared_z"] == pytest.approx(0.5)
+    assert table.loc["straight_through", "verdict"] == "biased, as its exact bias says"
+    assert tables.bonferroni_threshold(1, 0.05) == pytest.approx(1.959964, abs=1e-6)
+
+
+def test_an_estimate_exact_to_float_rounding_is_not_flagged():
+    metrics = pd.DataFrame(_rows("p", "pathwise_delta", 16, "loc", variance=(1e-15, 1e-16), bias_squared=(0.0, 1e-17)))
+    coordinates = pd.DataFrame([{**row, "coordinate": 0} for row in _rows(
+        "p", "pathwise_delta", 16, "loc", mean=(2.0000001, 1e-9), exact_grad=(2.0, 0.0), bias=(1e-7, 1e-9))])
+    (row,) = tables.measured_vs_exact(metrics, coordinates).itertuples()
+    assert row.verdict == "exact (to float rounding)"
+
+
+def test_numbers_are_formatted_for_reading():
+    assert [report.format_number(v) for v in (np.nan, 3, 2.0, 0.012345, 1.5e-7, 123456.0, math.inf, True)] == [
+        "—", "3", "2", "0.0123", "1.50e-07", "123456", "∞", "yes"]
+
+
+def test_the_command_line_writes_the_report(run_dirs, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert report.main([str(run_dirs["bias_vs_temperature"]), "-o", str(out)]) == 0
+    assert f"report: wrote {out / 'report.md'}" in capsys.readouterr().out
+    assert Path(out / "figures" / "bias_vs_temperature" / "bias_vs_temperature.png").is_file()
