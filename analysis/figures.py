@@ -4,6 +4,7 @@ experiment's."""
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -26,6 +27,8 @@ PANEL_COLUMNS = 4
 #: panel rather than stretching it.  Genuine values span up to 9 decades in one panel (pathwise against
 #: the score function on a VAE's encoder), so the cut sits well below them.
 RESOLUTION = 1e-12
+#: How a swept label column is written on a figure.
+SYMBOLS = {"mu": "μ", "dimension": "D", "temperature": "τ", "num_samples": "L"}
 
 
 def estimator_palette(estimators, palette: dict | None = None) -> dict:
@@ -48,22 +51,46 @@ def run_palette(*configs: dict) -> dict:
     return estimator_palette(names)
 
 
-def _floor_log_axis(ax, frame, column) -> None:
-    """Cut a log axis at RESOLUTION × its largest value, naming the estimators whose values lie below."""
+def _without_exact(frame: pd.DataFrame, column: str, x: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """``frame`` with the values of ``column`` below RESOLUTION × the panel's largest blanked (with their
+    ``<column>_se``), so a log axis is not stretched over float rounding and the line breaks there; and
+    the estimators that had such values, to be named on the panel by :func:`_note_exact` (with the
+    values of ``x`` where they were, unless it was everywhere)."""
     top = frame[column].max()
     if not np.isfinite(top) or top <= 0:
-        return
-    bottom = top * RESOLUTION
-    below = sorted(set(frame.loc[frame[column] < bottom, "estimator"]))
-    if below:  # otherwise the axis keeps its own limits
-        ax.set_ylim(bottom=bottom)
-        ax.text(0.02, 0.02, "≈ 0: " + ", ".join(below), transform=ax.transAxes, fontsize=7, color="0.3",
-                va="bottom")
+        return frame, []
+    below = frame[column] < top * RESOLUTION
+    names = []
+    for name, rows in frame[below].groupby("estimator"):
+        everywhere = x is None or len(rows) == (frame["estimator"] == name).sum()
+        where = ", ".join(f"{v:g}" for v in sorted(rows[x])) if not everywhere else ""
+        names.append(f"{name} at {SYMBOLS.get(x, x)} = {where}" if where else name)
+    blanked = [c for c in (column, f"{column}_se") if c in frame]
+    frame = frame.copy()
+    frame.loc[below, blanked] = np.nan
+    return frame, names
 
 
-def _line_with_band(ax, x, y, se, color, label) -> None:
+def _note_exact(ax, names: list[str]) -> None:
+    """Name, under the panel's x label, the estimators whose values :func:`_without_exact` blanked."""
+    if names:
+        note = textwrap.fill("≈ 0, exact to rounding (not drawn): " + ", ".join(names), width=70)
+        ax.annotate(note, xy=(0.5, 0.0), xycoords=ax.xaxis.label, xytext=(0, -3), textcoords="offset points",
+                    ha="center", va="top", fontsize=7, color="0.3")
+
+
+#: Markers by the estimator's place in the palette, so that lines of similar colour still differ.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
+
+
+def marker(palette: dict, estimator: str) -> str:
+    return MARKERS[list(palette).index(estimator) % len(MARKERS)]
+
+
+def _line_with_band(ax, x, y, se, palette, estimator) -> None:
     """A measured line with its 95% band (the band's lower edge kept positive for log axes)."""
-    ax.plot(x, y, marker="o", ms=3, color=color, label=label)
+    color, label = palette[estimator], estimator
+    ax.plot(x, y, marker=marker(palette, estimator), ms=4, color=color, label=label)
     ax.fill_between(x, (y - Z_95 * se).clip(lower=y * 1e-3), y + Z_95 * se, color=color, alpha=0.2, linewidth=0)
 
 
@@ -102,10 +129,11 @@ def variance_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Fig
     palette = estimator_palette(table["estimator"], palette)
     fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
     for (problem, parameter), frame, ax in panels:
+        frame, exact = _without_exact(frame, "variance")
         for estimator, line in frame.groupby("estimator"):
             line = line.sort_values("num_samples")
             color = palette[estimator]
-            _line_with_band(ax, line["num_samples"], line["variance"], line["variance_se"], color, estimator)
+            _line_with_band(ax, line["num_samples"], line["variance"], line["variance_se"], palette, estimator)
             if "exact_variance" in line:
                 _exact_line(ax, line["num_samples"], line["exact_variance"], color, estimator)
         first = frame.sort_values("num_samples").iloc[0]
@@ -114,7 +142,7 @@ def variance_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Fig
                 lw=1, label="∝ 1/L")
         ax.set(xscale="log", yscale="log", title=f"{problem}: ∂/∂{parameter}",
                xlabel="samples per estimate, L", ylabel="variance of the estimate")
-        _floor_log_axis(ax, frame, "variance")
+        _note_exact(ax, exact)
     return _finish(fig, panels, "Variance of the gradient estimate against the number of samples")
 
 
@@ -140,7 +168,7 @@ def bias_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
                     transform=ax.transAxes, fontsize=7, color="0.3", va="bottom")
         for estimator, line in frame[~exact].groupby("estimator"):
             line = line.sort_values("num_samples")
-            ax.plot(line["num_samples"], line["bias_z"], marker="o", ms=3, color=palette[estimator],
+            ax.plot(line["num_samples"], line["bias_z"], marker=marker(palette, estimator), ms=4, color=palette[estimator],
                     label=estimator)
         ax.axhspan(-Z_95, Z_95, color="0.85", zorder=0, label="±1.96: consistent with no bias")
         ax.axhline(0.0, color="0.3", lw=0.8)
@@ -190,16 +218,17 @@ def mse_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     palette = estimator_palette(table["estimator"], palette)
     fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
     for (problem, _), frame, ax in panels:
+        frame, exact = _without_exact(frame, "mse")
         for estimator, line in frame.groupby("estimator"):
             line = line.sort_values("num_samples")
             color = palette[estimator]
-            _line_with_band(ax, line["num_samples"], line["mse"], line["mse_se"], color, estimator)
+            _line_with_band(ax, line["num_samples"], line["mse"], line["mse_se"], palette, estimator)
             if "exact_bias_squared" in line and (line["exact_bias_squared"] > 0).all():
                 ax.plot(line["num_samples"], line["exact_bias_squared"], ls=":", lw=2, color=color,
                         label=f"{estimator} (exact bias²)")
         ax.set(xscale="log", yscale="log", title=problem, xlabel="samples per estimate, L",
                ylabel="mean squared error")
-        _floor_log_axis(ax, frame, "mse")
+        _note_exact(ax, exact)
     return _finish(fig, panels, "Mean squared error of the gradient estimate: variance falls with L, bias does not")
 
 
@@ -215,12 +244,13 @@ def efficiency_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.F
     palette = estimator_palette(table["estimator"], palette)
     fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
     for (problem, _), frame, ax in panels:
+        frame, exact = _without_exact(frame, "work")
         for estimator, line in frame.groupby("estimator"):
             line = line.sort_values("num_samples")
-            _line_with_band(ax, line["num_samples"], line["work"], line["work_se"], palette[estimator], estimator)
+            _line_with_band(ax, line["num_samples"], line["work"], line["work_se"], palette, estimator)
         ax.set(xscale="log", yscale="log", title=problem, xlabel="samples per estimate, L",
                ylabel="variance × seconds per estimate")
-        _floor_log_axis(ax, frame, "work")
+        _note_exact(ax, exact)
     return _finish(fig, panels, "Cost-normalized variance: variance × wall time per estimate (lower is better)")
 
 
@@ -234,15 +264,16 @@ def variance_vs_mean(metrics: pd.DataFrame, palette: dict | None = None) -> plt.
     columns = table["parameter"].nunique() * table["num_samples"].nunique()
     fig, panels = _grid(groups, columns=columns)
     for (problem, num_samples, parameter), frame, ax in panels:
+        frame, exact = _without_exact(frame, "variance", x="mu")
         for estimator, line in frame.groupby("estimator"):
             line = line.sort_values("mu")
             color = palette[estimator]
-            _line_with_band(ax, line["mu"], line["variance"], line["variance_se"], color, estimator)
+            _line_with_band(ax, line["mu"], line["variance"], line["variance_se"], palette, estimator)
             if "exact_variance" in line:
                 _exact_line(ax, line["mu"], line["exact_variance"], color, estimator)
         ax.set(yscale="log", title=f"{problem}: ∂/∂{parameter}, L = {num_samples}",
                xlabel="mean of the Gaussian, μ", ylabel="variance of the estimate")
-        _floor_log_axis(ax, frame, "variance")
+        _note_exact(ax, exact)
     return _finish(fig, panels, "Variance of the gradient against the Gaussian's mean μ (σ fixed)")
 
 
@@ -258,15 +289,16 @@ def variance_vs_dimension(metrics: pd.DataFrame, palette: dict | None = None) ->
     groups = list(table.groupby(["parameter", "num_samples"], sort=False))
     fig, panels = _grid(groups)
     for (parameter, num_samples), frame, ax in panels:
+        frame, exact = _without_exact(frame, "variance")
         for estimator, line in frame.groupby("estimator"):
             line = line.sort_values("dimension")
             color = palette[estimator]
-            _line_with_band(ax, line["dimension"], line["variance"], line["variance_se"], color, estimator)
+            _line_with_band(ax, line["dimension"], line["variance"], line["variance_se"], palette, estimator)
             if "exact_variance" in line:
                 _exact_line(ax, line["dimension"], line["exact_variance"], color, estimator)
         ax.set(xscale="log", yscale="log", title=f"∂/∂{parameter}, L = {num_samples}", xlabel="dimension D",
                ylabel="variance per coordinate")
-        _floor_log_axis(ax, frame, "variance")
+        _note_exact(ax, exact)
     return _finish(fig, panels, "Variance per gradient coordinate against the dimension, f(x) = ‖x − k‖²")
 
 
@@ -288,7 +320,7 @@ def bias_vs_temperature(metrics: pd.DataFrame, palette: dict | None = None) -> p
                 color = palette[estimator]
                 low = (shown[metric] - Z_95 * shown[f"{metric}_se"]).clip(lower=shown[metric] * 1e-2)
                 ax.errorbar(shown["temperature"], shown[metric],
-                            yerr=[shown[metric] - low, Z_95 * shown[f"{metric}_se"]], color=color, marker="o",
+                            yerr=[shown[metric] - low, Z_95 * shown[f"{metric}_se"]], color=color, marker=marker(palette, estimator),
                             ms=3, capsize=2, label=estimator)
                 if metric == "bias_squared" and "exact_bias_squared" in line and line["exact_bias_squared"].notna().all():
                     ax.plot(line["temperature"], line["exact_bias_squared"], ls=":", lw=2, color=color,
@@ -313,10 +345,10 @@ def training_curves(metrics: pd.DataFrame, palette: dict | None = None) -> plt.F
         for estimator, line in frame.groupby("estimator"):
             line = line.sort_values("step")
             color = palette[estimator]
-            left.plot(line["cost_evaluations"], line["held_out_objective"], color=color, marker="o", ms=2,
+            left.plot(line["cost_evaluations"], line["held_out_objective"], color=color, marker=marker(palette, estimator), ms=2,
                       label=estimator)
             left.plot(line["cost_evaluations"], line["train_objective"], color=color, ls="--", lw=1)
-            right.plot(line["wall_time_s"], line["held_out_objective"], color=color, marker="o", ms=2,
+            right.plot(line["wall_time_s"], line["held_out_objective"], color=color, marker=marker(palette, estimator), ms=2,
                        label=estimator)
         start = frame.loc[frame["step"] == 0, "held_out_objective"].max()
         finish = frame[["held_out_objective", "train_objective"]].min().min()

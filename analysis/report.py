@@ -237,12 +237,33 @@ def _recommendation_blocks(run: Run, name: str, folder: Path) -> list:
                "num_samples": "L", "best": "best estimator", "mse": "its MSE",
                "time_per_estimate_s": "s / estimate", "runner_up": "runner-up", "margin_text": "margin",
                "candidates": "estimators compared"}
+    glance = _at_a_glance(shown, tables.label_columns(run.metrics))
     caption = ("Recommendation: for each problem and sample budget L, the estimator with the lowest MSE × wall "
                "time per estimate (the MSE reached per unit of time by averaging independent estimates), and "
                "the runner-up's product over the best one's. A margin within two standard errors of the "
                "MSEs is marked within noise; timings are single measurements on this run's device and are "
                "noisy below a millisecond.")
-    return [Table(formatted(shown, columns), caption, csv)]
+    return [Table(glance, "At a glance: the estimator of lowest MSE × time per estimate, per problem (rows) and "
+                  "sample budget L (columns), with the runner-up's margin; details below.", csv),
+            Table(formatted(shown, columns), caption, csv)]
+
+
+def _at_a_glance(shown: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """The recommendation as a problem × L grid of "best (margin)"."""
+    rows = [c for c in ["problem", *labels] if c in shown]
+    def describe(row) -> str:
+        if row.exact:
+            return f"{row.best}"  # already marked (exact)
+        if pd.isna(row.margin):
+            return row.best
+        margin = f"×{row.margin:.3g}" if row.margin >= 10 else f"×{row.margin:.2f}"
+        return f"{row.best} ({margin}{'' if row.clear else ', within noise'})"
+
+    entry = shown.assign(entry=[describe(row) for row in shown.itertuples()])
+    grid = entry.pivot_table(index=rows, columns="num_samples", values="entry", aggfunc="first", sort=False)
+    grid = grid.reindex(columns=sorted(grid.columns)).fillna("—")
+    grid.columns = [f"L = {n}" for n in grid.columns]
+    return grid.reset_index().astype(str)
 
 
 def _margin_text(exact: bool, margin: float, clear: bool) -> str:

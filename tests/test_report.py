@@ -76,6 +76,7 @@ def test_the_report_has_every_figure_and_table_of_every_run(run_dirs, tmp_path):
     headers = [header for header, _ in found]
     assert all(rows for _, rows in found), "every table has data rows"
     assert sum("best estimator" in h for h in headers) == 1  # the recommendation (variance_vs_L)
+    assert sum("| L = 2 | L = 16 |" in h for h in headers) == 1  # and its problem × L grid
     assert sum("max \\|z\\| mean" in h for h in headers) == 4  # agreement: every experiment but training
     assert sum("exact variance" in h for h in headers) == 1  # the detail at L = 16
     assert sum("best τ" in h for h in headers) == 1

@@ -183,3 +183,30 @@ def test_bias_vs_temperature_errors(argv, message, tmp_path, capsys):
         cli.main(["bias_vs_temperature", *argv, "--replicates", "8", "--quiet", "--output-dir", str(tmp_path)])
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "bias_vs_temperature").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["variance_vs_mean", "--functions", "sine"], r"--functions: unknown test functions \['sine'\]; choose from quadratic, exp, cosine"),
+    (["variance_vs_mean", "--scale", "0"], r"--scale must be a positive number, got 0.0"),
+    (["variance_vs_mean", "--estimators", "straight_through"], r"No selected estimator applies to any selected problem"),
+    (["variance_vs_dimension", "--dimensions", "0,4"], r"--dimensions must be positive integers, got \[0, 4\]"),
+    (["variance_vs_dimension", "--num-samples", "0"], r"--num-samples must be positive integers, got \[0\]"),
+])
+def test_sweep_errors(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--replicates", "8", "--quiet", "--output-dir", str(tmp_path)])
+    assert re.search(message, capsys.readouterr().err)
+    assert not any(tmp_path.iterdir())
+
+
+def test_sweep_rows_carry_their_setting(tmp_path):
+    argv = ["variance_vs_dimension", "--dimensions", "3,1", "--estimators", "pathwise", "--num-samples", "4",
+            "--replicates", "32", "--quiet", "--no-figures", "--output-dir", str(tmp_path)]
+    assert cli.main(argv) == 0
+    (run_dir,) = (tmp_path / "variance_vs_dimension").iterdir()
+    run = analysis.load_run(run_dir)
+    assert list(run.metrics.columns[:3]) == ["problem", "estimator", "dimension"]
+    problems = run.metrics.drop_duplicates("dimension").set_index("dimension")["problem"]
+    assert problems.to_dict() == {1: "gaussian_quadratic_1d", 3: "gaussian_quadratic_3d"}
+    exact = run.metrics.query("metric == 'exact_variance' and parameter == 'loc'").set_index("dimension")["value"]
+    np.testing.assert_allclose(exact.loc[1], 4 * 1.0**2 / 4)  # 4σ² per coordinate, σ = 1 at D = 1, L = 4
