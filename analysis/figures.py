@@ -122,6 +122,16 @@ def _exact_line(ax, x, y, color, label) -> None:
         ax.plot(x, y, ls=":", lw=2, color=color, label=f"{label} (exact)")
 
 
+def _estimator_lines(ax, frame: pd.DataFrame, x: str, y: str, palette: dict, exact: str | None = None) -> None:
+    """One measured line per estimator of ``y`` against ``x`` with its 95% band (``<y>_se``), and the
+    ``exact`` column dotted beside it where the run knows it."""
+    for estimator, line in frame.groupby("estimator"):
+        line = line.sort_values(x)
+        _line_with_band(ax, line[x], line[y], line[f"{y}_se"], palette, estimator)
+        if exact is not None and exact in line:
+            _exact_line(ax, line[x], line[exact], palette[estimator], estimator)
+
+
 def variance_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """Variance of the L-sample estimate against L, log-log: a line per estimator with its 95% band,
     the exact variance dotted where known, and a 1/L reference."""
@@ -130,12 +140,7 @@ def variance_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Fig
     fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
     for (problem, parameter), frame, ax in panels:
         frame, exact = _without_exact(frame, "variance")
-        for estimator, line in frame.groupby("estimator"):
-            line = line.sort_values("num_samples")
-            color = palette[estimator]
-            _line_with_band(ax, line["num_samples"], line["variance"], line["variance_se"], palette, estimator)
-            if "exact_variance" in line:
-                _exact_line(ax, line["num_samples"], line["exact_variance"], color, estimator)
+        _estimator_lines(ax, frame, "num_samples", "variance", palette, exact="exact_variance")
         first = frame.sort_values("num_samples").iloc[0]
         reference = frame["num_samples"].drop_duplicates().sort_values()
         ax.plot(reference, first["variance"] * first["num_samples"] / reference, ls="--", color="0.6",
@@ -245,9 +250,7 @@ def efficiency_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.F
     fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
     for (problem, _), frame, ax in panels:
         frame, exact = _without_exact(frame, "work")
-        for estimator, line in frame.groupby("estimator"):
-            line = line.sort_values("num_samples")
-            _line_with_band(ax, line["num_samples"], line["work"], line["work_se"], palette, estimator)
+        _estimator_lines(ax, frame, "num_samples", "work", palette)
         ax.set(xscale="log", yscale="log", title=problem, xlabel="samples per estimate, L",
                ylabel="variance × seconds per estimate")
         _note_exact(ax, exact)
@@ -265,12 +268,7 @@ def variance_vs_mean(metrics: pd.DataFrame, palette: dict | None = None) -> plt.
     fig, panels = _grid(groups, columns=columns)
     for (problem, num_samples, parameter), frame, ax in panels:
         frame, exact = _without_exact(frame, "variance", x="mu")
-        for estimator, line in frame.groupby("estimator"):
-            line = line.sort_values("mu")
-            color = palette[estimator]
-            _line_with_band(ax, line["mu"], line["variance"], line["variance_se"], palette, estimator)
-            if "exact_variance" in line:
-                _exact_line(ax, line["mu"], line["exact_variance"], color, estimator)
+        _estimator_lines(ax, frame, "mu", "variance", palette, exact="exact_variance")
         ax.set(yscale="log", title=f"{problem}: ∂/∂{parameter}, L = {num_samples}",
                xlabel="mean of the Gaussian, μ", ylabel="variance of the estimate")
         _note_exact(ax, exact)
@@ -290,12 +288,7 @@ def variance_vs_dimension(metrics: pd.DataFrame, palette: dict | None = None) ->
     fig, panels = _grid(groups)
     for (parameter, num_samples), frame, ax in panels:
         frame, exact = _without_exact(frame, "variance")
-        for estimator, line in frame.groupby("estimator"):
-            line = line.sort_values("dimension")
-            color = palette[estimator]
-            _line_with_band(ax, line["dimension"], line["variance"], line["variance_se"], palette, estimator)
-            if "exact_variance" in line:
-                _exact_line(ax, line["dimension"], line["exact_variance"], color, estimator)
+        _estimator_lines(ax, frame, "dimension", "variance", palette, exact="exact_variance")
         ax.set(xscale="log", yscale="log", title=f"∂/∂{parameter}, L = {num_samples}", xlabel="dimension D",
                ylabel="variance per coordinate")
         _note_exact(ax, exact)

@@ -60,6 +60,13 @@ def _add_run_options(sub, default_replicates: int) -> None:
     sub.add_argument("--list", action="store_true", help="list problems and estimators, then exit")
 
 
+def _add_estimator_options(sub, default_num_samples) -> None:
+    sub.add_argument("--estimators", type=_comma_list, default=None, metavar="NAMES",
+                     help="comma-separated estimator names (default: every registered estimator that applies)")
+    sub.add_argument("--num-samples", type=_numbers(int), default=list(default_num_samples),
+                     metavar="LS", help="comma-separated sample counts L (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from experiments import bias_vs_temperature, variance_vs_L
 
@@ -88,10 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                      f"{variance_vs_L.QUICK_REAL_DATA['max_num_samples']}, without the estimators that evaluate "
                      f"the cost more than {variance_vs_L.QUICK_REAL_DATA['max_cost_evaluations_per_estimate']} "
                      "times per estimate; --no-quick measures them like the other problems (default: quick)")
-    sub.add_argument("--estimators", type=_comma_list, default=None, metavar="NAMES",
-                     help="comma-separated estimator names (default: every registered estimator that applies)")
-    sub.add_argument("--num-samples", type=_numbers(int), default=list(variance_vs_L.DEFAULT_NUM_SAMPLES),
-                     metavar="LS", help="comma-separated sample counts L (default: %(default)s)")
+    _add_estimator_options(sub, variance_vs_L.DEFAULT_NUM_SAMPLES)
     sub.add_argument("--profile", choices=sorted(variance_vs_L.PROFILES), default=None,
                      help="a named set of cells: 'ci' is the variance-bound regression check's "
                      "(python -m experiments.bounds); it fixes problems, estimators, L and replicates")
@@ -130,10 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: -3 to 3 in steps of 0.5)")
     sub.add_argument("--scale", type=float, default=variance_vs_mean.SCALE, metavar="SIGMA",
                      help="the standard deviation σ (default: %(default)s)")
-    sub.add_argument("--estimators", type=_comma_list, default=None, metavar="NAMES",
-                     help="comma-separated estimator names (default: every registered estimator that applies)")
-    sub.add_argument("--num-samples", type=_numbers(int), default=list(variance_vs_mean.DEFAULT_NUM_SAMPLES),
-                     metavar="LS", help="comma-separated sample counts L (default: %(default)s)")
+    _add_estimator_options(sub, variance_vs_mean.DEFAULT_NUM_SAMPLES)
     _add_run_options(sub, default_replicates=variance_vs_mean.DEFAULT_REPLICATES)
 
     sub = experiments.add_parser(
@@ -144,10 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--dimensions", type=_numbers(int), default=list(variance_vs_dimension.DEFAULT_DIMENSIONS),
                      metavar="DS", help="comma-separated dimensions D (default: %(default)s)")
-    sub.add_argument("--estimators", type=_comma_list, default=None, metavar="NAMES",
-                     help="comma-separated estimator names (default: every registered estimator that applies)")
-    sub.add_argument("--num-samples", type=_numbers(int), default=list(variance_vs_dimension.DEFAULT_NUM_SAMPLES),
-                     metavar="LS", help="comma-separated sample counts L (default: %(default)s)")
+    _add_estimator_options(sub, variance_vs_dimension.DEFAULT_NUM_SAMPLES)
     _add_run_options(sub, default_replicates=variance_vs_dimension.DEFAULT_REPLICATES)
 
     from experiments import training

@@ -134,6 +134,20 @@ def sweep_cells(labelled_problems: Sequence[tuple[dict, Problem]], estimators: S
     return cells, skipped
 
 
+def run_sweep(experiment: str, config: RunSettings, build_problems, label_column: str, device: jax.Device | None,
+              progress: bool = True) -> Path:
+    """Run a sweep: ``build_problems()`` gives the (labels, problem) pairs, measured with every estimator
+    of ``config.estimators`` that applies at every L of ``config.num_samples``; the labels' column is
+    ``label_column``.  Returns the finished run folder."""
+    config.validate()
+    device = device or jax.devices()[0]
+    with jax.default_device(device):
+        estimators = [est.get(name) for name in config.estimators]
+        cells, skipped = sweep_cells(build_problems(), estimators, config.num_samples)
+        return run_cells(experiment, config, as_json(config), cells, skipped, device, progress,
+                         label_columns=[label_column])
+
+
 def cell_replicates(settings: RunSettings, cell: Cell) -> int:
     """R for this cell: the requested replicates, fewer where they would exceed the evaluation budget."""
     per_estimate = cell.estimator.cost_evaluations(cell.num_samples, cell.problem.distribution())

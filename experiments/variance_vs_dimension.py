@@ -21,7 +21,7 @@ import jax
 
 import estimators as est
 from experiments.problems.gaussian_nd import gaussian_quadratic_nd
-from experiments.runner import RunSettings, check_estimators, as_json, run_cells, sweep_cells
+from experiments.runner import RunSettings, check_estimators, run_sweep
 
 NAME = "variance_vs_dimension"
 DEFAULT_DIMENSIONS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -48,9 +48,8 @@ class Config(RunSettings):
 
 def run(config: Config, device: jax.Device | None = None, progress: bool = True) -> Path:
     """Measure every (D, estimator, L) cell and write the run folder; return its path."""
-    config.validate()
-    device = device or jax.devices()[0]
-    with jax.default_device(device):
-        problems = [({"dimension": int(d)}, gaussian_quadratic_nd(int(d))) for d in sorted(set(config.dimensions))]
-        cells, skipped = sweep_cells(problems, [est.get(name) for name in config.estimators], config.num_samples)
-        return run_cells(NAME, config, as_json(config), cells, skipped, device, progress, label_columns=["dimension"])
+
+    def problems():
+        return [({"dimension": int(d)}, gaussian_quadratic_nd(int(d))) for d in sorted(set(config.dimensions))]
+
+    return run_sweep(NAME, config, problems, "dimension", device, progress)

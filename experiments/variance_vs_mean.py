@@ -26,7 +26,7 @@ import numpy as np
 
 import estimators as est
 from experiments.problems.gaussian_1d import DEFAULT_K, TEST_FUNCTIONS, gaussian_test_problem
-from experiments.runner import RunSettings, check_estimators, as_json, run_cells, sweep_cells
+from experiments.runner import RunSettings, check_estimators, run_sweep
 
 NAME = "variance_vs_mean"
 DEFAULT_FUNCTIONS = tuple(TEST_FUNCTIONS)
@@ -62,10 +62,9 @@ class Config(RunSettings):
 
 def run(config: Config, device: jax.Device | None = None, progress: bool = True) -> Path:
     """Measure every (function, μ, estimator, L) cell and write the run folder; return its path."""
-    config.validate()
-    device = device or jax.devices()[0]
-    with jax.default_device(device):
-        problems = [({"mu": float(mu)}, gaussian_test_problem(name, mu=float(mu), sigma=config.scale, k=DEFAULT_K[name]))
-                    for name in config.functions for mu in sorted(set(config.means))]
-        cells, skipped = sweep_cells(problems, [est.get(name) for name in config.estimators], config.num_samples)
-        return run_cells(NAME, config, as_json(config), cells, skipped, device, progress, label_columns=["mu"])
+
+    def problems():
+        return [({"mu": float(mu)}, gaussian_test_problem(name, mu=float(mu), sigma=config.scale, k=DEFAULT_K[name]))
+                for name in config.functions for mu in sorted(set(config.means))]
+
+    return run_sweep(NAME, config, problems, "mu", device, progress)
