@@ -1,4 +1,15 @@
-"""Replicated gradient estimates of one (problem, estimator, L) cell: compiled once, vmapped, timed."""
+"""Replicated gradient estimates of one (problem, estimator, L) cell: compiled once, vmapped, sharded
+over the devices, timed.
+
+The replicate axis is split across every device of a :class:`jax.sharding.Mesh` (by default all
+devices of the backend in use: one GPU, several GPUs, or CPU devices) with :func:`jax.shard_map`; each
+device evaluates its share in chunks of ``chunk_size`` replicates (vmapped within a chunk,
+``lax.map``-ped over chunks), so memory is bounded however many replicates are asked for.  Replicate r
+always draws from ``fold_in(key, r)``, so which device computes it does not change its random numbers;
+where every device runs chunks of the same size as one device would, the estimates are identical
+replicate for replicate (otherwise XLA's kernels for another batch size may round differently, in the
+last bits).  The program is traced and compiled once per cell: :func:`count_compilations` counts them.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +18,12 @@ import math
 import time
 from typing import Any
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import estimators as est
 from experiments.problems import Problem
@@ -24,6 +38,34 @@ WARMUP_STREAM = 2**31 - 1
 DEFAULT_CHUNK_ELEMENTS = 2**23
 
 
+REPLICATE_AXIS = "replicates"
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+def replicate_mesh(devices=None) -> Mesh:
+    """A one-axis mesh over ``devices`` (default: every device of JAX's default backend, on every
+    host) along which the replicates are split."""
+    devices = list(devices) if devices is not None else jax.devices()
+    return Mesh(np.asarray(devices), (REPLICATE_AXIS,))
+
+
+@contextlib.contextmanager
+def count_compilations():
+    """Count the XLA compilations made inside the block: ``with count_compilations() as count: ...``,
+    then ``count()``."""
+    events = []
+
+    def listener(name, seconds, **kwargs):
+        if name == _COMPILE_EVENT:
+            events.append(seconds)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield lambda: len(events)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
 @dataclasses.dataclass(frozen=True)
 class CellMeasurement:
     """The replicate estimates of one cell, on the host in float64, and what they cost."""
@@ -32,15 +74,25 @@ class CellMeasurement:
     values: np.ndarray  #: (R,) the objective estimates from the same samples
     compile_time_s: float
     run_time_s: float  #: wall time of all R estimates, once compiled
-    chunk_size: int  #: replicates evaluated at once
+    chunk_size: int  #: replicates evaluated at once on each device
+    devices: int = 1  #: devices the replicates were split across
+    compilations: int = 1  #: XLA compilations the cell made (its program, and a shared warm-up's)
+
+
+#: The replicates of a cell are cut into at least this many chunks (when there are that many), so
+#: that up to this many devices share the work, with chunks of a size that does not depend on the
+#: number of devices: each replicate is then computed by the same program, with the same vectorization
+#: and rounding, on one device or sixteen.
+MIN_CHUNKS = 16
 
 
 def chunk_size(problem: Problem, estimator: est.GradientEstimator, num_samples: int, num_replicates: int,
                chunk_elements: int, estimates_per_replicate: int = 1) -> int:
-    """The largest divisor of R whose replicates fit in ``chunk_elements`` elements.
+    """Replicates per chunk: the largest divisor of R that fits in ``chunk_elements`` elements and
+    leaves at least ``MIN_CHUNKS`` chunks.
 
-    A divisor, so that ``lax.map`` needs no separately compiled remainder (which doubles compile time),
-    unless R has no divisor within a factor of two of the budget.
+    A divisor, so that no chunk is padding, unless R has no divisor within a factor of two of the limit.
+    It depends on the cell and R only, never on the devices.
     """
     dist = problem.distribution()
     sample_size = math.prod(dist.event_shape)
@@ -48,7 +100,7 @@ def chunk_size(problem: Problem, estimator: est.GradientEstimator, num_samples: 
     # Each cost evaluation reads one sample-sized input; each sample carries a parameter-sized gradient.
     evaluations = estimator.cost_evaluations(num_samples, dist)
     per_replicate = max(evaluations * sample_size, num_samples * param_size, 1) * estimates_per_replicate
-    limit = max(1, min(num_replicates, chunk_elements // per_replicate))
+    limit = max(1, min(-(-num_replicates // MIN_CHUNKS), chunk_elements // per_replicate))
     divisor = max(d for d in range(1, limit + 1) if num_replicates % d == 0)
     return divisor if 2 * divisor >= limit else limit
 
@@ -62,56 +114,83 @@ def measure_cell(
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
     warmup_steps: int = DEFAULT_WARMUP_STEPS,
     warmup: str = "shared",
+    mesh: Mesh | None = None,
 ) -> CellMeasurement:
     """R independent L-sample estimates of the gradient at the problem's parameters.
 
-    One jit-compiled program evaluates all replicates, vmapped within chunks and ``lax.map``-ped over
-    them; compile time and run time are measured separately.  A stateful estimator first makes
-    ``warmup_steps`` updates from its initial state.  With ``warmup="shared"`` that is one chain,
-    compiled and run apart and not timed, and every replicate starts from its final state: the
-    replicates are independent given that state and measure the estimator at it (its variance is
-    then one draw from the spread that the warm state's own noise causes, a few percent for a
-    moving-average baseline at small L).  With ``warmup="per_replicate"`` each replicate runs its own
-    chain first (from ``fold_in(replicate_key, WARMUP_STREAM)``): the replicates are i.i.d. and
-    measure the estimator averaged over its warm states, at ``warmup_steps + 1`` times the cost.
+    One jit-compiled program evaluates all replicates: split across the devices of ``mesh`` (default
+    :func:`replicate_mesh`), vmapped within chunks and ``lax.map``-ped over them on each device;
+    compile time and run time are measured separately.  Replicates are padded up to the same whole
+    number of chunks on every device and the padding discarded.  A stateful estimator first makes ``warmup_steps``
+    updates from its initial state.  With ``warmup="shared"`` that is one chain, compiled and run apart
+    and not timed, and every replicate starts from its final state: the replicates are independent
+    given that state and measure the estimator at it (its variance is then one draw from the spread
+    that the warm state's own noise causes, a few percent for a moving-average baseline at small L).
+    With ``warmup="per_replicate"`` each replicate runs its own chain first (from
+    ``fold_in(replicate_key, WARMUP_STREAM)``): the replicates are i.i.d. and measure the estimator
+    averaged over its warm states, at ``warmup_steps + 1`` times the cost.
     """
     if warmup not in ("shared", "per_replicate"):
         raise ValueError(f"warmup must be 'shared' or 'per_replicate', got {warmup!r}.")
+    mesh = mesh if mesh is not None else replicate_mesh()
     init, update = est.value_and_grad_with_state(problem.objective, estimator, num_samples)
     per_replicate = estimator.stateful and warmup == "per_replicate"
+    devices = mesh.size
     batch = chunk_size(problem, estimator, num_samples, num_replicates, chunk_elements,
                        warmup_steps + 1 if per_replicate else 1)
+    chunks_per_device = -(-num_replicates // (batch * devices))  # the last chunks may be padding
+    padded = chunks_per_device * devices * batch
 
     def warm_up(params, key, state):
         warmup_keys = est.sample_keys(jax.random.fold_in(key, WARMUP_STREAM), warmup_steps)
         return jax.lax.scan(lambda s, k: (update(params, k, s)[2], None), state, warmup_keys)[0]
-
-    state = init(problem.params)
-    if estimator.stateful and not per_replicate:  # one chain, compiled and run apart: not in the timing
-        state = jax.jit(warm_up)(problem.params, key, state)
 
     def one_replicate(params, key, state):
         if per_replicate:
             state = warm_up(params, key, state)
         return update(params, key, state)[:2]
 
-    def all_replicates(params, key, state):
-        keys = est.sample_keys(key, num_replicates)  # replicate r: fold_in(key, r)
+    def device_share(params, state, keys):
+        # Each device's copy of the parameters is its own: gradients with respect to them must not be
+        # summed over the devices, as they would be for values shared (invariant) across the mesh.
+        params, state = jax.tree_util.tree_map(lambda x: jax.lax.pcast(x, REPLICATE_AXIS, to="varying"), (params, state))
         return jax.lax.map(lambda k: one_replicate(params, k, state), keys, batch_size=batch)
 
-    start = time.perf_counter()
-    compiled = jax.jit(all_replicates).lower(problem.params, key, state).compile()
-    compile_time = time.perf_counter() - start
+    split = PartitionSpec(REPLICATE_AXIS)
+    sharded_share = jax.shard_map(device_share, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(), split),
+                                  out_specs=split)
 
-    start = time.perf_counter()
-    values, grads = jax.block_until_ready(compiled(problem.params, key, state))
-    run_time = time.perf_counter() - start
+    def all_replicates(params, key, state):
+        keys = est.sample_keys(key, padded)  # replicate r: fold_in(key, r), on whichever device
+        keys = jax.lax.with_sharding_constraint(keys, NamedSharding(mesh, split))
+        return sharded_share(params, state, keys)
 
-    to_host = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
+    with count_compilations() as compilations:
+        state = init(problem.params)
+        if estimator.stateful and not per_replicate:  # one chain, compiled and run apart: not in the timing
+            state = jax.jit(warm_up)(problem.params, key, state)
+
+        start = time.perf_counter()
+        compiled = jax.jit(all_replicates).lower(problem.params, key, state).compile()
+        compile_time = time.perf_counter() - start
+
+        start = time.perf_counter()
+        values, grads = jax.block_until_ready(compiled(problem.params, key, state))
+        run_time = time.perf_counter() - start
+
+    def to_host(x):
+        if jax.process_count() > 1:  # every host holds its own devices' share
+            from jax.experimental import multihost_utils
+
+            x = multihost_utils.process_allgather(x, tiled=True)
+        return np.asarray(x, dtype=np.float64)[:num_replicates]
+
     return CellMeasurement(
         grads=jax.tree_util.tree_map(to_host, grads),
         values=to_host(values),
         compile_time_s=compile_time,
         run_time_s=run_time,
         chunk_size=batch,
+        devices=devices,
+        compilations=compilations(),
     )

@@ -52,6 +52,9 @@ def _add_run_options(sub, default_replicates: int) -> None:
                      help="where run folders go (default: %(default)s)")
     sub.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                      help="where to compute; auto is JAX's default backend (default: %(default)s)")
+    sub.add_argument("--num-devices", type=int, default=None, metavar="N",
+                     help="split the replicates across the first N devices of the chosen platform "
+                     "(default: all of them, on every host; results do not depend on N)")
     sub.add_argument("--precision", choices=("float32", "float64"), default="float32",
                      help="device precision; statistics are float64 on the host either way "
                      "(default: %(default)s)")
@@ -199,12 +202,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import jax
 
+    from experiments.distributed import initialize_if_configured
+
+    initialize_if_configured()  # several hosts: one replicate mesh over all their devices
     if args.precision == "float64":
         jax.config.update("jax_enable_x64", True)
 
     import estimators as est
     from experiments import bias_vs_temperature, problems, variance_vs_dimension, variance_vs_L, variance_vs_mean
-    from experiments.runner import PlanningError
+    from experiments.runner import PlanningError, devices_for
 
     if args.list:
         print("problems:")
@@ -234,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{training.NAME}: wrote {path}")
         return 0
 
-    common = dict(replicates=args.replicates, max_cost_evaluations=args.max_cost_evaluations, seed=args.seed, output_dir=args.output_dir, device=args.device,
+    common = dict(replicates=args.replicates, max_cost_evaluations=args.max_cost_evaluations, seed=args.seed,
+                  output_dir=args.output_dir, device=args.device, num_devices=args.num_devices,
                   precision=args.precision, figures=not args.no_figures)
     if args.experiment == "variance_vs_L" and args.profile:
         experiment = variance_vs_L
@@ -273,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config.validate()
         device = select_device(args.device)
+        devices_for(config, device)
     except ValueError as error:
         parser.error(str(error))
     try:

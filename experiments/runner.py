@@ -4,6 +4,7 @@ measures them into a run folder."""
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -13,7 +14,9 @@ from tqdm.auto import tqdm
 
 import estimators as est
 from experiments import problems as problem_registry
-from experiments.measure import DEFAULT_CHUNK_ELEMENTS, DEFAULT_WARMUP_STEPS, measure_cell
+from experiments.distributed import is_writer
+from experiments.measure import (DEFAULT_CHUNK_ELEMENTS, DEFAULT_WARMUP_STEPS, count_compilations, measure_cell,
+                                 replicate_mesh)
 from experiments.problems import Problem
 from experiments.results import RunFolder, environment, estimator_properties
 from experiments.tidy import cell_rows
@@ -39,6 +42,8 @@ class RunSettings:
     #: or "per_replicate" (a chain per replicate: i.i.d. replicates, warmup_steps + 1 times the cost).
     warmup: str = "shared"
     figures: bool = True
+    #: Devices the replicates are split across: the first N of the chosen platform's, or all (None).
+    num_devices: int | None = None
 
     def validate(self) -> None:
         """Raise ValueError, naming the option and a fix, for any value the run cannot use."""
@@ -52,6 +57,8 @@ class RunSettings:
             raise ValueError(f"warmup_steps must be non-negative, got {self.warmup_steps}.")
         if self.warmup not in ("shared", "per_replicate"):
             raise ValueError(f"warmup must be 'shared' or 'per_replicate', got {self.warmup!r}.")
+        if self.num_devices is not None and self.num_devices < 1:
+            raise ValueError(f"--num-devices must be positive, got {self.num_devices}.")
         if self.precision not in ("float32", "float64"):
             raise ValueError(f"--precision must be float32 or float64, got {self.precision!r}.")
 
@@ -157,24 +164,42 @@ def cell_replicates(settings: RunSettings, cell: Cell) -> int:
     return int(min(cell.replicates or settings.replicates, affordable))
 
 
+def devices_for(settings: RunSettings, device: jax.Device) -> list:
+    """The devices a run splits its replicates across: all of ``device``'s platform (on every host),
+    or the first ``settings.num_devices``; a clear error if there are fewer."""
+    available = jax.devices(device.platform)
+    wanted = settings.num_devices or len(available)
+    if wanted > len(available):
+        raise ValueError(f"--num-devices {wanted}: JAX sees {len(available)} {device.platform.upper()} device(s). "
+                         "On CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N host devices.")
+    return available[:wanted]
+
+
 def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[Cell], skipped: list[dict],
               device: jax.Device, progress: bool = True, label_columns: Sequence[str] = ()) -> Path:
     """Measure every cell into a new run folder; draw the figures; return the finished folder."""
-    folder = RunFolder(settings.output_dir, experiment, config, environment(settings.seed), label_columns)
-    folder.update_config(skipped=skipped, device_used=str(device),
+    mesh = replicate_mesh(devices_for(settings, device))
+    # On several hosts every process computes its devices' share; process 0 alone keeps the results.
+    output_dir = settings.output_dir if is_writer() else tempfile.mkdtemp(prefix="worker-results-")
+    folder = RunFolder(output_dir, experiment, config, environment(settings.seed), label_columns)
+    folder.update_config(skipped=skipped, device_used=str(device), devices_used=[str(d) for d in mesh.devices.flat],
                          estimator_properties=estimator_properties(cell.estimator for cell in cells))
     key = jax.random.key(settings.seed)
     start = time.perf_counter()
     try:
         bar = tqdm(cells, desc=experiment, unit="cell", disable=not progress, dynamic_ncols=True)
-        for cell in bar:
-            labels = "".join(f" {k}={v}" for k, v in cell.labels.items())
-            bar.set_postfix_str(f"{cell.problem.name} {cell.estimator.name}{labels} L={cell.num_samples}")
-            measurement = measure_cell(cell.problem, cell.estimator, cell.num_samples, cell_replicates(settings, cell),
-                                       key, settings.chunk_elements, settings.warmup_steps, settings.warmup)
-            folder.append(*cell_rows(cell.problem, cell.estimator, cell.num_samples, measurement, cell.labels))
-        bar.close()
-        folder.update_config(wall_time_s=round(time.perf_counter() - start, 3), cells=len(cells))
+        with count_compilations() as compilations:
+            for cell in bar:
+                labels = "".join(f" {k}={v}" for k, v in cell.labels.items())
+                bar.set_postfix_str(f"{cell.problem.name} {cell.estimator.name}{labels} L={cell.num_samples}")
+                measurement = measure_cell(cell.problem, cell.estimator, cell.num_samples,
+                                           cell_replicates(settings, cell), key, settings.chunk_elements,
+                                           settings.warmup_steps, settings.warmup, mesh)
+                folder.append(*cell_rows(cell.problem, cell.estimator, cell.num_samples, measurement, cell.labels))
+            bar.close()
+            total_compilations = compilations()
+        folder.update_config(wall_time_s=round(time.perf_counter() - start, 3), cells=len(cells),
+                             compilations=total_compilations)
         if settings.figures:
             from analysis.figures import save_run_figures
 
