@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,8 @@ import pandas as pd
 METRICS_FILE = "metrics.csv"
 COORDINATE_METRICS_FILE = "metrics_by_coordinate.csv"
 PARTIAL_SUFFIX = ".partial"
+#: Where a run still in progress (or interrupted) keeps each finished cell's rows.
+CELLS_DIR = "cells"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,16 +45,27 @@ def load_run(path: str | Path, allow_partial: bool = False) -> Run:
             f"{path} is an incomplete run (it ends in {PARTIAL_SUFFIX}: interrupted or still running). "
             "Pass allow_partial=True to read the cells it finished."
         )
-    missing = [f for f in (METRICS_FILE, "config.json", "env.json") if not (path / f).is_file()]
+    in_progress = not (path / METRICS_FILE).is_file() and (path / CELLS_DIR).is_dir()
+    missing = [f for f in (METRICS_FILE, "config.json", "env.json") if not (path / f).is_file()
+               and not (f == METRICS_FILE and in_progress)]
     if missing:
         raise FileNotFoundError(f"{path} is not a run folder: it lacks {', '.join(missing)}.")
     config = json.loads((path / "config.json").read_text())
     env = json.loads((path / "env.json").read_text())
     run_id = config.get("run_id", path.name)
-    metrics = pd.read_csv(path / METRICS_FILE).assign(run_id=run_id)
-    coordinate_path = path / COORDINATE_METRICS_FILE
-    coordinates = pd.read_csv(coordinate_path) if coordinate_path.is_file() else pd.DataFrame()
-    return Run(path, metrics, coordinates.assign(run_id=run_id), config, env)
+    if in_progress:  # the finished cells so far, one file each
+        metrics, coordinates = _read_cells(path / CELLS_DIR, ".csv"), _read_cells(path / CELLS_DIR, ".by_coordinate.csv")
+    else:
+        metrics = pd.read_csv(path / METRICS_FILE)
+        coordinate_path = path / COORDINATE_METRICS_FILE
+        coordinates = pd.read_csv(coordinate_path) if coordinate_path.is_file() else pd.DataFrame()
+    return Run(path, metrics.assign(run_id=run_id), coordinates.assign(run_id=run_id), config, env)
+
+
+def _read_cells(folder: Path, suffix: str) -> pd.DataFrame:
+    files = sorted(folder.glob("[0-9]" * 5 + suffix))
+    frames = [pd.read_csv(f) for f in files if os.path.getsize(f) > 0]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def load_metrics(*paths: str | Path) -> pd.DataFrame:

@@ -58,7 +58,7 @@ class Config(RunSettings):
         super().validate()
 
 
-def run(config: Config, device: jax.Device | None = None, progress: bool = True) -> Path:
+def run(config: Config, device: jax.Device | None = None, progress: bool = True, resume=None) -> Path:
     """Measure every (problem, estimator, τ, L) cell and write the run folder; return its path."""
     config = config.resolved()
     config.validate()
@@ -71,4 +71,5 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True)
             skipped += [s for s in skipped_here if s not in skipped]
             cells += [Cell(problem, estimator, n, {"temperature": temperature}) for problem, estimator in pairs
                       for n in sorted(set(config.num_samples))]
-        return run_cells(NAME, config, as_json(config), cells, skipped, device, progress, label_columns=["temperature"])
+        return run_cells(NAME, config, as_json(config), cells, skipped, device, progress, label_columns=["temperature"],
+                         resume=resume)

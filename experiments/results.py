@@ -1,8 +1,11 @@
 """Run folders: ``<output>/<experiment>/<run_id>/`` with metrics, config, environment and figures.
 
 A run is written into ``<run_id>.partial/`` and renamed to ``<run_id>/`` only once every cell and
-figure is written, so a folder without the suffix is always complete.  Rows are appended cell by cell,
-so an interrupted run keeps what it finished in its ``.partial`` folder.
+figure is written, so a folder without the suffix is always complete.  While it runs, each finished
+cell's rows go to their own files, ``cells/<index>.csv`` (and ``<index>.by_coordinate.csv``), each
+written under a temporary name and renamed, so no half-written file is ever read as a result; an
+interrupted run keeps every finished cell, and :meth:`RunFolder.reopen` continues it.  At the end the
+cell files become ``metrics.csv`` and ``metrics_by_coordinate.csv``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +28,7 @@ COORDINATE_METRICS_FILE = "metrics_by_coordinate.csv"
 CONFIG_FILE = "config.json"
 ENV_FILE = "env.json"
 FIGURES_DIR = "figures"
+CELLS_DIR = "cells"
 PARTIAL_SUFFIX = ".partial"
 
 #: Columns of metrics.csv, in order; an experiment's label columns (such as ``temperature``) go after
@@ -86,10 +91,33 @@ def estimator_properties(estimators) -> dict:
     return properties
 
 
+class ResumeError(ValueError):
+    """An interrupted run cannot be continued as asked (not a partial run, other settings, other code)."""
+
+
 def _write_json(path: Path, payload: dict) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    _write_atomically(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers see all or nothing."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
     os.replace(temporary, path)
+
+
+def _cell_file(index: int, by_coordinate: bool = False) -> str:
+    return f"{index:05d}.by_coordinate.csv" if by_coordinate else f"{index:05d}.csv"
+
+
+def read_cells(path: Path, by_coordinate: bool = False) -> pd.DataFrame | None:
+    """The rows of the finished cells of a partial run folder, in cell order (None without cells)."""
+    folder = Path(path) / CELLS_DIR
+    if not folder.is_dir():
+        return None
+    files = sorted(folder.glob("[0-9]" * 5 + (".by_coordinate.csv" if by_coordinate else ".csv")))
+    frames = [pd.read_csv(f) for f in files]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 class RunFolder:
@@ -110,27 +138,70 @@ class RunFolder:
         self.path = parent / (run_id + PARTIAL_SUFFIX)
         self.path.mkdir()
         (self.path / FIGURES_DIR).mkdir()
+        (self.path / CELLS_DIR).mkdir()
         self.columns = metric_columns(label_columns), metric_columns(label_columns, by_coordinate=True)
         self.config = {**config, "run_id": run_id, "experiment": experiment}
+        self.env = env
+        self.next_index = 0
         _write_json(self.path / CONFIG_FILE, self.config)
         _write_json(self.path / ENV_FILE, env)
 
-    def append(self, rows: list[dict], coordinate_rows: list[dict]) -> None:
-        """Append one cell's rows (written together, after the cell is complete)."""
-        for file, columns, records in (
-            (METRICS_FILE, self.columns[0], rows),
-            (COORDINATE_METRICS_FILE, self.columns[1], coordinate_rows),
-        ):
-            path = self.path / file
+    @classmethod
+    def reopen(cls, path: Path | str, label_columns=()) -> "RunFolder":
+        """The interrupted run at ``path`` (a ``.partial`` folder), to be continued."""
+        path = Path(path)
+        if not path.name.endswith(PARTIAL_SUFFIX) or not (path / CONFIG_FILE).is_file():
+            raise ResumeError(f"{path} is not an interrupted run: --resume takes a results/<experiment>/<run_id>"
+                             f"{PARTIAL_SUFFIX} folder.")
+        folder = cls.__new__(cls)
+        folder.path = path
+        folder.final_path = path.with_name(path.name[: -len(PARTIAL_SUFFIX)])
+        folder.config = json.loads((path / CONFIG_FILE).read_text())
+        folder.env = json.loads((path / ENV_FILE).read_text())
+        folder.run_id = folder.config["run_id"]
+        folder.columns = metric_columns(label_columns), metric_columns(label_columns, by_coordinate=True)
+        (path / CELLS_DIR).mkdir(exist_ok=True)
+        (path / FIGURES_DIR).mkdir(exist_ok=True)
+        done = folder.completed()
+        folder.next_index = max(done, default=-1) + 1
+        return folder
+
+    def completed(self) -> dict[int, dict]:
+        """The finished cells: index → the identifying columns of the cell's first row."""
+        done = {}
+        for file in sorted((self.path / CELLS_DIR).glob("[0-9]" * 5 + ".csv")):
+            first = pd.read_csv(file, nrows=1)
+            identity = {c: first[c].iloc[0] for c in self.columns[0] if c in first and c not in (
+                "parameter", "metric", "value", "std_error", "replicates")}
+            done[int(file.name[:5])] = identity
+        return done
+
+    def append(self, rows: list[dict], coordinate_rows: list[dict], index: int | None = None) -> None:
+        """Write one finished cell's rows (cell ``index``, or the next): the per-coordinate file first,
+        then the cell's file, each atomically, so a cell file on disk means a finished cell."""
+        index = self.next_index if index is None else index
+        for by_coordinate, columns, records in ((True, self.columns[1], coordinate_rows),
+                                                 (False, self.columns[0], rows)):
             frame = pd.DataFrame.from_records(records, columns=columns)
-            frame.to_csv(path, mode="a", header=not path.exists(), index=False)
+            _write_atomically(self.path / CELLS_DIR / _cell_file(index, by_coordinate), frame.to_csv(index=False))
+        self.next_index = max(self.next_index, index + 1)
 
     def update_config(self, **entries) -> None:
         self.config.update(entries)
         _write_json(self.path / CONFIG_FILE, self.config)
 
+    def consolidate(self) -> None:
+        """Gather the cell files into metrics.csv and metrics_by_coordinate.csv (each atomically)."""
+        for file, columns, by_coordinate in ((METRICS_FILE, self.columns[0], False),
+                                              (COORDINATE_METRICS_FILE, self.columns[1], True)):
+            frame = read_cells(self.path, by_coordinate)
+            frame = pd.DataFrame(columns=columns) if frame is None or frame.empty else frame
+            _write_atomically(self.path / file, frame.to_csv(index=False))
+
     def finish(self) -> Path:
-        """Mark the run complete: rename ``<run_id>.partial`` to ``<run_id>``."""
+        """Mark the run complete: gather the cells, then rename ``<run_id>.partial`` to ``<run_id>``."""
+        self.consolidate()
+        shutil.rmtree(self.path / CELLS_DIR)
         os.replace(self.path, self.final_path)
         self.path = self.final_path
         return self.final_path

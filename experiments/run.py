@@ -61,6 +61,35 @@ def _add_run_options(sub, default_replicates: int) -> None:
     sub.add_argument("--no-figures", action="store_true", help="skip drawing figures at the end")
     sub.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_argument("--list", action="store_true", help="list problems and estimators, then exit")
+    sub.add_argument("--resume", metavar="RUN_DIR", default=None,
+                     help="continue the interrupted run in RUN_DIR (a results/<experiment>/<run_id>.partial folder) "
+                     "with the settings in its config.json, skipping the cells it finished; only --device, "
+                     "--num-devices, --no-figures and --quiet may be given with it")
+
+
+#: The options that may accompany --resume: they change how, not what, a run measures.
+RESUME_OPTIONS = {"--resume", "--device", "--num-devices", "--no-figures", "--quiet"}
+
+
+def _resumed_config(experiment, path: str, argv: list[str], **execution):
+    """The Config of the interrupted run at ``path``, from its config.json; a ValueError where the
+    folder is another experiment's or other options would redefine its cells."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    given = sorted({token.split("=")[0] for token in argv if token.startswith("--")} - RESUME_OPTIONS)
+    if given:
+        raise ValueError(f"--resume continues a run with the settings in its config.json; drop {', '.join(given)}.")
+    config_file = Path(path) / "config.json"
+    if not config_file.is_file():
+        raise ValueError(f"--resume {path}: no run folder there (it has no config.json).")
+    stored = json.loads(config_file.read_text())
+    if stored.get("experiment") != experiment.NAME:
+        raise ValueError(f"--resume {path}: that is a {stored.get('experiment')} run, not {experiment.NAME}.")
+    fields = {f.name for f in dataclasses.fields(experiment.Config)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in fields}
+    return experiment.Config(**{**values, **execution})
 
 
 def _add_estimator_options(sub, default_num_samples) -> None:
@@ -210,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import estimators as est
     from experiments import bias_vs_temperature, problems, variance_vs_dimension, variance_vs_L, variance_vs_mean
+    from experiments.results import ResumeError
     from experiments.runner import PlanningError, devices_for
 
     if args.list:
@@ -278,14 +308,17 @@ def main(argv: list[str] | None = None) -> int:
                                             temperatures=tuple(args.temperatures),
                                             num_samples=tuple(args.num_samples), **common).resolved()
     try:
+        if args.resume:
+            config = _resumed_config(experiment, args.resume, argv if argv is not None else sys.argv[1:],
+                                     device=args.device, num_devices=args.num_devices, figures=not args.no_figures)
         config.validate()
         device = select_device(args.device)
         devices_for(config, device)
     except ValueError as error:
         parser.error(str(error))
     try:
-        path = experiment.run(config, device=device, progress=not args.quiet)
-    except PlanningError as error:  # nothing applicable to measure
+        path = experiment.run(config, device=device, progress=not args.quiet, resume=args.resume)
+    except (PlanningError, ResumeError) as error:  # nothing applicable, or a run that cannot be resumed
         parser.error(str(error))
     except KeyboardInterrupt:
         return 130

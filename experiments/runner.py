@@ -4,6 +4,7 @@ measures them into a run folder."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from experiments.distributed import is_writer
 from experiments.measure import (DEFAULT_CHUNK_ELEMENTS, DEFAULT_WARMUP_STEPS, count_compilations, measure_cell,
                                  replicate_mesh)
 from experiments.problems import Problem
-from experiments.results import RunFolder, environment, estimator_properties
+from experiments.results import ResumeError, RunFolder, environment, estimator_properties
 from experiments.tidy import cell_rows
 
 
@@ -142,7 +143,7 @@ def sweep_cells(labelled_problems: Sequence[tuple[dict, Problem]], estimators: S
 
 
 def run_sweep(experiment: str, config: RunSettings, build_problems, label_column: str, device: jax.Device | None,
-              progress: bool = True) -> Path:
+              progress: bool = True, resume=None) -> Path:
     """Run a sweep: ``build_problems()`` gives the (labels, problem) pairs, measured with every estimator
     of ``config.estimators`` that applies at every L of ``config.num_samples``; the labels' column is
     ``label_column``.  Returns the finished run folder."""
@@ -152,7 +153,7 @@ def run_sweep(experiment: str, config: RunSettings, build_problems, label_column
         estimators = [est.get(name) for name in config.estimators]
         cells, skipped = sweep_cells(build_problems(), estimators, config.num_samples)
         return run_cells(experiment, config, as_json(config), cells, skipped, device, progress,
-                         label_columns=[label_column])
+                         label_columns=[label_column], resume=resume)
 
 
 def cell_replicates(settings: RunSettings, cell: Cell) -> int:
@@ -175,39 +176,98 @@ def devices_for(settings: RunSettings, device: jax.Device) -> list:
     return available[:wanted]
 
 
+#: Settings that change how a run is executed, not what it measures: a resumed run may change them.
+EXECUTION_SETTINGS = ("device", "num_devices", "figures")
+#: Entries a run adds to its config.json as it goes.
+RUN_RECORDS = ("run_id", "experiment", "skipped", "device_used", "devices_used", "estimator_properties",
+               "wall_time_s", "cells", "compilations", "resumed")
+
+
 def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[Cell], skipped: list[dict],
-              device: jax.Device, progress: bool = True, label_columns: Sequence[str] = ()) -> Path:
-    """Measure every cell into a new run folder; draw the figures; return the finished folder."""
+              device: jax.Device, progress: bool = True, label_columns: Sequence[str] = (),
+              resume: str | Path | None = None) -> Path:
+    """Measure every cell into a new run folder (or, with ``resume``, the cells an interrupted run at
+    that ``.partial`` folder did not finish); draw the figures; return the finished folder."""
     mesh = replicate_mesh(devices_for(settings, device))
-    # On several hosts every process computes its devices' share; process 0 alone keeps the results.
-    output_dir = settings.output_dir if is_writer() else tempfile.mkdtemp(prefix="worker-results-")
-    folder = RunFolder(output_dir, experiment, config, environment(settings.seed), label_columns)
-    folder.update_config(skipped=skipped, device_used=str(device), devices_used=[str(d) for d in mesh.devices.flat],
-                         estimator_properties=estimator_properties(cell.estimator for cell in cells))
+    devices = [str(d) for d in mesh.devices.flat]
+    if resume is None:
+        # On several hosts every process computes its devices' share; process 0 alone keeps the results.
+        output_dir = settings.output_dir if is_writer() else tempfile.mkdtemp(prefix="worker-results-")
+        folder = RunFolder(output_dir, experiment, config, environment(settings.seed), label_columns)
+        folder.update_config(skipped=skipped, device_used=str(device), devices_used=devices,
+                             estimator_properties=estimator_properties(cell.estimator for cell in cells))
+        done = {}
+    else:
+        folder = RunFolder.reopen(resume, label_columns)
+        done = check_resumable(folder, config, cells)
+        started = environment(settings.seed)["started_utc"]
+        folder.update_config(resumed=[*folder.config.get("resumed", []), {
+            "started_utc": started, "cells_already_done": len(done), "devices_used": devices}])
     key = jax.random.key(settings.seed)
     start = time.perf_counter()
     try:
-        bar = tqdm(cells, desc=experiment, unit="cell", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(list(enumerate(cells)), desc=experiment, unit="cell", disable=not progress, dynamic_ncols=True,
+                   initial=0)
         with count_compilations() as compilations:
-            for cell in bar:
+            for index, cell in bar:
+                if index in done:
+                    continue
                 labels = "".join(f" {k}={v}" for k, v in cell.labels.items())
                 bar.set_postfix_str(f"{cell.problem.name} {cell.estimator.name}{labels} L={cell.num_samples}")
                 measurement = measure_cell(cell.problem, cell.estimator, cell.num_samples,
                                            cell_replicates(settings, cell), key, settings.chunk_elements,
                                            settings.warmup_steps, settings.warmup, mesh)
-                folder.append(*cell_rows(cell.problem, cell.estimator, cell.num_samples, measurement, cell.labels))
+                folder.append(*cell_rows(cell.problem, cell.estimator, cell.num_samples, measurement, cell.labels),
+                              index=index)
             bar.close()
             total_compilations = compilations()
         folder.update_config(wall_time_s=round(time.perf_counter() - start, 3), cells=len(cells),
                              compilations=total_compilations)
+        folder.consolidate()
         if settings.figures:
             from analysis.figures import save_run_figures
 
             save_run_figures(folder.path)
     except BaseException:
-        print(f"\n{experiment}: stopped before the end; the finished cells are in {folder.path}", flush=True)
+        print(f"\n{experiment}: stopped before the end; the finished cells are in {folder.path} "
+              f"(python -m experiments.run {experiment} --resume {folder.path} continues it)", flush=True)
         raise
     return folder.finish()
+
+
+def check_resumable(folder: RunFolder, config: dict, cells: list[Cell]) -> dict[int, dict]:
+    """The finished cells of an interrupted run, after checking that continuing it with this code and
+    ``config`` measures the same cells in the same way; a ValueError naming the difference otherwise."""
+    from experiments.results import git_state
+
+    stored = {k: v for k, v in folder.config.items() if k not in RUN_RECORDS and k not in EXECUTION_SETTINGS}
+    wanted = {k: v for k, v in json.loads(json.dumps(config, default=str)).items() if k not in EXECUTION_SETTINGS}
+    if stored != wanted:
+        changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+        raise ResumeError(f"{folder.path} was started with other settings ({', '.join(changed)}); --resume continues a "
+                         "run with the settings in its config.json.")
+    started_at, now = folder.env.get("git_commit"), git_state()["git_commit"]
+    if started_at != now:
+        raise ResumeError(f"{folder.path} was started at commit {started_at}, and this code is {now}: its cells "
+                         "would mix two versions. Resume with the same code, or start a new run.")
+    done = folder.completed()
+    for index, identity in done.items():
+        if index >= len(cells):
+            raise ResumeError(f"{folder.path} has a cell {index} that this run does not plan; start a new run.")
+        cell = cells[index]
+        planned = {"problem": cell.problem.name, "estimator": cell.estimator.name, **cell.labels,
+                   "num_samples": cell.num_samples}
+        if any(str(planned.get(k)) != str(v) and not _same_number(planned.get(k), v) for k, v in identity.items()):
+            raise ResumeError(f"{folder.path}: finished cell {index} is {identity}, but this run plans {planned} "
+                             "there; start a new run.")
+    return done
+
+
+def _same_number(a, b) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
 
 
 def as_json(config) -> dict:

@@ -112,13 +112,14 @@ def plan(config: Config) -> tuple[list[Cell], list[dict]]:
     return cells, skipped
 
 
-def run(config: Config, device: jax.Device | None = None, progress: bool = True) -> Path:
-    """Measure every cell of ``config`` and write the run folder; return its path."""
+def run(config: Config, device: jax.Device | None = None, progress: bool = True, resume=None) -> Path:
+    """Measure every cell of ``config`` and write the run folder; return its path.  ``resume``: the
+    ``.partial`` folder of an interrupted run of the same config, to be continued."""
     config.validate()
     device = device or jax.devices()[0]
     with jax.default_device(device):
         cells, skipped = plan(config)
-        return run_cells(NAME, config, as_json(config), cells, skipped, device, progress)
+        return run_cells(NAME, config, as_json(config), cells, skipped, device, progress, resume=resume)
 
 
 def skip_reason(config: Config, estimator: est.GradientEstimator, num_samples: int) -> str | None:

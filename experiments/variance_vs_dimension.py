@@ -46,10 +46,10 @@ class Config(RunSettings):
         super().validate()
 
 
-def run(config: Config, device: jax.Device | None = None, progress: bool = True) -> Path:
+def run(config: Config, device: jax.Device | None = None, progress: bool = True, resume=None) -> Path:
     """Measure every (D, estimator, L) cell and write the run folder; return its path."""
 
     def problems():
         return [({"dimension": int(d)}, gaussian_quadratic_nd(int(d))) for d in sorted(set(config.dimensions))]
 
-    return run_sweep(NAME, config, problems, "dimension", device, progress)
+    return run_sweep(NAME, config, problems, "dimension", device, progress, resume)

@@ -60,11 +60,11 @@ class Config(RunSettings):
         super().validate()
 
 
-def run(config: Config, device: jax.Device | None = None, progress: bool = True) -> Path:
+def run(config: Config, device: jax.Device | None = None, progress: bool = True, resume=None) -> Path:
     """Measure every (function, μ, estimator, L) cell and write the run folder; return its path."""
 
     def problems():
         return [({"mu": float(mu)}, gaussian_test_problem(name, mu=float(mu), sigma=config.scale, k=DEFAULT_K[name]))
                 for name in config.functions for mu in sorted(set(config.means))]
 
-    return run_sweep(NAME, config, problems, "mu", device, progress)
+    return run_sweep(NAME, config, problems, "mu", device, progress, resume)

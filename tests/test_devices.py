@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent("""
     key = jax.random.key(3)
     meshes = {n: replicate_mesh(jax.devices()[:n]) for n in (1, 2, 4)}
     report = []
-    for name, replicates in (("gaussian_elbo", 96), ("categorical_toy", 96), ("binary_vae", 20)):
+    for name, replicates in (("gaussian_elbo", 96), ("categorical_toy", 96)):
         problem = problems.get(name)
         for estimator in map(est.get, est.names()):
             if estimator.incompatibility(problem.distribution()) is not None:
@@ -53,7 +53,7 @@ def device_report():
 
 
 def test_every_replicate_is_the_same_on_two_and_four_devices(device_report):
-    assert len(device_report) >= 20  # every estimator that applies, on three problems
+    assert len(device_report) == 15  # every estimator that applies, on a Gaussian and a categorical problem
     for cell in device_report:
         assert cell["devices"] == [1, 2, 4], cell
         assert len(set(cell["chunks"])) == 1, cell  # the chunk does not depend on the devices

@@ -107,6 +107,70 @@ def test_an_interrupted_run_keeps_finished_cells_in_a_partial_folder(tmp_path, m
     assert finished.groupby(["problem", "estimator", "num_samples"]).ngroups == 2
 
 
+def _interrupted_run(tmp_path, monkeypatch, after: int):
+    calls = []
+    original = runner.measure_cell
+
+    def measure_then_stop(*args, **kwargs):
+        if len(calls) == after:
+            raise KeyboardInterrupt
+        calls.append(None)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "measure_cell", measure_then_stop)
+    assert cli.main(["variance_vs_L", *SMALL, "--output-dir", str(tmp_path)]) == 130
+    monkeypatch.setattr(runner, "measure_cell", original)
+    (partial,) = (tmp_path / "variance_vs_L").iterdir()
+    return partial
+
+
+def test_a_resumed_run_matches_an_uninterrupted_one(small_run, tmp_path, monkeypatch, capsys):
+    partial = _interrupted_run(tmp_path, monkeypatch, after=3)
+    assert "--resume" in capsys.readouterr().out  # the message says how to continue
+    # A cell being written when the run stopped leaves only a temporary file, never read as a result.
+    (partial / "cells" / "00003.csv.tmp").write_text("problem,estim")
+    measured = []
+    original = runner.measure_cell
+    monkeypatch.setattr(runner, "measure_cell", lambda *a, **k: measured.append(a[:3]) or original(*a, **k))
+    assert cli.main(["variance_vs_L", "--resume", str(partial), "--quiet", "--no-figures"]) == 0
+    assert len(measured) == SMALL_CELLS - 3  # the finished cells are not measured again
+    resumed = partial.with_name(partial.name[: -len(".partial")])
+    assert resumed.is_dir() and not partial.exists() and not (resumed / "cells").exists()
+    first, second = (analysis.load_run(p) for p in (small_run, resumed))
+    assert second.config["resumed"][0]["cells_already_done"] == 3
+    for frame in ("metrics", "coordinate_metrics"):
+        a, b = getattr(first, frame), getattr(second, frame)
+        keep = lambda m: m[~m["metric"].isin(["time_per_estimate_s", "compile_time_s", "compilations"])].drop(  # noqa: E731
+            columns="run_id").reset_index(drop=True)
+        pd.testing.assert_frame_equal(keep(a), keep(b))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("other_options", r"--resume continues a run with the settings in its config.json; drop --replicates"),
+    ("complete_run", r"is not an interrupted run"),
+    ("changed_plan", r"finished cell 0 is .*gaussian_quadratic'.*, but this run plans .*gaussian_quadratic_20d"),
+    ("other_experiment", r"that is a variance_vs_L run, not bias_vs_temperature"),
+])
+def test_resume_refuses_what_it_cannot_continue(case, message, small_run, tmp_path, monkeypatch, capsys):
+    partial = _interrupted_run(tmp_path, monkeypatch, after=1)
+    experiment, extra, target = "variance_vs_L", [], partial
+    if case == "other_options":
+        extra = ["--replicates", "5"]
+    elif case == "complete_run":
+        target = small_run
+    elif case == "changed_plan":  # as if the code now planned the cells in another order
+        config = json.loads((partial / "config.json").read_text())
+        config["problems"] = config["problems"][::-1]
+        (partial / "config.json").write_text(json.dumps(config))
+    else:
+        experiment = "bias_vs_temperature"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main([experiment, "--resume", str(target), "--quiet", *extra])
+    assert re.search(message, capsys.readouterr().err)
+    assert partial.exists() and len(list((partial / "cells").glob("*.csv"))) == 2  # left as it was
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--problems", "gaussian_quadratc"], r"Unknown problem 'gaussian_quadratc'. Did you mean 'gaussian_quadratic'"),
     (["--estimators", "reinforce"], r"Unknown estimator 'reinforce'"),
@@ -211,3 +275,15 @@ def test_sweep_rows_carry_their_setting(tmp_path):
     assert problems.to_dict() == {1: "gaussian_quadratic_1d", 3: "gaussian_quadratic_3d"}
     exact = run.metrics.query("metric == 'exact_variance' and parameter == 'loc'").set_index("dimension")["value"]
     np.testing.assert_allclose(exact.loc[1], 4 * 1.0**2 / 4)  # 4σ² per coordinate, σ = 1 at D = 1, L = 4
+
+
+def test_resume_through_the_api_refuses_other_settings(tmp_path, monkeypatch):
+    from experiments import variance_vs_L
+    from experiments.results import ResumeError
+
+    partial = _interrupted_run(tmp_path, monkeypatch, after=1)
+    config = json.loads((partial / "config.json").read_text())
+    other = variance_vs_L.Config(problems=tuple(config["problems"]), estimators=tuple(config["estimators"]),
+                                 num_samples=tuple(config["num_samples"]), replicates=65, output_dir=str(tmp_path))
+    with pytest.raises(ResumeError, match=r"was started with other settings \(replicates\)"):
+        variance_vs_L.run(other, progress=False, resume=partial)
