@@ -31,7 +31,7 @@ from experiments.measure import DEFAULT_CHUNK_ELEMENTS, chunk_size
 DEFAULT_PROBLEMS = ("gaussian_cosine", "gaussian_quadratic_20d", "bernoulli_toy", "categorical_toy",
                     "logistic_regression", "gaussian_vae", "binary_vae")
 #: Replicates per timed call: fewer on the real-data problems, whose every cost evaluation runs a model.
-DEFAULT_REPLICATES = {"synthetic": 10_000, "real_data": 200}
+DEFAULT_REPLICATES = {"synthetic": 1_000, "real_data": 50}
 
 
 def floor_fn(problem, evaluations: int, num_replicates: int, batch: int):
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     parser.add_argument("--replicates", type=int, default=None,
                         help=f"estimates per call (default: {DEFAULT_REPLICATES['synthetic']}, "
                         f"{DEFAULT_REPLICATES['real_data']} on real-data problems)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed calls, best kept (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls, best kept (default: %(default)s)")
     parser.add_argument("--output", default=None, metavar="CSV", help="also write the table to this CSV file")
     args = parser.parse_args(argv)
 
