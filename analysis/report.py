@@ -256,8 +256,7 @@ def _at_a_glance(shown: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
             return f"{row.best}"  # already marked (exact)
         if pd.isna(row.margin):
             return row.best
-        margin = f"×{row.margin:.3g}" if row.margin >= 10 else f"×{row.margin:.2f}"
-        return f"{row.best} ({margin}{'' if row.clear else ', within noise'})"
+        return f"{row.best} ({_ratio(row.margin)}{'' if row.clear else ', within noise'})"
 
     entry = shown.assign(entry=[describe(row) for row in shown.itertuples()])
     grid = entry.pivot_table(index=rows, columns="num_samples", values="entry", aggfunc="first", sort=False)
@@ -271,8 +270,11 @@ def _margin_text(exact: bool, margin: float, clear: bool) -> str:
         return "exact: no error"
     if pd.isna(margin):
         return "—"
-    text = f"×{margin:.3g}" if margin >= 10 else f"×{margin:.2f}"
-    return text if clear else f"{text} (within noise)"
+    return _ratio(margin) if clear else f"{_ratio(margin)} (within noise)"
+
+
+def _ratio(margin: float) -> str:
+    return f"×{margin:.3g}" if margin >= 10 else f"×{margin:.2f}"
 
 
 def _agreement_blocks(run: Run, name: str, folder: Path) -> list:

@@ -19,7 +19,7 @@ from experiments.distributed import is_writer
 from experiments.measure import (DEFAULT_CHUNK_ELEMENTS, DEFAULT_WARMUP_STEPS, count_compilations, measure_cell,
                                  replicate_mesh)
 from experiments.problems import Problem
-from experiments.results import ResumeError, RunFolder, environment, estimator_properties
+from experiments.results import ResumeError, RunFolder, environment, estimator_properties, git_state
 from experiments.tidy import cell_rows
 
 
@@ -123,9 +123,11 @@ def sweep_cells(labelled_problems: Sequence[tuple[dict, Problem]], estimators: S
     every estimator that applies and every L it can use; the labels (``{"mu": 0.5}``) become columns."""
     cells, skipped = [], []
     for labels, problem in labelled_problems:
+        dist = problem.distribution()
         for estimator in estimators:
+            incompatibility = estimator.incompatibility(dist)
             for n in sorted(set(num_samples)):
-                reason = estimator.incompatibility(problem.distribution())
+                reason = incompatibility
                 if reason is None and n < estimator.min_num_samples:
                     reason = f"needs L >= {estimator.min_num_samples}"
                 if reason is None:
@@ -206,8 +208,7 @@ def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[
     key = jax.random.key(settings.seed)
     start = time.perf_counter()
     try:
-        bar = tqdm(list(enumerate(cells)), desc=experiment, unit="cell", disable=not progress, dynamic_ncols=True,
-                   initial=0)
+        bar = tqdm(list(enumerate(cells)), desc=experiment, unit="cell", disable=not progress, dynamic_ncols=True)
         with count_compilations() as compilations:
             for index, cell in bar:
                 if index in done:
@@ -238,8 +239,6 @@ def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[
 def check_resumable(folder: RunFolder, config: dict, cells: list[Cell]) -> dict[int, dict]:
     """The finished cells of an interrupted run, after checking that continuing it with this code and
     ``config`` measures the same cells in the same way; a ValueError naming the difference otherwise."""
-    from experiments.results import git_state
-
     stored = {k: v for k, v in folder.config.items() if k not in RUN_RECORDS and k not in EXECUTION_SETTINGS}
     wanted = {k: v for k, v in json.loads(json.dumps(config, default=str)).items() if k not in EXECUTION_SETTINGS}
     if stored != wanted:
