@@ -42,7 +42,9 @@ def _weak_derivative_noise(key, shape, dtype, coupled: bool):
     keys = jax.random.split(key, 5)
     rayleigh = jnp.sqrt(2 * jax.random.exponential(keys[0], shape, dtype))
     sign = jnp.where(jax.random.bernoulli(keys[1], 0.5, shape), 1, -1).astype(dtype)
-    maxwell = sign * jnp.sqrt(2 * jax.random.gamma(keys[2], 1.5, shape, dtype))
+    # |M| is chi-distributed with 3 degrees of freedom: the norm of three standard normals (the same law
+    # as sqrt(2 Gamma(3/2)), without the gamma sampler's rejection loop).
+    maxwell = sign * jnp.linalg.norm(jax.random.normal(keys[2], (3, *shape), dtype), axis=0)
     if coupled:
         return rayleigh, rayleigh, maxwell, maxwell * jax.random.uniform(keys[3], shape, dtype)
     other_rayleigh = jnp.sqrt(2 * jax.random.exponential(keys[3], shape, dtype))

@@ -11,6 +11,13 @@ the ratio measures the estimator's overhead, not its design.
     python -m experiments.bench                                   # the default problems, L = 16
     python -m experiments.bench --problems gaussian_vae --num-samples 4 --replicates 200
     python -m experiments.bench --output bench.csv                # the table as CSV too
+
+With ``--scaling``, the runner's own cell program (:func:`experiments.measure.measure_cell`: sharded,
+chunked) is timed instead at every (R, L) of a grid, compiled once per shape and best of the repeats,
+and the table gives the time per sample (R × L) and the slope of log time against log R·L: 1 when the
+cost grows as the work grows.
+
+    python -m experiments.bench --scaling --problems gaussian_quadratic_20d --estimators pathwise,score_function
 """
 
 from __future__ import annotations
@@ -22,16 +29,20 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pandas as pd
 
 import estimators as est
 from experiments import problems
-from experiments.measure import DEFAULT_CHUNK_ELEMENTS, chunk_size
+from experiments.measure import DEFAULT_CHUNK_ELEMENTS, ProgramCache, chunk_size, measure_cell
 
 DEFAULT_PROBLEMS = ("gaussian_cosine", "gaussian_quadratic_20d", "bernoulli_toy", "categorical_toy",
                     "logistic_regression", "gaussian_vae", "binary_vae")
 #: Replicates per timed call: fewer on the real-data problems, whose every cost evaluation runs a model.
 DEFAULT_REPLICATES = {"synthetic": 1_000, "real_data": 50}
+#: The (R, L) grid of ``--scaling``: R·L from 1,024 to 1,048,576 samples.
+SCALING_REPLICATES = (256, 1_024, 4_096)
+SCALING_NUM_SAMPLES = (4, 16, 64, 256)
 
 
 def floor_fn(problem, evaluations: int, num_replicates: int, batch: int):
@@ -102,41 +113,127 @@ def bench_problem(problem, estimator_names, num_samples: int, num_replicates: in
     return rows
 
 
+def scaling_rows(problem, estimator_names, replicates=SCALING_REPLICATES, num_samples=SCALING_NUM_SAMPLES,
+                 repeats: int = 5) -> list[dict]:
+    """Best run time of the runner's cell program at every (R, L), per applicable estimator."""
+    key = jax.random.key(0)
+    dist = problem.distribution()
+    rows = []
+    for name in estimator_names:
+        estimator = est.get(name)
+        if estimator.incompatibility(dist) is not None:
+            continue
+        programs = ProgramCache()
+        for num_replicates in replicates:
+            for count in num_samples:
+                if count < estimator.min_num_samples:
+                    continue
+                runs = [measure_cell(problem, estimator, count, num_replicates, key, programs=programs)
+                        for _ in range(repeats + 1)]  # the first compiles; the others reuse its program
+                best = min(run.run_time_s for run in runs[1:])
+                rows.append({"problem": problem.name, "estimator": name, "replicates": num_replicates,
+                             "num_samples": count, "samples": num_replicates * count, "best_ms": best * 1e3,
+                             "ns_per_sample": best / (num_replicates * count) * 1e9,
+                             "compilations": sum(run.compilations for run in runs)})
+    return rows
+
+
+def scaling_slopes(table: pd.DataFrame) -> pd.DataFrame:
+    """Per problem and estimator: the least-squares slope of log time on log R·L (1 = linear), and the
+    spread of the time per sample over the grid (largest / smallest)."""
+    def fit(group):
+        slope = np.polyfit(np.log(group["samples"]), np.log(group["best_ms"]), 1)[0]
+        spread = group["ns_per_sample"].max() / group["ns_per_sample"].min()
+        return pd.Series({"slope": slope, "ns_per_sample_min": group["ns_per_sample"].min(),
+                          "ns_per_sample_max": group["ns_per_sample"].max(), "spread": spread})
+
+    return table.groupby(["problem", "estimator"], sort=False)[["samples", "best_ms", "ns_per_sample"]].apply(fit)
+
+
+def _print_markdown(table: pd.DataFrame, columns) -> None:
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for row in table[columns].itertuples(index=False):
+        print("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row) + " |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--problems", default=",".join(DEFAULT_PROBLEMS), help="comma-separated (default: %(default)s)")
     parser.add_argument("--estimators", default=",".join(est.names()), help="comma-separated (default: all)")
-    parser.add_argument("--num-samples", type=int, default=16, help="L per estimate (default: %(default)s)")
-    parser.add_argument("--replicates", type=int, default=None,
+    parser.add_argument("--num-samples", default=None, help="L per estimate (default: 16)")
+    parser.add_argument("--replicates", default=None,
                         help=f"estimates per call (default: {DEFAULT_REPLICATES['synthetic']}, "
                         f"{DEFAULT_REPLICATES['real_data']} on real-data problems)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls, best kept (default: %(default)s)")
     parser.add_argument("--output", default=None, metavar="CSV", help="also write the table to this CSV file")
+    parser.add_argument("--scaling", action="store_true",
+                        help="time the runner's cell program over a grid of R and L instead (--num-samples and "
+                        "--replicates then give the grid, comma-separated; default R "
+                        f"{','.join(map(str, SCALING_REPLICATES))}, L {','.join(map(str, SCALING_NUM_SAMPLES))})")
     args = parser.parse_args(argv)
-
-    names = [n.strip() for n in args.estimators.split(",") if n.strip()]
-    for name in names:
+    for name in _names(args.estimators):
         est.get(name)  # unknown names fail here, naming the known ones
+    if args.scaling:
+        return _scaling_main(parser, args, argv)
+
+    names = _names(args.estimators)
+    num_samples = _counts(parser, "--num-samples", args.num_samples or "16", single=True)[0]
+    fixed_replicates = _counts(parser, "--replicates", args.replicates, single=True)[0] if args.replicates else None
     rows = []
     device = jax.devices()[0]
-    print(f"backend {jax.default_backend()} ({device.device_kind}), L = {args.num_samples}, best of {args.repeats}",
+    print(f"backend {jax.default_backend()} ({device.device_kind}), L = {num_samples}, best of {args.repeats}",
           flush=True)
-    for problem_name in [p.strip() for p in args.problems.split(",") if p.strip()]:
+    for problem_name in _names(args.problems):
         problem = problems.get(problem_name)
-        replicates = args.replicates or DEFAULT_REPLICATES["real_data" if problem.dataset else "synthetic"]
-        rows += bench_problem(problem, names, args.num_samples, replicates, args.repeats)
+        replicates = fixed_replicates or DEFAULT_REPLICATES["real_data" if problem.dataset else "synthetic"]
+        rows += bench_problem(problem, names, num_samples, replicates, args.repeats)
         print(f"  {problem_name}: done", file=sys.stderr, flush=True)
     table = pd.DataFrame(rows)
-    columns = ["problem", "estimator", "replicates", "cost_evaluations", "compile_s", "best_ms", "estimates_per_s",
-               "floor_ms", "x_floor"]
-    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
-    for row in table[columns].itertuples(index=False):
-        print("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row) + " |")
+    _print_markdown(table, ["problem", "estimator", "replicates", "cost_evaluations", "compile_s", "best_ms",
+                            "estimates_per_s", "floor_ms", "x_floor"])
     if args.output:
         table.assign(backend=jax.default_backend(), device_kind=device.device_kind).to_csv(args.output, index=False)
     return 0
+
+
+def _scaling_main(parser, args, argv) -> int:
+    names = _names(args.estimators)
+    replicates = _counts(parser, "--replicates", args.replicates) if args.replicates else SCALING_REPLICATES
+    num_samples = _counts(parser, "--num-samples", args.num_samples) if args.num_samples else SCALING_NUM_SAMPLES
+    device = jax.devices()[0]
+    print(f"backend {jax.default_backend()} ({device.device_kind}), {len(jax.devices())} device(s), "
+          f"R in {list(replicates)}, L in {list(num_samples)}, best of {args.repeats}", flush=True)
+    rows = []
+    for problem_name in _names(args.problems):
+        rows += scaling_rows(problems.get(problem_name), names, replicates, num_samples, args.repeats)
+        print(f"  {problem_name}: done", file=sys.stderr, flush=True)
+    table = pd.DataFrame(rows)
+    _print_markdown(table, ["problem", "estimator", "replicates", "num_samples", "samples", "best_ms",
+                            "ns_per_sample", "compilations"])
+    print()
+    _print_markdown(scaling_slopes(table).reset_index(),
+                    ["problem", "estimator", "slope", "ns_per_sample_min", "ns_per_sample_max", "spread"])
+    if args.output:
+        table.assign(backend=jax.default_backend(), device_kind=device.device_kind).to_csv(args.output, index=False)
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _counts(parser, option: str, text: str, single: bool = False) -> list[int]:
+    """Positive integers from a comma-separated option, or the parser's error naming the option."""
+    try:
+        counts = [int(v) for v in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1 or (single and len(counts) != 1):
+        parser.error(f"{option} takes {'a positive integer' if single else 'comma-separated positive integers'}"
+                     f" (--scaling takes a list), got {text!r}.")
+    return counts
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ device evaluates its share in chunks of ``chunk_size`` replicates (vmapped withi
 always draws from ``fold_in(key, r)``, so which device computes it does not change its random numbers;
 where every device runs chunks of the same size as one device would, the estimates are identical
 replicate for replicate (otherwise XLA's kernels for another batch size may round differently, in the
-last bits).  The program is traced and compiled once per cell: :func:`count_compilations` counts them.
+last bits).  The program is traced and compiled once per cell, or once for all the cells that share
+it (a :class:`ProgramCache`): :func:`count_compilations` counts the compilations.
 """
 
 from __future__ import annotations
@@ -66,13 +67,48 @@ def count_compilations():
         jax.monitoring.unregister_event_duration_listener(listener)
 
 
+class ProgramCache:
+    """Compiled cell programs, kept for the cells that can reuse them.
+
+    A cell's program depends on the objective (its functions), the estimator, L, the replicate layout,
+    the mesh, and the shapes and dtypes of the parameters and state; the parameters' *values* are an
+    argument.  Cells that differ only in those values (the means of ``variance_vs_mean``) run one program.
+    Pass one cache to every :func:`measure_cell` of a run; without one, each cell compiles its own.
+    """
+
+    def __init__(self):
+        self._programs = {}
+
+    def get(self, signature, compile_program):
+        """The program for ``signature`` (hashable), compiled by ``compile_program()`` the first time;
+        returns ``(program, compiled_now)``.  A signature that cannot be hashed (an objective built from
+        unhashable callables) is compiled every time."""
+        try:
+            hash(signature)
+        except TypeError:
+            return compile_program(), True
+        if signature in self._programs:
+            return self._programs[signature], False
+        program = self._programs[signature] = compile_program()
+        return program, True
+
+    def __len__(self):
+        return len(self._programs)
+
+
+def _abstract(tree) -> tuple:
+    """The structure, shapes and dtypes of a pytree: what a compiled program is specialized to."""
+    leaves, structure = jax.tree_util.tree_flatten(tree)
+    return structure, tuple((jnp.shape(leaf), jnp.result_type(leaf)) for leaf in leaves)
+
+
 @dataclasses.dataclass(frozen=True)
 class CellMeasurement:
     """The replicate estimates of one cell, on the host in float64, and what they cost."""
 
     grads: Any  #: pytree like the params, each leaf of shape (R, *leaf_shape), float64
     values: np.ndarray  #: (R,) the objective estimates from the same samples
-    compile_time_s: float
+    compile_time_s: float  #: 0 where the cell reused a program compiled for an earlier cell
     run_time_s: float  #: wall time of all R estimates, once compiled
     chunk_size: int  #: replicates evaluated at once on each device
     devices: int = 1  #: devices the replicates were split across
@@ -115,6 +151,7 @@ def measure_cell(
     warmup_steps: int = DEFAULT_WARMUP_STEPS,
     warmup: str = "shared",
     mesh: Mesh | None = None,
+    programs: ProgramCache | None = None,
 ) -> CellMeasurement:
     """R independent L-sample estimates of the gradient at the problem's parameters.
 
@@ -128,7 +165,8 @@ def measure_cell(
     that the warm state's own noise causes, a few percent for a moving-average baseline at small L).
     With ``warmup="per_replicate"`` each replicate runs its own chain first (from
     ``fold_in(replicate_key, WARMUP_STREAM)``): the replicates are i.i.d. and measure the estimator
-    averaged over its warm states, at ``warmup_steps + 1`` times the cost.
+    averaged over its warm states, at ``warmup_steps + 1`` times the cost.  With ``programs``, a program
+    compiled for an earlier cell of the same shape is reused (see :class:`ProgramCache`).
     """
     if warmup not in ("shared", "per_replicate"):
         raise ValueError(f"warmup must be 'shared' or 'per_replicate', got {warmup!r}.")
@@ -165,14 +203,19 @@ def measure_cell(
         keys = jax.lax.with_sharding_constraint(keys, NamedSharding(mesh, split))
         return sharded_share(params, state, keys)
 
+    programs = programs if programs is not None else ProgramCache()
     with count_compilations() as compilations:
         state = init(problem.params)
+        signature = (problem.objective, estimator, num_samples, _abstract((problem.params, key, state)))
         if estimator.stateful and not per_replicate:  # one chain, compiled and run apart: not in the timing
-            state = jax.jit(warm_up)(problem.params, key, state)
+            chain, _ = programs.get(("warm-up", warmup_steps, *signature),
+                                    lambda: jax.jit(warm_up).lower(problem.params, key, state).compile())
+            state = chain(problem.params, key, state)
 
         start = time.perf_counter()
-        compiled = jax.jit(all_replicates).lower(problem.params, key, state).compile()
-        compile_time = time.perf_counter() - start
+        compiled, compiled_now = programs.get(("replicates", padded, batch, mesh, per_replicate, warmup_steps, *signature),
+                                   lambda: jax.jit(all_replicates).lower(problem.params, key, state).compile())
+        compile_time = time.perf_counter() - start if compiled_now else 0.0
 
         start = time.perf_counter()
         values, grads = jax.block_until_ready(compiled(problem.params, key, state))

@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 import estimators as est
 from experiments import problems as problem_registry
 from experiments.distributed import is_writer
-from experiments.measure import (DEFAULT_CHUNK_ELEMENTS, DEFAULT_WARMUP_STEPS, count_compilations, measure_cell,
-                                 replicate_mesh)
+from experiments.measure import (DEFAULT_CHUNK_ELEMENTS, DEFAULT_WARMUP_STEPS, ProgramCache, count_compilations,
+                                 measure_cell, replicate_mesh)
 from experiments.problems import Problem
 from experiments.results import ResumeError, RunFolder, environment, estimator_properties, git_state
 from experiments.tidy import cell_rows
@@ -206,6 +206,7 @@ def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[
         folder.update_config(resumed=[*folder.config.get("resumed", []), {
             "started_utc": started, "cells_already_done": len(done), "devices_used": devices}])
     key = jax.random.key(settings.seed)
+    programs = ProgramCache()  # cells that differ only in parameter values share one compiled program
     start = time.perf_counter()
     try:
         bar = tqdm(list(enumerate(cells)), desc=experiment, unit="cell", disable=not progress, dynamic_ncols=True)
@@ -217,7 +218,7 @@ def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[
                 bar.set_postfix_str(f"{cell.problem.name} {cell.estimator.name}{labels} L={cell.num_samples}")
                 measurement = measure_cell(cell.problem, cell.estimator, cell.num_samples,
                                            cell_replicates(settings, cell), key, settings.chunk_elements,
-                                           settings.warmup_steps, settings.warmup, mesh)
+                                           settings.warmup_steps, settings.warmup, mesh, programs)
                 folder.append(*cell_rows(cell.problem, cell.estimator, cell.num_samples, measurement, cell.labels),
                               index=index)
             bar.close()

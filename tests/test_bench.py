@@ -1,6 +1,8 @@
 """The benchmark's table: every applicable estimator timed against a floor with as many cost evaluations."""
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from experiments import bench
 
@@ -18,3 +20,27 @@ def test_bench_times_each_estimator_against_its_floor(tmp_path, capsys):
     assert rows.loc[("gaussian_cosine", "measure_valued"), "cost_evaluations"] == 4 * (4 * 1 + 1)
     assert (table["x_floor"] > 0).all() and (table["estimates_per_s"] > 0).all() and (table["compile_s"] > 0).all()
     assert "| gaussian_cosine | measure_valued |" in capsys.readouterr().out
+
+
+def test_scaling_times_the_runner_program_over_a_grid_compiling_once_per_shape(tmp_path, capsys):
+    out = tmp_path / "scaling.csv"
+    assert bench.main(["--scaling", "--problems", "gaussian_cosine", "--estimators", "pathwise,score_function_loo",
+                       "--num-samples", "1,4", "--replicates", "32,64", "--repeats", "2", "--output", str(out)]) == 0
+    table = pd.read_csv(out)
+    # Leave-one-out needs L >= 2: its L = 1 shapes are skipped.
+    assert len(table) == 4 + 2 and set(table.loc[table.estimator == "score_function_loo", "num_samples"]) == {4}
+    assert (table["samples"] == table["replicates"] * table["num_samples"]).all()
+    # Three timed calls per shape, compiled by the first only (3 bounds the first cell's eager helpers).
+    assert table["compilations"].between(1, 3).all()
+    slopes = bench.scaling_slopes(table)
+    assert np.isfinite(slopes["slope"]).all() and (slopes["spread"] >= 1).all()
+    assert "| gaussian_cosine | pathwise | " in capsys.readouterr().out
+
+
+def test_bench_rejects_bad_counts(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--num-samples", "4,16"])
+    assert "--num-samples takes a positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--scaling", "--replicates", "0,4"])
+    assert "--replicates takes comma-separated positive integers" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import analysis
+import estimators as est
 from experiments import run as cli
 from experiments import runner
 from experiments.results import COORDINATE_METRIC_COLUMNS, METRIC_COLUMNS
@@ -287,3 +288,25 @@ def test_resume_through_the_api_refuses_other_settings(tmp_path, monkeypatch):
                                  num_samples=tuple(config["num_samples"]), replicates=65, output_dir=str(tmp_path))
     with pytest.raises(ResumeError, match=r"was started with other settings \(replicates\)"):
         variance_vs_L.run(other, progress=False, resume=partial)
+
+
+def test_cells_that_differ_only_in_parameter_values_share_one_program():
+    """A program compiled at one mean is reused at another (no compilation), and gives exactly what a
+    program compiled for that mean gives; another estimator, or another L, compiles its own."""
+    from experiments.measure import ProgramCache, measure_cell
+    from experiments.problems.gaussian_1d import gaussian_test_problem
+
+    key = jax.random.key(3)
+    programs = ProgramCache()
+    at = {mu: gaussian_test_problem("cosine", mu=mu) for mu in (1.0, -2.0)}
+    first = measure_cell(at[1.0], est.get("pathwise"), 8, 64, key, programs=programs)
+    reused = measure_cell(at[-2.0], est.get("pathwise"), 8, 64, key, programs=programs)
+    fresh = measure_cell(at[-2.0], est.get("pathwise"), 8, 64, key)
+    assert reused.compilations == 0 and first.compilations >= 1 and fresh.compilations >= 1
+    assert reused.compile_time_s == 0.0 and len(programs) == 1
+    for a, b in zip(jax.tree_util.tree_leaves(reused.grads), jax.tree_util.tree_leaves(fresh.grads)):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first.values, reused.values)  # the reused program did read the new mean
+    assert measure_cell(at[-2.0], est.get("score_function"), 8, 64, key, programs=programs).compilations >= 1
+    assert measure_cell(at[-2.0], est.get("pathwise"), 4, 64, key, programs=programs).compilations >= 1
+    assert len(programs) == 3

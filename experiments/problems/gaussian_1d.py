@@ -21,6 +21,7 @@ JMLR 2020, sections 3 and 5 (figures 2 and 3).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax.numpy as jnp
@@ -135,15 +136,24 @@ def noise_variance(per_sample_gradient) -> float:
     return float(second_moment - mean**2)
 
 
+@functools.lru_cache(maxsize=None)
+def test_objective(function: str, k: float) -> Objective:
+    """E_{x ~ N(loc, scale²)}[f(x)] for the test function ``function`` with constant k, params
+    ``{"loc", "scale"}``: one object per (function, k), so that problems at other means or scales
+    share it (and a compiled program: :class:`experiments.measure.ProgramCache`)."""
+    test_function = TEST_FUNCTIONS[function]
+    return Objective(
+        dist=lambda p: Normal(p["loc"], p["scale"]),
+        cost=lambda p, x: test_function.f(x, k, jnp),
+    )
+
+
 def gaussian_test_problem(function: str, mu: float = 1.0, sigma: float = 1.0, k: float = 1.0) -> Problem:
     """The test function ``function`` ("quadratic", "exp" or "cosine") under N(mu, sigma²)."""
     test_function = TEST_FUNCTIONS[function]
     dtype = jnp.result_type(float)
     params = {"loc": jnp.asarray(mu, dtype), "scale": jnp.asarray(sigma, dtype)}
-    objective = Objective(
-        dist=lambda p: Normal(p["loc"], p["scale"]),
-        cost=lambda p, x: test_function.f(x, k, jnp),
-    )
+    objective = test_objective(function, float(k))
     d_mu, d_sigma = test_function.exact_grad(mu, sigma, k)
     exact_grad = {"loc": np.float64(d_mu), "scale": np.float64(d_sigma)}
     variances = {
