@@ -80,7 +80,7 @@ def _note_exact(ax, names: list[str]) -> None:
 
 
 #: Markers by the estimator's place in the palette, so that lines of similar colour still differ.
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p", "d", "H", "8", "x")
 
 
 def marker(palette: dict, estimator: str) -> str:

@@ -49,6 +49,13 @@ class GradientEstimator(abc.ABC):
         del params
         return ()
 
+    def init_state(self, objective: Objective, params: Params) -> PyTree:
+        """The initial state for ``objective`` at ``params``: ``init(params)``, unless the state depends
+        on the objective (RELAX's network is sized by the samples).  Users reach it as ``init(params)``
+        from :func:`estimators.grad_with_state`."""
+        del objective
+        return self.init(params)
+
     def cost_evaluations(self, num_samples: int, dist: Distribution) -> int:
         """How many times one estimate evaluates the cost (or its gradient)."""
         del dist

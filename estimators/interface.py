@@ -76,7 +76,10 @@ def value_and_grad_with_state(objective: Objective, estimator: GradientEstimator
         result = estimate(params, key, state)
         return result.value, result.grads, result.state
 
-    return StatefulGrad(init=estimator.init, update=update)
+    def init(params):
+        return estimator.init_state(objective, params)
+
+    return StatefulGrad(init=init, update=update)
 
 
 def _resolve(estimator: GradientEstimator | str) -> GradientEstimator:

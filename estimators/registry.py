@@ -7,10 +7,13 @@ import inspect
 from typing import Callable
 
 from estimators import baselines
+from estimators.arm import ARM, DisARM
 from estimators.base import GradientEstimator
 from estimators.delta_method import PathwiseDelta, ScoreFunctionDelta
+from estimators.gumbel_rao import GumbelRao
 from estimators.measure_valued import MeasureValued
 from estimators.pathwise import Pathwise
+from estimators.rebar import Rebar, Relax
 from estimators.score_function import ScoreFunction
 from estimators.straight_through import GumbelSoftmax, StraightThrough, StraightThroughGumbel
 
@@ -40,6 +43,11 @@ _FACTORIES: dict[str, Callable[..., GradientEstimator]] = {
     "straight_through": StraightThrough,
     "gumbel_softmax": GumbelSoftmax,
     "straight_through_gumbel": StraightThroughGumbel,
+    "arm": ARM,
+    "disarm": DisARM,
+    "rebar": Rebar,
+    "relax": Relax,
+    "gumbel_rao": GumbelRao,
 }
 
 

@@ -29,6 +29,17 @@ from estimators.base import GradientEstimator, sample_keys, surrogate_estimate
 from estimators.distributions import Categorical
 
 
+def check_temperature(estimator) -> None:
+    """Check that a frozen estimator's ``temperature`` is a positive number, and store it as a float."""
+    temperature = estimator.temperature
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:
+        raise ValueError(
+            f"{estimator.name} needs a positive temperature τ (the relaxation's sharpness; 0.5 to 1 is "
+            f"common), got {temperature!r}."
+        )
+    object.__setattr__(estimator, "temperature", float(temperature))
+
+
 class _Relaxation(GradientEstimator):
     """The shared checks and surrogate; subclasses choose the sample the cost sees."""
 
@@ -85,13 +96,7 @@ class _Tempered(_Relaxation):
     temperature: float = 1.0
 
     def __post_init__(self):
-        temperature = self.temperature
-        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:
-            raise ValueError(
-                f"{self.name} needs a positive temperature τ (the relaxation's sharpness; 0.5 to 1 is "
-                f"common), got {temperature!r}."
-            )
-        object.__setattr__(self, "temperature", float(temperature))
+        check_temperature(self)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,14 +32,15 @@ class TrainState(NamedTuple):
 
 
 def estimator_gradient(estimator: est.GradientEstimator | str, num_samples: int) -> tuple[Callable, Gradient]:
-    """``(init, gradient)`` of an estimator at L = ``num_samples``: ``init(params)`` is its state."""
+    """``(init, gradient)`` of an estimator at L = ``num_samples``: ``init(objective, params)`` is its
+    state (which may depend on the objective's shapes, not on its minibatch)."""
     estimator = est.get(estimator) if isinstance(estimator, str) else estimator
 
     def gradient(objective, batch, params, key, state):
         del batch
         return est.value_and_grad_with_state(objective, estimator, num_samples).update(params, key, state)
 
-    return estimator.init, gradient
+    return estimator.init_state, gradient
 
 
 def minibatch(arrays: tuple, key: jax.Array, batch_size: int | None) -> tuple:
@@ -60,7 +61,10 @@ def trainer(model, init_state: Callable, gradient: Gradient, optimizer: optax.Gr
     batch_of = lambda arrays: arrays if len(arrays) > 1 else arrays[0]  # noqa: E731
 
     def init(params) -> TrainState:
-        return TrainState(params, optimizer.init(params), init_state(params), jnp.zeros((), jnp.int32))
+        # The estimator's state is shaped by the objective on a minibatch: any one will do.
+        first = batch_of(data if batch_size is None else tuple(a[:batch_size] for a in data))
+        estimator_state = init_state(model.objective(first, num_examples), params)
+        return TrainState(params, optimizer.init(params), estimator_state, jnp.zeros((), jnp.int32))
 
     def one_step(state: TrainState, key):
         key = jax.random.fold_in(key, state.step)

@@ -227,20 +227,24 @@ def test_float64_run_in_a_fresh_process(tmp_path):
 
 def test_bias_vs_temperature_run(tmp_path):
     argv = ["bias_vs_temperature", "--problems", "bernoulli_toy", "--temperatures", "0.5,1", "--replicates", "64",
-            "--quiet", "--output-dir", str(tmp_path)]
+            "--estimators", "gumbel_softmax,straight_through_gumbel,gumbel_rao,rebar", "--quiet",
+            "--output-dir", str(tmp_path)]
     assert cli.main(argv) == 0
     (run_dir,) = (tmp_path / "bias_vs_temperature").iterdir()
     run = analysis.load_run(run_dir)
     assert list(run.metrics.columns[:3]) == ["problem", "estimator", "temperature"]
     assert set(run.metrics["temperature"]) == {0.5, 1.0}
-    assert set(run.metrics["estimator"]) == {"gumbel_softmax", "straight_through_gumbel"}
+    assert set(run.metrics["estimator"]) == {"gumbel_softmax", "straight_through_gumbel", "gumbel_rao", "rebar"}
+    # The three biased estimators have an exact bias at each temperature; REBAR is unbiased at any.
     exact = run.metrics.query("metric == 'exact_bias_squared' and parameter == 'all'")
-    assert len(exact) == 4 and (exact["value"] > 0).all()
+    biased = exact[exact["estimator"] != "rebar"]
+    assert len(biased) == 6 and (biased["value"] > 0).all()
+    assert (exact.loc[exact["estimator"] == "rebar", "value"] == 0).all()
     assert (run_dir / "figures" / "bias_vs_temperature.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--estimators", "pathwise"], r"pathwise has no temperature; choose from gumbel_softmax, straight_through_gumbel"),
+    (["--estimators", "pathwise"], r"pathwise has no temperature; choose from gumbel_softmax, straight_through_gumbel, rebar, relax, gumbel_rao"),
     (["--temperatures", "0,1"], r"--temperatures must be positive numbers, got \[0.0, 1.0\]"),
     (["--problems", "gaussian_quadratic"], r"No selected estimator applies to any selected problem"),
 ])

@@ -68,6 +68,32 @@ class Distribution(abc.ABC):
             "Categorical."
         )
 
+    # The relaxation's pieces, for the estimators that couple a discrete sample with its relaxation
+    # (REBAR, RELAX, Gumbel-Rao): the noisy logits z whose hard map is a sample, z given that sample,
+    # and the two maps from z.
+
+    def noisy_logits(self, key: jax.Array) -> jax.Array:
+        """z = logits + noise, with ``hard(z)`` distributed as ``sample(key)`` (the same draw)."""
+        raise self._not_relaxable()
+
+    def conditional_noisy_logits(self, key: jax.Array, sample: jax.Array) -> jax.Array:
+        """A draw of z from its law given ``hard(z) == sample``, differentiable in the parameters."""
+        raise self._not_relaxable()
+
+    def hard(self, noisy_logits: jax.Array) -> jax.Array:
+        """The discrete sample that noisy logits z map to."""
+        raise self._not_relaxable()
+
+    def soft(self, noisy_logits: jax.Array, temperature) -> jax.Array:
+        """The relaxed sample that noisy logits z map to at ``temperature``."""
+        raise self._not_relaxable()
+
+    def _not_relaxable(self):
+        return ValueError(
+            f"{type(self).__name__} has no continuous relaxation; relaxations exist for Bernoulli and "
+            "Categorical."
+        )
+
     def __repr__(self):
         return f"{type(self).__name__}(event_shape={self.event_shape}, dtype={self.dtype})"
 

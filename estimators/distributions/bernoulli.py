@@ -33,15 +33,34 @@ class Bernoulli(Distribution):
     def probs(self):
         return jax.nn.sigmoid(self.logits)
 
-    def _noisy_logits(self, key):
+    def noisy_logits(self, key):
+        r""":math:`z = \ell + u`, u ~ Logistic(0, 1); :math:`b = \mathbb{1}[z > 0]`."""
         return self.logits + jax.random.logistic(key, self.event_shape, self.dtype)
 
+    def conditional_noisy_logits(self, key, sample):
+        r""":math:`\tilde z \sim p(z \mid b)`: the logistic noise restricted to the side of 0 that b names.
+
+        With v ~ Uniform(0, 1) and :math:`s = 2b - 1`,
+        :math:`\tilde z = s\,[\mathrm{softplus}(s\ell + \log v) - \log(1 - v)]`, the inverse CDF of z
+        on :math:`z > 0` (b = 1) or :math:`z \le 0` (b = 0), written to stay finite for large logits
+        (Tucker et al. 2017, appendix; Grathwohl et al. 2018, appendix B)."""
+        tiny = jnp.finfo(self.dtype).tiny
+        v = jax.random.uniform(key, self.event_shape, self.dtype, minval=tiny, maxval=1.0)
+        sign = 2 * sample - 1
+        return sign * (jax.nn.softplus(sign * self.logits + jnp.log(v)) - jnp.log1p(-v))
+
+    def hard(self, noisy_logits):
+        return (noisy_logits > 0).astype(noisy_logits.dtype)
+
+    def soft(self, noisy_logits, temperature):
+        return jax.nn.sigmoid(noisy_logits / temperature)
+
     def _draw(self, key):
-        return (self._noisy_logits(key) > 0).astype(self.dtype)
+        return self.hard(self.noisy_logits(key))
 
     def relaxed_sample(self, key, temperature):
         r"""The binary Concrete sample :math:`\sigma((\ell + u)/\tau)`, u ~ Logistic(0, 1)."""
-        return jax.nn.sigmoid(self._noisy_logits(key) / temperature)
+        return self.soft(self.noisy_logits(key), temperature)
 
     def log_prob(self, x):
         return jnp.sum(x * jax.nn.log_sigmoid(self.logits) + (1 - x) * jax.nn.log_sigmoid(-self.logits))

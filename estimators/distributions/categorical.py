@@ -43,16 +43,39 @@ class Categorical(Distribution):
     def probs(self):
         return jax.nn.softmax(self.logits, axis=-1)
 
-    def _noisy_logits(self, key):
+    def noisy_logits(self, key):
+        r""":math:`z = \ell + g`, g ~ Gumbel(0, 1) per class; the sample is the one-hot argmax of z."""
         return self.logits + jax.random.gumbel(key, self.event_shape, self.dtype)
 
+    def conditional_noisy_logits(self, key, sample):
+        r""":math:`\tilde z \sim p(z \mid b)`, z = normalized logits + Gumbel noise, given its argmax b.
+
+        With :math:`E_k = -\log v_k`, v ~ Uniform(0, 1)^K, and p = softmax(ℓ): the maximum is
+        :math:`\tilde z_b = -\log E_b` (a standard Gumbel: the maximum's law does not depend on which
+        class wins), and :math:`\tilde z_k = -\log(E_k / p_k + E_b)` for k ≠ b, Gumbels with location
+        :math:`\log p_k` truncated below :math:`\tilde z_b` (Tucker et al. 2017, appendix;
+        Grathwohl et al. 2018, appendix B); adding :math:`\log\sum_k e^{\ell_k}` puts them in the frame
+        of :meth:`noisy_logits`, z = ℓ + g."""
+        tiny = jnp.finfo(self.dtype).tiny
+        v = jax.random.uniform(key, self.event_shape, self.dtype, minval=tiny, maxval=1.0)
+        log_exponentials = jnp.log(-jnp.log(v))  # log E_k
+        log_winner = jnp.sum(sample * log_exponentials, axis=-1, keepdims=True)  # log E_b
+        others = -jnp.logaddexp(log_exponentials - jax.nn.log_softmax(self.logits, axis=-1), log_winner)
+        normalized = jnp.where(sample > 0, -log_winner, others)
+        return normalized + jax.nn.logsumexp(self.logits, axis=-1, keepdims=True)
+
+    def hard(self, noisy_logits):
+        return jax.nn.one_hot(jnp.argmax(noisy_logits, axis=-1), self.num_categories, dtype=noisy_logits.dtype)
+
+    def soft(self, noisy_logits, temperature):
+        return jax.nn.softmax(noisy_logits / temperature, axis=-1)
+
     def _draw(self, key):
-        index = jnp.argmax(self._noisy_logits(key), axis=-1)
-        return jax.nn.one_hot(index, self.num_categories, dtype=self.dtype)
+        return self.hard(self.noisy_logits(key))
 
     def relaxed_sample(self, key, temperature):
         r"""The Concrete (Gumbel-Softmax) sample :math:`\mathrm{softmax}((\ell + g)/\tau)`, g ~ Gumbel."""
-        return jax.nn.softmax(self._noisy_logits(key) / temperature, axis=-1)
+        return self.soft(self.noisy_logits(key), temperature)
 
     def log_prob(self, x):
         return jnp.sum(x * jax.nn.log_softmax(self.logits, axis=-1))

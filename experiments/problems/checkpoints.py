@@ -59,7 +59,7 @@ class Recipe:
                 value, grads = jax.value_and_grad(model.exact_objective)(params, batch)
                 return value, grads, state
 
-            return (lambda params: ()), gradient
+            return (lambda objective, params: ()), gradient
         name, num_samples = self.gradient.split(":")
         return fit.estimator_gradient(name, int(num_samples))
 

@@ -37,8 +37,10 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.polynomial.legendre import leggauss
 
-from estimators import Bernoulli, Categorical, GumbelSoftmax, Objective, StraightThroughGumbel
+from estimators import Bernoulli, Categorical, GumbelRao, GumbelSoftmax, Objective, Rebar, StraightThroughGumbel
 from experiments.problems.base import Problem, iid_variance, u_statistic_variance
+from experiments.problems.bernoulli_exact import (antithetic_moments, gumbel_rao_separable_moments,
+                                                  rebar_separable_moments)
 
 
 def _moments(probabilities, values):
@@ -108,10 +110,28 @@ def bernoulli_toy(name: str = "bernoulli_toy", target: float = 0.45, dim: int = 
         "straight_through": 2 * (outcomes - target) * p * (1 - p),
     }
     variances, means = _enumerated_answers(probabilities, costs, scores, per_sample)
+    for estimator_name, (_, variance) in antithetic_moments(logits, lambda b: ((b - target) ** 2).sum(axis=1)).items():
+        variances[estimator_name] = iid_variance(variance)
+
+    def coordinate_cost(x):
+        return (x - target) ** 2
+
+    def coordinate_cost_derivative(x):
+        return 2 * (x - target)
 
     @functools.lru_cache(maxsize=None)
     def relaxation_answers(estimator):
-        """Gumbel-Softmax and straight-through Gumbel at the estimator's temperature, by quadrature."""
+        """The estimators whose answers depend on their options (temperatures, REBAR's scale, Gumbel-Rao's
+        K): Gumbel-Softmax and straight-through Gumbel by quadrature, REBAR and Gumbel-Rao by
+        :mod:`experiments.problems.bernoulli_exact`."""
+        if isinstance(estimator, Rebar):
+            _, variance = rebar_separable_moments(logits, coordinate_cost, coordinate_cost_derivative,
+                                                  estimator.scale, estimator.temperature)
+            return None, _as_logits(iid_variance(variance), (dim,))
+        if isinstance(estimator, GumbelRao):
+            mean, variance = gumbel_rao_separable_moments(logits, coordinate_cost_derivative, estimator.temperature,
+                                                          estimator.num_conditional_samples)
+            return {"logits": mean}, _as_logits(iid_variance(variance), (dim,))
         if not isinstance(estimator, (GumbelSoftmax, StraightThroughGumbel)):
             return None
         straight_through = isinstance(estimator, StraightThroughGumbel)

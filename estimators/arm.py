@@ -1,0 +1,106 @@
+r"""Antithetic estimators for Bernoulli latents: ARM and DisARM.
+
+Both draw one uniform vector u per sample and evaluate the cost at two antithetic binary vectors built
+from it; both are unbiased and need no relaxation of the cost, which is only evaluated (at binary
+points).  With :math:`p = \sigma(\ell)`, ℓ the logits:
+
+- **ARM** (augment-REINFORCE-merge, Yin & Zhou 2019, theorem 1):
+
+  .. math::
+
+      \nabla_\ell F \approx \frac1L \sum_{i=1}^L \big(f(\mathbb{1}[u_i > \sigma(-\ell)])
+          - f(\mathbb{1}[u_i < \sigma(\ell)])\big)\,(u_i - \tfrac12).
+
+- **DisARM** (Dong, Mnih & Tucker 2020, equation 5): the same pair, written
+  :math:`b = \mathbb{1}[u < \sigma(\ell)]`, :math:`\tilde b = \mathbb{1}[1 - u < \sigma(\ell)]`, with u
+  integrated out given the pair (Rao-Blackwellized), so its variance is never above ARM's:
+
+  .. math::
+
+      \nabla_{\ell_d} F \approx \frac1L \sum_{i=1}^L \tfrac12 \big(f(b_i) - f(\tilde b_i)\big)
+          (-1)^{\tilde b_{i,d}}\, \mathbb{1}[b_{i,d} \ne \tilde b_{i,d}]\, \sigma(|\ell_d|).
+
+The gradient with respect to θ follows from :math:`\nabla_\ell F` by the chain rule through the logits;
+a cost that depends on θ adds :math:`\tfrac12(\nabla_\theta f(\theta, b) + \nabla_\theta f(\theta, \tilde b))`
+(each of the pair is a Bernoulli(p) sample), and the value is :math:`\tfrac12(f(b) + f(\tilde b))`.
+Two cost evaluations per sample.  Defined for Bernoulli latents; the categorical extensions (ARSM,
+and the coupled estimators of Dong et al. 2021) are other methods.
+
+References:
+  Yin & Zhou, *ARM: Augment-REINFORCE-Merge Gradient for Stochastic Binary Networks*, ICLR 2019.
+  Dong, Mnih & Tucker, *DisARM: An Antithetic Gradient Estimator for Binary Latent Variables*,
+  NeurIPS 2020.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from estimators.base import Estimate, GradientEstimator, sample_keys
+from estimators.distributions import Bernoulli
+
+
+class _Antithetic(GradientEstimator):
+    """The shared pair construction and surrogate; subclasses give the per-sample logit gradient."""
+
+    def incompatibility(self, dist):
+        if isinstance(dist, Bernoulli):
+            return None
+        return (
+            f"it is defined for Bernoulli latents, not {type(dist).__name__} (for categorical latents use "
+            "rebar, relax or score_function_loo)"
+        )
+
+    def cost_evaluations(self, num_samples, dist):
+        return 2 * num_samples
+
+    def _logit_gradient(self, logits, u, cost_b, cost_antithetic, b, antithetic):
+        raise NotImplementedError
+
+    def estimate(self, objective, params, key, num_samples, state):
+        logits = jax.lax.stop_gradient(objective.distribution(params).logits)
+
+        def one_sample(sample_key):
+            u = jax.random.uniform(sample_key, logits.shape, logits.dtype)
+            b = (u < jax.nn.sigmoid(logits)).astype(logits.dtype)
+            antithetic = (1 - u < jax.nn.sigmoid(logits)).astype(logits.dtype)
+            cost_b, cost_antithetic = objective.cost(params, b), objective.cost(params, antithetic)
+            return self._logit_gradient(logits, u, cost_b, cost_antithetic, b, antithetic), b, antithetic
+
+        logit_grads, b, antithetic = jax.vmap(one_sample)(sample_keys(key, num_samples))
+        logit_grad = jax.lax.stop_gradient(jnp.mean(logit_grads, axis=0))
+
+        def surrogate(p):
+            costs = 0.5 * (objective.costs(p, b) + objective.costs(p, antithetic))  # the direct term
+            value = jnp.mean(costs)
+            return jnp.sum(logit_grad * objective.distribution(p).logits) + value, value
+
+        (_, value), grads = jax.value_and_grad(surrogate, has_aux=True)(params)
+        return Estimate(value=value, grads=grads, state=state)
+
+
+@dataclasses.dataclass(frozen=True)
+class ARM(_Antithetic):
+    r"""ARM: :math:`(f(\tilde b) - f(b))(u - \tfrac12)` per sample, :math:`\tilde b = \mathbb{1}[u > \sigma(-\ell)]`,
+    :math:`b = \mathbb{1}[u < \sigma(\ell)]`.  Unbiased.  See :mod:`estimators.arm`."""
+
+    name = "arm"
+
+    def _logit_gradient(self, logits, u, cost_b, cost_antithetic, b, antithetic):
+        # 1[u > σ(-ℓ)] = 1[1 - u < σ(ℓ)]: the antithetic sample.
+        return (cost_antithetic - cost_b) * (u - 0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class DisARM(_Antithetic):
+    r"""DisARM: :math:`\tfrac12 (f(b) - f(\tilde b))(-1)^{\tilde b}\mathbb{1}[b \ne \tilde b]\sigma(|\ell|)` per
+    sample.  Unbiased, with variance at most ARM's.  See :mod:`estimators.arm`."""
+
+    name = "disarm"
+
+    def _logit_gradient(self, logits, u, cost_b, cost_antithetic, b, antithetic):
+        sign = 1 - 2 * antithetic
+        return 0.5 * (cost_b - cost_antithetic) * sign * (b != antithetic) * jax.nn.sigmoid(jnp.abs(logits))

@@ -1,0 +1,132 @@
+r"""Exact moments of the advanced Bernoulli estimators (ARM, DisARM, REBAR, Gumbel-Rao), computed in
+NumPy from their formulas, apart from the JAX implementations they check.
+
+For independent coordinates :math:`b_d \sim \mathrm{Bernoulli}(p_d)`, :math:`p = \sigma(\ell)`:
+
+- **ARM and DisARM**, for any cost f of the binary vector: both are functions of one uniform vector u
+  whose coordinate d enters only through which of the three intervals cut at :math:`\min(p_d, 1 - p_d)`
+  and :math:`\max(p_d, 1 - p_d)` it falls in (the pair :math:`b = \mathbb{1}[u < p]`,
+  :math:`\tilde b = \mathbb{1}[u > 1 - p]` is constant there), and, for ARM, through :math:`u_d - \tfrac12`,
+  whose conditional mean and second moment on an interval are known.  Enumerating the :math:`3^D`
+  interval combinations gives the exact mean and variance of one sample's gradient.
+- **REBAR**, for a separable cost :math:`f(b) = \sum_d c(b_d)`: coordinate d of one sample's gradient is
+  :math:`X_d + S_{-d} Y_d` with :math:`Y_d = b_d - p_d`, :math:`S_{-d} = \sum_{j \ne d} a_j`,
+  :math:`a_j = c(b_j) - \eta\, c(\sigma(\tilde z_j/\lambda))`, and
+  :math:`X_d = a_d Y_d + \eta\,(\partial_{\ell_d} c(\sigma(z_d/\lambda)) - \partial_{\ell_d} c(\sigma(\tilde z_d/\lambda)))`,
+  each a function of coordinate d's two uniforms only, so its moments are 2-D integrals (Gauss–Legendre,
+  split where b flips) and :math:`S_{-d}` is independent of :math:`(X_d, Y_d)`.
+- **Gumbel-Rao** with K conditional draws, separable cost: coordinate d is
+  :math:`c'(b_d)\,\frac1K\sum_k h(\tilde z_k)`, :math:`h(z) = \sigma'(z/\tau)/\tau`, the :math:`\tilde z_k`
+  i.i.d. given :math:`b_d`; its moments follow from :math:`E[h \mid b]` and :math:`E[h^2 \mid b]`
+  (1-D integrals over the uniform's interval for that b).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from numpy.polynomial.legendre import leggauss
+
+
+def _sigmoid(x):
+    return 0.5 * (1 + np.tanh(0.5 * x))
+
+
+def _logit(u):
+    return np.log(u) - np.log1p(-u)
+
+
+def _nodes(low, high, num_nodes):
+    """Gauss–Legendre nodes and weights on [low, high]."""
+    x, w = leggauss(num_nodes)
+    return low + (high - low) * (x + 1) / 2, (high - low) / 2 * w
+
+
+def antithetic_moments(logits, cost) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Exact (mean, variance) per coordinate of one sample's ARM and DisARM logit gradient.
+
+    ``cost`` maps an (n, D) array of binary vectors to their n costs.
+    """
+    logits = np.asarray(logits, np.float64)
+    p = _sigmoid(logits)
+    dim = len(p)
+    edges = np.stack([np.zeros(dim), np.minimum(p, 1 - p), np.maximum(p, 1 - p), np.ones(dim)], axis=1)
+    lengths, midpoints = np.diff(edges, axis=1), (edges[:, 1:] + edges[:, :-1]) / 2  # (D, 3)
+    combos = np.array(list(itertools.product(range(3), repeat=dim)))  # (3^D, D) interval per coordinate
+    rows = np.arange(dim)
+    probability = np.prod(lengths[rows, combos], axis=1)
+    u_mid = midpoints[rows, combos]
+    b = (u_mid < p).astype(float)
+    antithetic = (u_mid > 1 - p).astype(float)
+    cost_b, cost_antithetic = cost(b), cost(antithetic)
+    # ARM: (f(b̃) - f(b)) (u_d - ½), with E[u - ½ | interval] and E[(u - ½)² | interval].
+    shift = u_mid - 0.5
+    shift_squared = shift**2 + lengths[rows, combos] ** 2 / 12
+    difference = (cost_antithetic - cost_b)[:, None]
+    arm_mean = probability @ (difference * shift)
+    arm_variance = probability @ (difference**2 * shift_squared) - arm_mean**2
+    disarm = 0.5 * (cost_b - cost_antithetic)[:, None] * (1 - 2 * antithetic) * (b != antithetic) * _sigmoid(np.abs(logits))
+    disarm_mean = probability @ disarm
+    disarm_variance = probability @ disarm**2 - disarm_mean**2
+    return {"arm": (arm_mean, arm_variance), "disarm": (disarm_mean, disarm_variance)}
+
+
+def rebar_separable_moments(logits, coordinate_cost, coordinate_cost_derivative, scale: float, temperature: float,
+                            num_nodes: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (mean, variance) per coordinate of one sample's REBAR logit gradient, for the separable cost
+    ``f(b) = Σ_d coordinate_cost(b_d)`` (vectorized functions of one coordinate, with its derivative)."""
+    logits = np.asarray(logits, np.float64)
+    moments = []
+    for logit in logits:
+        p = _sigmoid(logit)
+        # u: z = ℓ + logit(u), b = 1[u > 1 - p]; v: z̃ given b, its inverse CDF with derivative dz̃/dℓ.
+        pieces = []
+        for low, high in ((0.0, 1 - p), (1 - p, 1.0)):
+            u, wu = _nodes(low, high, num_nodes)
+            v, wv = _nodes(0.0, 1.0, num_nodes)
+            u, v = u[:, None], v[None, :]
+            weight = wu[:, None] * wv[None, :]
+            b = (u > 1 - p).astype(float)
+            sign = 2 * b - 1
+            z = logit + _logit(u)
+            z_tilde = sign * (np.logaddexp(0, sign * logit + np.log(v)) - np.log1p(-v))
+            dz_tilde = _sigmoid(sign * logit + np.log(v))
+            relaxed, relaxed_tilde = _sigmoid(z / temperature), _sigmoid(z_tilde / temperature)
+            d_relaxed = coordinate_cost_derivative(relaxed) * relaxed * (1 - relaxed) / temperature
+            d_relaxed_tilde = (coordinate_cost_derivative(relaxed_tilde) * relaxed_tilde * (1 - relaxed_tilde)
+                               / temperature * dz_tilde)
+            a = coordinate_cost(b) - scale * coordinate_cost(relaxed_tilde)
+            y = b - p
+            x = a * y + scale * (d_relaxed - d_relaxed_tilde)
+            pieces.append([np.sum(weight * q) for q in (a, a**2, x, x**2, x * y)])
+        moments.append(np.sum(pieces, axis=0))
+    moments = np.array(moments)  # (D, 5): E a, E a², E X, E X², E XY
+    mean_a, second_a, mean_x, second_x, cross = moments.T
+    p = _sigmoid(logits)
+    mean_rest = mean_a.sum() - mean_a
+    variance_rest = (second_a - mean_a**2).sum() - (second_a - mean_a**2)
+    second = second_x + 2 * mean_rest * cross + (variance_rest + mean_rest**2) * p * (1 - p)
+    return mean_x, second - mean_x**2
+
+
+def gumbel_rao_separable_moments(logits, coordinate_cost_derivative, temperature: float, num_conditional: int,
+                                 num_nodes: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (mean, variance) per coordinate of one sample's Gumbel-Rao logit gradient with K =
+    ``num_conditional`` draws, for a separable cost with coordinate derivative ``coordinate_cost_derivative``."""
+    means, variances = [], []
+    for logit in np.asarray(logits, np.float64):
+        p = _sigmoid(logit)
+        mean, second = 0.0, 0.0
+        for b, (low, high) in ((0.0, (0.0, 1 - p)), (1.0, (1 - p, 1.0))):
+            u, w = _nodes(low, high, num_nodes)
+            relaxed = _sigmoid((logit + _logit(u)) / temperature)
+            h = relaxed * (1 - relaxed) / temperature
+            probability = high - low
+            h_mean, h_second = w @ h / probability, w @ h**2 / probability
+            slope = coordinate_cost_derivative(b)
+            mean += probability * slope * h_mean
+            second += probability * slope**2 * (h_mean**2 + (h_second - h_mean**2) / num_conditional)
+        means.append(mean)
+        variances.append(second - mean**2)
+    return np.array(means), np.array(variances)
