@@ -11,7 +11,7 @@ points).  With :math:`p = \sigma(\ell)`, ℓ the logits:
       \nabla_\ell F \approx \frac1L \sum_{i=1}^L \big(f(\mathbb{1}[u_i > \sigma(-\ell)])
           - f(\mathbb{1}[u_i < \sigma(\ell)])\big)\,(u_i - \tfrac12).
 
-- **DisARM** (Dong, Mnih & Tucker 2020, equation 5): the same pair, written
+- **DisARM** (Dong, Mnih & Tucker 2020): the same pair, written
   :math:`b = \mathbb{1}[u < \sigma(\ell)]`, :math:`\tilde b = \mathbb{1}[1 - u < \sigma(\ell)]`, with u
   integrated out given the pair (Rao-Blackwellized), so its variance is never above ARM's:
 
@@ -63,19 +63,21 @@ class _Antithetic(GradientEstimator):
     def estimate(self, objective, params, key, num_samples, state):
         logits = jax.lax.stop_gradient(objective.distribution(params).logits)
 
-        def one_sample(sample_key):
+        def antithetic_pair(sample_key):
             u = jax.random.uniform(sample_key, logits.shape, logits.dtype)
             b = (u < jax.nn.sigmoid(logits)).astype(logits.dtype)
             antithetic = (1 - u < jax.nn.sigmoid(logits)).astype(logits.dtype)
-            cost_b, cost_antithetic = objective.cost(params, b), objective.cost(params, antithetic)
-            return self._logit_gradient(logits, u, cost_b, cost_antithetic, b, antithetic), b, antithetic
+            return u, b, antithetic
 
-        logit_grads, b, antithetic = jax.vmap(one_sample)(sample_keys(key, num_samples))
-        logit_grad = jax.lax.stop_gradient(jnp.mean(logit_grads, axis=0))
+        u, b, antithetic = jax.vmap(antithetic_pair)(sample_keys(key, num_samples))
 
         def surrogate(p):
-            costs = 0.5 * (objective.costs(p, b) + objective.costs(p, antithetic))  # the direct term
-            value = jnp.mean(costs)
+            # Each cost is evaluated once: its value weighs the logit gradient, its θ-gradient is the direct term.
+            cost_b, cost_antithetic = objective.costs(p, b), objective.costs(p, antithetic)
+            weights = jax.lax.stop_gradient((cost_b, cost_antithetic))
+            logit_grads = jax.vmap(self._logit_gradient, in_axes=(None, 0, 0, 0, 0, 0))(logits, u, *weights, b, antithetic)
+            logit_grad = jax.lax.stop_gradient(jnp.mean(logit_grads, axis=0))
+            value = jnp.mean(0.5 * (cost_b + cost_antithetic))
             return jnp.sum(logit_grad * objective.distribution(p).logits) + value, value
 
         (_, value), grads = jax.value_and_grad(surrogate, has_aux=True)(params)

@@ -22,9 +22,10 @@ relaxed points, with their gradients).
   categorical) with scale η and temperature λ, options ``scale`` and ``temperature``.  The paper also
   tunes η and λ online to minimize the variance; here they are fixed options, and ``relax`` learns them.
 - **RELAX** (Grathwohl et al. 2018, section 3.3): :math:`c_\phi(z) = \eta f(\sigma_\lambda(z)) + r_\rho(z)`
-  with a small neural network :math:`r_\rho` (one tanh hidden layer, its output layer starting at zero,
-  so RELAX starts as REBAR) and :math:`\phi = (\eta, \log\lambda, \rho)` trained with Adam on the
-  single-sample gradient of the estimate's squared norm, :math:`\partial_\phi \lVert\hat g\rVert^2`, an
+  with a small neural network :math:`r_\rho` (one tanh hidden layer on the flattened z, its output layer
+  starting at zero, so RELAX starts as REBAR) and :math:`\phi = (\eta, \log\lambda, \rho)` (the paper
+  writes the relaxed term without η; learning η too is REBAR's choice) trained with Adam on one draw of
+  :math:`\partial_\phi \lVert\hat g_L\rVert^2`, :math:`\hat g_L` the L-sample estimate, an
   unbiased gradient of its variance (:math:`E\lVert\hat g\rVert^2 = \mathrm{tr\,Var}\,\hat g +
   \lVert\nabla F\rVert^2` and the mean does not depend on φ).  Stateful: φ and Adam's moments are the
   state of ``grad_with_state``; each call estimates with the φ it is given, then updates φ from the same
@@ -185,7 +186,11 @@ class Relax(GradientEstimator):
         }
         return RelaxState(control, self._optimizer().init(control))
 
-    def estimate(self, objective, params, key, num_samples, state):
+    def estimate_with_control_gradient(self, objective, params, key, num_samples, control_params):
+        r"""``(value, grads, control_grads)``: the estimate at control parameters φ and one draw of
+        :math:`\partial_\phi \lVert\hat g_L\rVert^2` from the same samples, whose expectation is the
+        gradient of the estimate's variance (summed over coordinates)."""
+
         def control(phi, p, dist, z):
             relaxed = dist.soft(z, jnp.exp(phi["log_temperature"]))
             net = phi["network"]
@@ -199,7 +204,12 @@ class Relax(GradientEstimator):
             total = sum(jnp.sum(jnp.square(g)) for g in jax.tree_util.tree_leaves(grads))
             return total, (value, grads)
 
-        (_, (value, grads)), phi_grads = jax.value_and_grad(squared_norm, has_aux=True)(state.control)
-        updates, optimizer_state = self._optimizer().update(phi_grads, state.optimizer, state.control)
+        (_, (value, grads)), control_grads = jax.value_and_grad(squared_norm, has_aux=True)(control_params)
+        return value, grads, control_grads
+
+    def estimate(self, objective, params, key, num_samples, state):
+        value, grads, control_grads = self.estimate_with_control_gradient(objective, params, key, num_samples,
+                                                                          state.control)
+        updates, optimizer_state = self._optimizer().update(control_grads, state.optimizer, state.control)
         control = optax.apply_updates(state.control, updates)
         return Estimate(value=value, grads=grads, state=RelaxState(control, optimizer_state))

@@ -49,11 +49,20 @@ def test_conditional_noisy_logits_given_their_sample_mix_back_to_the_noise(famil
 
 
 def test_conditional_noisy_logits_stay_finite_for_extreme_logits(key):
-    dists = (est.Bernoulli(jnp.array([-60.0, 60.0])), est.Categorical(jnp.array([[60.0, -60.0, 0.0]])))
-    for dist, (sample_key, conditional_key) in zip(dists, jax.random.split(key, (2, 2))):
-        b = jax.vmap(dist.sample)(jax.random.split(sample_key, 1000))
-        z = jax.vmap(dist.conditional_noisy_logits)(jax.random.split(conditional_key, 1000), b)
-        assert np.all(np.isfinite(z)) and np.array_equal(jax.vmap(dist.hard)(z), b)
+    """Conditioned on every outcome, the unlikely ones included, at logits ±60: z̃ is finite, maps back
+    to the outcome, and so does its gradient in the logits."""
+    cases = [(est.Bernoulli, jnp.array([-60.0, 60.0]), [jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0])]),
+             (est.Categorical, jnp.array([[60.0, -60.0, 0.0]]), [jnp.eye(3)[k][None] for k in range(3)])]
+    keys = iter(jax.random.split(key, 10))
+    for family, logits, outcomes in cases:
+        for b in outcomes:
+            draw = lambda lg, k: family(lg).conditional_noisy_logits(k, b)  # noqa: E731
+            subkeys = jax.random.split(next(keys), 1000)
+            z = jax.vmap(draw, in_axes=(None, 0))(logits, subkeys)
+            assert np.all(np.isfinite(z)) and np.all(np.asarray(jax.vmap(family(logits).hard)(z)) == np.asarray(b)), b
+            gradient_keys = jax.random.split(next(keys), 1000)
+            jacobian = jax.vmap(jax.grad(lambda lg, k: jnp.sum(draw(lg, k))), in_axes=(None, 0))(logits, gradient_keys)
+            assert np.all(np.isfinite(jacobian)), (family, b)
 
 
 # --- unbiasedness ---------------------------------------------------------------------------------
@@ -88,6 +97,16 @@ def test_unbiased_against_exact_gradients(name, problem_names, key):
         problem = direct_term_problem() if problem_name == "direct" else problems.get(problem_name)
         grads = estimates(problem, estimator, 4, 20_000, problem_key)
         assert_mean_matches(grads, flat_exact(problem.exact_grad), label=f"{name} on {problem_name}")
+
+
+@pytest.mark.parametrize("name", ["arm", "disarm", "rebar", "relax", "gumbel_rao"])
+def test_the_value_returned_with_the_gradient_is_unbiased(name, key):
+    # F = Σ_d p_d (1 − t)² + (1 − p_d) t² on the Bernoulli toy.
+    problem = problems.get("bernoulli_toy")
+    p = 1 / (1 + np.exp(-np.asarray(problem.params["logits"], np.float64)))
+    exact = np.sum(p * 0.55**2 + (1 - p) * 0.45**2)
+    values = measure_cell(problem, est.get(name), 4, 20_000, key).values
+    assert_mean_matches(values[:, None], [exact], label=f"{name}'s value")
 
 
 # --- exact means and variances on the Bernoulli toy ------------------------------------------------
@@ -129,7 +148,9 @@ def test_exact_answers_agree_with_exact_gradients_and_with_each_other(target):
     for options in ({}, {"scale": 0.3, "temperature": 2.0}):
         mean, _ = rebar_separable_moments(logits, lambda x: (x - target) ** 2, lambda x: 2 * (x - target),
                                           options.get("scale", 1.0), options.get("temperature", 0.5))
-        np.testing.assert_allclose(mean, exact, rtol=1e-7, atol=1e-8)  # quadrature of O(1) integrands
+        # Exact up to quadrature error (the u and v nodes pair z with z̃ node for node at λ = 0.5, so this
+        # checks the algebra more than the quadrature, whose variances agree to 1e-7 between 100 and 400 nodes).
+        np.testing.assert_allclose(mean, exact, rtol=1e-7, atol=1e-8)
     # Gumbel-Rao with one conditional draw is straight-through Gumbel in law: the same mean and variance
     # as the independent quadrature of the latter; more draws keep the mean and lower the variance.
     for temperature in (0.5, 1.0):
@@ -178,8 +199,8 @@ def test_measured_disarm_variance_is_below_arm_and_leave_one_out_at_equal_cost(k
         variance = centred.var(axis=0, ddof=1)
         return variance, variance_standard_error(variance, (centred**4).mean(axis=0), len(grads))
 
-    threshold = z_threshold(FALSE_ALARM, 5 + 1)
     (disarm, disarm_se), (arm, arm_se) = variance_and_se(measured["disarm", 4]), variance_and_se(measured["arm", 4])
+    threshold = z_threshold(FALSE_ALARM, arm.size + 1)
     assert np.all((arm - disarm) / np.hypot(arm_se, disarm_se) > threshold)
     (disarm, disarm_se), (loo, loo_se) = (total_variance_and_se(measured[cell]) for cell in cells[2:])
     assert (loo - disarm) / np.hypot(loo_se, disarm_se) > threshold
@@ -197,14 +218,15 @@ def test_gumbel_rao_variance_is_below_straight_through_gumbel_at_the_same_temper
     rao_key, straight_key = jax.random.split(key)
     rao = estimates(problem, est.get("gumbel_rao"), 1, 100_000, rao_key)
     straight = estimates(problem, est.get("straight_through_gumbel"), 1, 100_000, straight_key)
-    threshold = z_threshold(FALSE_ALARM, 2 * rao.shape[1])
+    threshold = z_threshold(FALSE_ALARM, 2 * rao.shape[1] + 1)
     mean_z = (rao.mean(0) - straight.mean(0)) / np.hypot(rao.std(0, ddof=1), straight.std(0, ddof=1)) * np.sqrt(len(rao))
     assert np.all(np.abs(mean_z) < threshold), mean_z
     moments = [(g.var(0, ddof=1), ((g - g.mean(0)) ** 4).mean(0)) for g in (rao, straight)]
     ses = [variance_standard_error(v, m4, len(rao)) for v, m4 in moments]
-    # Every coordinate at least as low, and in total clearly lower.
+    # No coordinate significantly higher, and the total lower beyond its standard error.
     assert np.all((moments[0][0] - moments[1][0]) / np.hypot(*ses) < threshold)
-    assert moments[0][0].sum() < 0.9 * moments[1][0].sum()
+    (rao_total, rao_se), (straight_total, straight_se) = total_variance_and_se(rao), total_variance_and_se(straight)
+    assert (straight_total - rao_total) / np.hypot(rao_se, straight_se) > threshold
 
 
 def test_relax_learns_a_control_variate_with_less_variance_than_the_rebar_it_starts_from(key):
@@ -212,7 +234,43 @@ def test_relax_learns_a_control_variate_with_less_variance_than_the_rebar_it_sta
     rebar_key, relax_key = jax.random.split(key)
     rebar = estimates(problem, est.get("rebar"), 16, 20_000, rebar_key)
     relaxed = flat(measure_cell(problem, est.get("relax"), 16, 20_000, relax_key, warmup_steps=100).grads)
-    assert relaxed.var(0).sum() < 0.5 * rebar.var(0).sum()
+    (relax_total, relax_se), (rebar_total, rebar_se) = total_variance_and_se(relaxed), total_variance_and_se(rebar)
+    assert (rebar_total - relax_total) / np.hypot(relax_se, rebar_se) > z_threshold(FALSE_ALARM, 1)
+
+
+def test_relax_starts_as_rebar(key):
+    """Its network's output starts at zero, and η, λ at REBAR's defaults: the same estimate, key for key."""
+    problem = problems.get("categorical_toy")
+    init, update = est.grad_with_state(problem.objective, "relax", 4)
+    rebar = est.grad(problem.objective, "rebar", 4)
+    for k in jax.random.split(key, 3):
+        np.testing.assert_allclose(update(problem.params, k, init(problem.params))[0]["logits"],
+                                   rebar(problem.params, k)["logits"], rtol=1e-5, atol=1e-7)  # float32 rounding
+
+
+def test_relax_control_gradient_is_the_gradient_of_the_exact_variance(key):
+    """E[∂φ ||ĝ_L||²] = ∂φ tr Var ĝ_L: at RELAX's initial state (REBAR with η = 1, λ = 0.5), the mean of
+    the η and log λ components over many draws matches central differences of REBAR's exact variance."""
+    problem, num_samples = problems.get("bernoulli_toy"), 4
+    relax = est.get("relax")
+    control = relax.init_state(problem.objective, problem.params).control
+    draw = jax.jit(jax.vmap(lambda k: relax.estimate_with_control_gradient(
+        problem.objective, problem.params, k, num_samples, control)[2], in_axes=0))
+    grads = draw(jax.random.split(key, 100_000))
+    logits = np.asarray(problem.params["logits"], np.float64)
+
+    def total_variance(scale, temperature):
+        _, variance = rebar_separable_moments(logits, lambda x: (x - 0.45) ** 2, lambda x: 2 * (x - 0.45),
+                                              scale, temperature)
+        return variance.sum() / num_samples
+
+    step = 1e-4
+    expected = {"scale": (total_variance(1 + step, 0.5) - total_variance(1 - step, 0.5)) / (2 * step),
+                "log_temperature": (total_variance(1, 0.5 * np.exp(step)) - total_variance(1, 0.5 * np.exp(-step)))
+                / (2 * step)}
+    for name, value in expected.items():
+        assert_mean_matches(np.asarray(grads[name], np.float64)[:, None], [value], false_alarm=FALSE_ALARM / 2,
+                            label=f"∂ tr Var / ∂{name}")
 
 
 def test_relax_state_is_updated_and_grad_refuses_it(key):

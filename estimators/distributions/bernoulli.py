@@ -43,7 +43,7 @@ class Bernoulli(Distribution):
         With v ~ Uniform(0, 1) and :math:`s = 2b - 1`,
         :math:`\tilde z = s\,[\mathrm{softplus}(s\ell + \log v) - \log(1 - v)]`, the inverse CDF of z
         on :math:`z > 0` (b = 1) or :math:`z \le 0` (b = 0), written to stay finite for large logits
-        (Tucker et al. 2017, appendix; Grathwohl et al. 2018, appendix B)."""
+        (the conditional sample of Tucker et al. 2017 and Grathwohl et al. 2018)."""
         tiny = jnp.finfo(self.dtype).tiny
         v = jax.random.uniform(key, self.event_shape, self.dtype, minval=tiny, maxval=1.0)
         sign = 2 * sample - 1

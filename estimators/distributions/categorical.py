@@ -53,8 +53,8 @@ class Categorical(Distribution):
         With :math:`E_k = -\log v_k`, v ~ Uniform(0, 1)^K, and p = softmax(ℓ): the maximum is
         :math:`\tilde z_b = -\log E_b` (a standard Gumbel: the maximum's law does not depend on which
         class wins), and :math:`\tilde z_k = -\log(E_k / p_k + E_b)` for k ≠ b, Gumbels with location
-        :math:`\log p_k` truncated below :math:`\tilde z_b` (Tucker et al. 2017, appendix;
-        Grathwohl et al. 2018, appendix B); adding :math:`\log\sum_k e^{\ell_k}` puts them in the frame
+        :math:`\log p_k` truncated to :math:`(-\infty, \tilde z_b)` (the conditional sample of Tucker et
+        al. 2017 and Grathwohl et al. 2018); adding :math:`\log\sum_k e^{\ell_k}` puts them in the frame
         of :meth:`noisy_logits`, z = ℓ + g."""
         tiny = jnp.finfo(self.dtype).tiny
         v = jax.random.uniform(key, self.event_shape, self.dtype, minval=tiny, maxval=1.0)
