@@ -139,13 +139,16 @@ def scaling_rows(problem, estimator_names, replicates=SCALING_REPLICATES, num_sa
 
 
 def scaling_slopes(table: pd.DataFrame) -> pd.DataFrame:
-    """Per problem and estimator: the least-squares slope of log time on log R·L (1 = linear), and the
-    spread of the time per sample over the grid (largest / smallest)."""
+    """Per problem and estimator: the least-squares slope of log time on log R·L (1 = linear; below 1
+    where a fixed cost per call still shows at the small end), the time per sample at the smallest,
+    the largest and the most work, and the spread of the time per sample (largest / smallest)."""
     def fit(group):
         slope = np.polyfit(np.log(group["samples"]), np.log(group["best_ms"]), 1)[0]
         spread = group["ns_per_sample"].max() / group["ns_per_sample"].min()
+        at_most_work = group.loc[group["samples"].idxmax(), "ns_per_sample"]
         return pd.Series({"slope": slope, "ns_per_sample_min": group["ns_per_sample"].min(),
-                          "ns_per_sample_max": group["ns_per_sample"].max(), "spread": spread})
+                          "ns_per_sample_max": group["ns_per_sample"].max(), "ns_per_sample_most_work": at_most_work,
+                          "spread": spread})
 
     return table.groupby(["problem", "estimator"], sort=False)[["samples", "best_ms", "ns_per_sample"]].apply(fit)
 
@@ -214,7 +217,8 @@ def _scaling_main(parser, args, argv) -> int:
                             "ns_per_sample", "compilations"])
     print()
     _print_markdown(scaling_slopes(table).reset_index(),
-                    ["problem", "estimator", "slope", "ns_per_sample_min", "ns_per_sample_max", "spread"])
+                    ["problem", "estimator", "slope", "ns_per_sample_min", "ns_per_sample_max",
+                     "ns_per_sample_most_work", "spread"])
     if args.output:
         table.assign(backend=jax.default_backend(), device_kind=device.device_kind).to_csv(args.output, index=False)
     return 0
