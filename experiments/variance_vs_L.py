@@ -20,7 +20,7 @@ NAME = "variance_vs_L"
 #: The headline problems: the Gaussian test functions, the 20-D quadratic, the discrete toys (the
 #: Bernoulli toy at t = 0.45 and at t = 0.499, where the gradient is 10⁻³ of the cost, and the
 #: categorical toy) and the real-data models at their trained checkpoints, with every estimator that
-#: applies, in about ten minutes on 2 CPU cores.  ``--problems all`` adds the other registered problems
+#: applies, in about twenty minutes on 2 CPU cores.  ``--problems all`` adds the other registered problems
 #: (one per distribution family, the real-data models at their initial parameters).
 DEFAULT_PROBLEMS = (
     "gaussian_quadratic",
@@ -49,7 +49,7 @@ QUICK_REAL_DATA = {"replicates": 500, "max_num_samples": 128, "max_cost_evaluati
 
 #: Named sets of cells (``--profile``).  ``ci``: the cells of the variance-bound regression check
 #: (:mod:`experiments.bounds`): every estimator on the problems below, at L = 2 and 16, 50,000
-#: replicates each, in about two minutes on 2 CPU cores.  The cosine is a smooth non-polynomial cost
+#: replicates each, in about three minutes on 2 CPU cores.  The cosine is a smooth non-polynomial cost
 #: (no estimator is exact on it), the ELBO's cost depends on the parameters (the direct term), and
 #: the two toys cover the discrete estimators.  Each replicate of a stateful estimator runs its own
 #: warm-up chain, so that its variance includes the warm state's noise and does not depend on the
