@@ -205,7 +205,12 @@ def measure_cell(
 
     programs = programs if programs is not None else ProgramCache()
     with count_compilations() as compilations:
-        state = init(problem.params)
+        if estimator.stateful:  # one program, rather than an eager compilation per operation of the init
+            initial, _ = programs.get(("init", problem.objective, estimator, _abstract(problem.params)),
+                                      lambda: jax.jit(init).lower(problem.params).compile())
+            state = initial(problem.params)
+        else:
+            state = init(problem.params)
         signature = (problem.objective, estimator, num_samples, _abstract((problem.params, key, state)))
         if estimator.stateful and not per_replicate:  # one chain, compiled and run apart: not in the timing
             chain, _ = programs.get(("warm-up", warmup_steps, *signature),
