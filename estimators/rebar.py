@@ -52,16 +52,7 @@ import jax.numpy as jnp
 import optax
 
 from estimators.base import Estimate, GradientEstimator, sample_keys
-from estimators.straight_through import check_temperature
-
-
-def _relaxation_incompatibility(dist) -> str | None:
-    if dist.relaxable:
-        return None
-    return (
-        f"it needs a discrete distribution with a continuous relaxation (Bernoulli or Categorical), and "
-        f"{type(dist).__name__} is not one"
-    )
+from estimators.straight_through import check_temperature, relaxation_incompatibility
 
 
 def relaxed_control_variate_surrogate(objective, keys, control, learned: bool = False):
@@ -113,7 +104,7 @@ class Rebar(GradientEstimator):
         object.__setattr__(self, "scale", float(self.scale))
 
     def incompatibility(self, dist):
-        return _relaxation_incompatibility(dist)
+        return relaxation_incompatibility(dist)
 
     def cost_evaluations(self, num_samples, dist):
         return 3 * num_samples
@@ -158,7 +149,7 @@ class Relax(GradientEstimator):
             raise ValueError(f"relax needs a positive learning_rate, got {self.learning_rate!r}.")
 
     def incompatibility(self, dist):
-        return _relaxation_incompatibility(dist)
+        return relaxation_incompatibility(dist)
 
     def cost_evaluations(self, num_samples, dist):
         return 4 * num_samples

@@ -40,18 +40,23 @@ def check_temperature(estimator) -> None:
     object.__setattr__(estimator, "temperature", float(temperature))
 
 
+def relaxation_incompatibility(dist) -> str | None:
+    """Why an estimator that needs the continuous relaxation cannot serve ``dist``; None where it can."""
+    if dist.relaxable:
+        return None
+    return (
+        f"it needs a discrete distribution with a continuous relaxation (Bernoulli or Categorical), "
+        f"and {type(dist).__name__} is not one"
+    )
+
+
 class _Relaxation(GradientEstimator):
     """The shared checks and surrogate; subclasses choose the sample the cost sees."""
 
     unbiased = False
 
     def incompatibility(self, dist):
-        if dist.relaxable:
-            return None
-        return (
-            f"it needs a discrete distribution with a continuous relaxation (Bernoulli or Categorical), "
-            f"and {type(dist).__name__} is not one"
-        )
+        return relaxation_incompatibility(dist)
 
     def _surrogate_sample(self, dist, key):
         """(the sample the cost sees, differentiable in the parameters; the hard sample)."""

@@ -295,11 +295,13 @@ GAUSSIAN = est.Objective(dist=lambda p: est.Normal(p["mu"], 1.0), cost=lambda p,
     ("arm", CATEGORICAL, r"'arm' cannot serve a Categorical.*defined for Bernoulli.*rebar, relax"),
     ("disarm", GAUSSIAN, r"'disarm' cannot serve a Normal.*defined for Bernoulli"),
     ("rebar", GAUSSIAN, r"'rebar' cannot serve a Normal.*continuous relaxation"),
+    ("relax", GAUSSIAN, r"'relax' cannot serve a Normal.*continuous relaxation"),
     ("gumbel_rao", GAUSSIAN, r"'gumbel_rao' cannot serve a Normal"),
 ])
 def test_wrong_distribution_names_what_works(name, objective, message, key):
     with pytest.raises(ValueError, match=message):
-        est.grad(objective, name, 2)({"mu": jnp.zeros((2, 3))}, key)
+        # Through grad_with_state, which serves the stateful relax too; the check comes before the state is read.
+        est.grad_with_state(objective, name, 2).update({"mu": jnp.zeros((2, 3))}, key, ())
 
 
 @pytest.mark.parametrize("name, options, message", [
