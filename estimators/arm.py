@@ -23,7 +23,10 @@ points).  With :math:`p = \sigma(\ell)`, ℓ the logits:
 The gradient with respect to θ follows from :math:`\nabla_\ell F` by the chain rule through the logits;
 a cost that depends on θ adds :math:`\tfrac12(\nabla_\theta f(\theta, b) + \nabla_\theta f(\theta, \tilde b))`
 (each of the pair is a Bernoulli(p) sample), and the value is :math:`\tfrac12(f(b) + f(\tilde b))`.
-Two cost evaluations per sample.  Defined for Bernoulli latents; the categorical extensions (ARSM,
+Two cost evaluations per sample.  With independent examples (``Objective(..., batch_ndims=B)``) the
+pair is formed from the one u of all examples at once, and example n's logits are weighted by its own
+costs :math:`f_n(b), f_n(\tilde b)` (the pairing is per example, as the cost of example n reads only
+its own latents).  Defined for Bernoulli latents; the categorical extensions (ARSM,
 and the coupled estimators of Dong et al. 2021) are other methods.
 
 References:
@@ -54,7 +57,7 @@ class _Antithetic(GradientEstimator):
             "rebar, relax or score_function_loo)"
         )
 
-    def cost_evaluations(self, num_samples, dist):
+    def cost_evaluations(self, num_samples, dist, batch_ndims=0):
         return 2 * num_samples
 
     def _logit_gradient(self, logits, u, cost_b, cost_antithetic, b, antithetic):
@@ -73,15 +76,23 @@ class _Antithetic(GradientEstimator):
 
         def surrogate(p):
             # Each cost is evaluated once: its value weighs the logit gradient, its θ-gradient is the direct term.
-            cost_b, cost_antithetic = objective.costs(p, b), objective.costs(p, antithetic)
+            cost_b, cost_antithetic = objective.costs(p, b), objective.costs(p, antithetic)  # (L, *batch_shape)
             weights = jax.lax.stop_gradient((cost_b, cost_antithetic))
+            weights = tuple(_per_logit(w, logits.ndim + 1) for w in weights)  # example n's cost for its logits
             logit_grads = jax.vmap(self._logit_gradient, in_axes=(None, 0, 0, 0, 0, 0))(logits, u, *weights, b, antithetic)
             logit_grad = jax.lax.stop_gradient(jnp.mean(logit_grads, axis=0))
-            value = jnp.mean(0.5 * (cost_b + cost_antithetic))
+            value = jnp.mean(0.5 * (objective.sum_examples(cost_b) + objective.sum_examples(cost_antithetic)))
             return jnp.sum(logit_grad * objective.distribution(p).logits) + value, value
 
         (_, value), grads = jax.value_and_grad(surrogate, has_aux=True)(params)
         return Estimate(value=value, grads=grads, state=state)
+
+
+def _per_logit(costs, ndim):
+    """Per-example costs (L, *batch_shape) with trailing unit axes, to broadcast over each example's logits."""
+    if costs.ndim == 1:
+        return costs  # no plate: one cost per sample
+    return costs.reshape(costs.shape + (1,) * (ndim - costs.ndim))
 
 
 @dataclasses.dataclass(frozen=True)

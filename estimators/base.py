@@ -56,9 +56,10 @@ class GradientEstimator(abc.ABC):
         del objective
         return self.init(params)
 
-    def cost_evaluations(self, num_samples: int, dist: Distribution) -> int:
-        """How many times one estimate evaluates the cost (or its gradient)."""
-        del dist
+    def cost_evaluations(self, num_samples: int, dist: Distribution, batch_ndims: int = 0) -> int:
+        """How many times one estimate evaluates the cost (or its gradient) of a whole sample (one
+        evaluation gives every example's cost, with ``batch_ndims`` leading axes of examples)."""
+        del dist, batch_ndims
         return num_samples
 
     @abc.abstractmethod

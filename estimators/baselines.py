@@ -4,6 +4,11 @@ Since :math:`E[\nabla_\theta \log q] = 0`, any :math:`b_i` that does not depend 
 the estimator unbiased (a control variate, see :mod:`estimators.control_variates`).  A baseline is
 called with the costs of the L samples (and the state) and returns :math:`b`, one value per sample, or,
 for a per-coordinate baseline, one value per sample and gradient coordinate.
+
+With independent examples (``Objective(..., batch_ndims=B)``) the costs have shape (L, *batch_shape),
+and :math:`b_{i,n}` must not depend on :math:`x_{i,n}` (the other examples' samples may enter): the
+leave-one-out and optimal baselines are fitted per example from that example's other samples; the
+moving average is one scalar shared by all examples.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ class MovingAverage(Baseline):
     update.  It uses only earlier calls' samples, so it is unbiased; it is stateful, so use
     ``grad_with_state``.
 
+    With independent examples, :math:`\bar f_t` is the mean over the call's samples and examples of the
+    per-example costs, and b is that one scalar for every example: the examples of a minibatch change
+    from step to step, so a per-example average would follow no example (the centring by a running
+    mean of the learning signal of Mnih & Gregor 2014).  An input-dependent baseline is left to
+    leave-one-out and the optimal baseline.
+
     Reference: Williams 1992, section 4 (reinforcement baselines); Mnih & Gregor, *Neural Variational
     Inference and Learning in Belief Networks*, ICML 2014.
     """
@@ -86,7 +97,7 @@ class LeaveOneOut(Baseline):
     min_num_samples = 2
 
     def values(self, costs, state):
-        return leave_one_out_mean(costs), state
+        return leave_one_out_mean(costs), state  # along the samples: per example with a plate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +110,12 @@ class OptimalConstant(Baseline):
     out keeps it unbiased.  Needs L ≥ 2 and one score per sample and coordinate (a vmapped backward
     pass per sample).
 
+    With independent examples, :math:`b_{i,n,d} = \sum_{j \ne i} f_{j,n} s_{j,n,d}^2 / \sum_{j \ne i}
+    s_{j,n,d}^2` with :math:`s_{j,n} = \nabla_\theta \log q_n(x_{j,n})` example n's own score: the
+    variance of :math:`\sum_n (f_n - b_n) s_n` is the sum of the examples' variances, each smallest at
+    its own :math:`b^*_{n,d}`.  The scores then take one backward pass per sample and example (a Jacobian
+    of the E per-example log densities), E times the cost without a plate.
+
     Reference: Greensmith, Bartlett & Baxter, *Variance Reduction Techniques for Gradient Estimates
     in Reinforcement Learning*, JMLR 2004; Mohamed et al. 2020, section 7.4.
     """
@@ -108,5 +125,6 @@ class OptimalConstant(Baseline):
     per_coordinate = True
 
     def coordinate_values(self, costs: jax.Array, scores: jax.Array) -> jax.Array:
-        """b of shape (L, n) from the costs (L,) and flat scores (L, n)."""
-        return leave_one_out_coefficient(costs[:, None] * scores, scores)
+        """b of shape (L, n) from the costs (L,) and flat scores (L, n); with E examples, (L, E, n) from
+        the costs (L, E) and scores (L, E, n), fitted per example and coordinate."""
+        return leave_one_out_coefficient(costs[..., None] * scores, scores)

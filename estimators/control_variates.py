@@ -31,11 +31,11 @@ def leave_one_out_coefficient(targets: jax.Array, centred_controls: jax.Array) -
     r"""Per-sample, per-coordinate coefficients :math:`c_{i} = \sum_{j \ne i} g_j h_j / \sum_{j \ne i} h_j^2`.
 
     Args:
-      targets: the per-sample estimates g, shape (L, n).
-      centred_controls: the controls minus their known mean, h − h̄, shape (L, n).
+      targets: the per-sample estimates g, shape (L, n) (or (L, ...): every other axis is fitted apart).
+      centred_controls: the controls minus their known mean, h − h̄, of the same shape.
 
     Returns:
-      c of shape (L, n): the regression coefficient of g on h fitted without sample i, a consistent
+      c of that shape: the regression coefficient of g on h fitted without sample i, a consistent
       estimate of Cov(g, h)/Var(h) since h − h̄ has mean zero exactly.  Coordinates whose controls are
       all zero get 0.
     """

@@ -15,8 +15,13 @@ pathwise or the score-function estimator; for a quadratic cost h = f and, with c
 zero.  The coefficient c is fixed, or fitted per gradient coordinate leave-one-out
 (:mod:`estimators.control_variates`) to :math:`\mathrm{Cov}(\hat g[f], \hat g[h]) / \mathrm{Var}(\hat g[h])`.
 
+With independent examples (``Objective(..., batch_ndims=B)``) each example's cost is expanded in that
+example's latents only, :math:`h_n(x_n)`: its Hessian is block diagonal, so the N blocks of K × K come
+from K Hessian-vector products (coordinate k of every example at once) instead of an NK × NK Hessian,
+and the score-function variant weights example n's score by :math:`f_n - c\,h_n`.
+
 Assumptions: q is a diagonal Gaussian (``Normal``); f is twice differentiable in x at the mean; the
-Hessian is formed once per estimate (dense in the sample's size).
+Hessian is formed once per estimate (dense in one example's size).
 
 Reference: Mohamed, Rosca, Figurnov & Mnih, *Monte Carlo Gradient Estimation in Machine Learning*,
 JMLR 2020, section 7.2 (delta method); Paisley, Blei & Jordan, *Variational Bayesian Inference with
@@ -39,24 +44,65 @@ from estimators.control_variates import leave_one_out_coefficient, per_sample_ja
 from estimators.distributions import Normal
 
 
+def _quadratic(value, gradient, hessian, centre, x):
+    """The expansion of one example's cost at x (all arguments flat over that example's coordinates)."""
+    delta = x - centre
+    return value + gradient @ delta + 0.5 * delta @ hessian @ delta
+
+
+def _quadratic_mean(value, gradient, hessian, centre, loc, variances):
+    """E[h] of one example under N(loc, diag variances)."""
+    mean_shift = loc - centre
+    return value + gradient @ mean_shift + 0.5 * (mean_shift @ hessian @ mean_shift + jnp.diag(hessian) @ variances)
+
+
+def _example_hessians(total_cost, flat_centre):
+    """The (E, K, K) Hessian blocks of each example's cost in its own K latents, from K
+    Hessian-vector products of the summed cost: perturbing coordinate k of every example at once
+    gives column k of every block, since example e's cost sees no other example's latents."""
+    num_examples, size = flat_centre.shape
+    gradient = jax.grad(total_cost)
+    tangents = jnp.broadcast_to(jnp.eye(size, dtype=flat_centre.dtype)[:, None, :], (size, num_examples, size))
+    columns = jax.vmap(lambda tangent: jax.jvp(gradient, (flat_centre,), (tangent,))[1])(tangents)  # (K, E, K)
+    return jnp.transpose(columns, (1, 2, 0))
+
+
 def _taylor(objective, params, dist):
-    """(h, expected_h): the expansion of x ↦ f(params, x) around stop_gradient(dist.loc), and E_q[h]."""
+    """(h, expected_h): the expansion of x ↦ f(params, x) around stop_gradient(dist.loc), per example
+    (with a plate, each example's cost in that example's latents only: E blocks of K × K, and h(x) has
+    the batch shape), and E_q[h] summed over the examples."""
     centre = jax.lax.stop_gradient(dist.loc)
     shape = centre.shape
-    flat_cost = lambda p, flat_x: objective.cost(p, flat_x.reshape(shape))  # noqa: E731
-    flat_centre = centre.reshape(-1)
-    value = flat_cost(params, flat_centre)
-    gradient = jax.grad(flat_cost, argnums=1)(params, flat_centre)
-    hessian = jax.hessian(flat_cost, argnums=1)(params, flat_centre)
+    batch_shape = objective.batch_shape(dist)
+    if not batch_shape:
+        flat_cost = lambda p, flat_x: objective.checked_cost(p, flat_x.reshape(shape))  # noqa: E731
+        flat_centre = centre.reshape(-1)
+        parts = (flat_cost(params, flat_centre), jax.grad(flat_cost, argnums=1)(params, flat_centre),
+                 jax.hessian(flat_cost, argnums=1)(params, flat_centre), flat_centre)
+
+        def h(x):
+            return _quadratic(*parts, x.reshape(-1))
+
+        return h, _quadratic_mean(*parts, dist.loc.reshape(-1), (dist.scale**2).reshape(-1))
+
+    num_examples = math.prod(batch_shape)
+    flat_centre = centre.reshape(num_examples, -1)
+
+    def example_costs(flat_x):
+        return objective.checked_cost(params, flat_x.reshape(shape)).reshape(num_examples)
+
+    def total_cost(flat_x):
+        return jnp.sum(example_costs(flat_x))
+
+    parts = (example_costs(flat_centre), jax.grad(total_cost)(flat_centre),
+             _example_hessians(total_cost, flat_centre), flat_centre)
 
     def h(x):
-        delta = x.reshape(-1) - flat_centre
-        return value + gradient @ delta + 0.5 * delta @ hessian @ delta
+        return jax.vmap(_quadratic)(*parts, x.reshape(num_examples, -1)).reshape(batch_shape)
 
-    mean_shift = dist.loc.reshape(-1) - flat_centre
-    variances = (dist.scale**2).reshape(-1)
-    expected_h = value + gradient @ mean_shift + 0.5 * (mean_shift @ hessian @ mean_shift + jnp.diag(hessian) @ variances)
-    return h, expected_h
+    expected = jax.vmap(_quadratic_mean)(*parts, dist.loc.reshape(num_examples, -1),
+                                         (dist.scale**2).reshape(num_examples, -1))
+    return h, jnp.sum(expected)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,9 +123,9 @@ class _DeltaMethod(GradientEstimator):
             return None
         return f"its Taylor control variate has a closed-form mean only under a Gaussian (Normal), not {type(dist).__name__}"
 
-    def cost_evaluations(self, num_samples, dist):
-        # L samples, plus the value, gradient and D Hessian columns of f at the mean.
-        return num_samples + 2 + math.prod(dist.event_shape)
+    def cost_evaluations(self, num_samples, dist, batch_ndims=0):
+        # L samples, plus the value, gradient and K Hessian columns of f at the mean (K per example).
+        return num_samples + 2 + math.prod(dist.event_shape[batch_ndims:])
 
     def _per_sample_terms(self, objective, p, sample_input, dist=None, h=None):
         """Per-sample surrogates (f-part, h-part), whose gradients are the base estimator applied to f
@@ -88,15 +134,17 @@ class _DeltaMethod(GradientEstimator):
         if h is None:
             dist = objective.distribution(p)
             h, _ = _taylor(objective, p, dist)
+        total = objective.sum_examples
         if self.reparameterized:
             x = dist.rsample(sample_input)  # sample_input is the sample's key
-            cost, control = objective.cost(p, x), h(x)
-            return jnp.stack([cost, control]), jax.lax.stop_gradient(cost)
+            cost, control = objective.checked_cost(p, x), h(x)
+            return jnp.stack([total(cost), total(control)]), jax.lax.stop_gradient(total(cost))
         x = sample_input  # the sample itself, drawn without gradient
-        cost, control = objective.cost(p, x), h(x)
-        log_prob = dist.log_prob(x)
+        cost, control = objective.checked_cost(p, x), h(x)  # per example: example n's score gets f_n - c h_n
+        log_prob = objective.example_log_prob(dist, x)
+        log_prob = log_prob[None] if objective.batch_ndims else log_prob  # against the stacked (f, h)
         score_terms = jnp.stack([cost, control]) + jax.lax.stop_gradient(jnp.stack([cost, control])) * log_prob
-        return score_terms, jax.lax.stop_gradient(cost)
+        return total(score_terms), jax.lax.stop_gradient(total(cost))
 
     def estimate(self, objective, params, key, num_samples, state):
         keys = sample_keys(key, num_samples)

@@ -1,8 +1,10 @@
-"""The objective every estimator differentiates: an expectation of a cost under a distribution."""
+"""The objective every estimator differentiates: an expectation of a cost under a distribution, or a sum
+of such expectations over independent examples."""
 
 from __future__ import annotations
 
 import dataclasses
+import operator
 from typing import Any, Callable
 
 import jax
@@ -20,9 +22,15 @@ class Objective:
     Args:
       dist: maps the parameters :math:`\theta` (any pytree of float arrays) to a
         :class:`~estimators.Distribution`, :math:`q(\cdot; \theta)`.
-      cost: maps the parameters and ONE sample to a scalar, :math:`f(\theta, x)`.  It may depend on
-        :math:`\theta` directly (an ELBO does); every estimator then adds the direct term
-        :math:`\mathbb{E}[\nabla_\theta f(\theta, x)]`.
+      cost: maps the parameters and ONE sample to the cost, :math:`f(\theta, x)`: a scalar, or with
+        ``batch_ndims`` one cost per example.  It may depend on :math:`\theta` directly (an ELBO
+        does); every estimator then adds the direct term :math:`\mathbb{E}[\nabla_\theta f(\theta, x)]`.
+      batch_ndims: B, how many leading axes of a sample index independent examples (a plate; default
+        0, none).  The distribution factorizes over them, ``cost`` returns an array of exactly that
+        batch shape, ``event_shape[:B]``, and entry n may depend on the sample only through ``x[n]``.
+        The objective is then the sum :math:`F(\theta) = \sum_n \mathbb{E}[f_n(\theta, x_n)]` (in
+        expectation the same as B = 0 with the costs summed), and every estimator uses example n's
+        own cost as the learning signal of example n's latents (see the estimators' docstrings).
 
     Example::
 
@@ -30,10 +38,17 @@ class Objective:
             dist=lambda p: Normal(loc=p["mu"], scale=jnp.exp(p["log_sigma"])),
             cost=lambda p, x: jnp.sum(x ** 2),
         )
+        # A minibatch: latents of shape (N, K), one negative ELBO per image.
+        vae = Objective(
+            dist=lambda p: Bernoulli(logits=encoder(p, images)),
+            cost=lambda p, z: neg_elbo_per_image(p, images, z),   # shape (N,)
+            batch_ndims=1,
+        )
     """
 
     dist: Callable[[Params], Distribution]
     cost: Callable[[Params, jax.Array], jax.Array]
+    batch_ndims: int = 0
 
     def __post_init__(self):
         for field in ("dist", "cost"):
@@ -42,25 +57,81 @@ class Objective:
                     f"Objective.{field} must be a function, got {type(getattr(self, field)).__name__}. "
                     "Write Objective(dist=lambda params: Normal(...), cost=lambda params, x: ...)."
                 )
+        batch_ndims = self.batch_ndims
+        try:
+            count = None if isinstance(batch_ndims, bool) else operator.index(batch_ndims)
+        except TypeError:
+            count = None
+        if count is None or count < 0:
+            raise ValueError(
+                f"Objective.batch_ndims must be a non-negative integer (how many leading axes of a sample "
+                f"index independent examples: 0 for none, 1 for a minibatch), got {batch_ndims!r}."
+            )
+        object.__setattr__(self, "batch_ndims", count)
 
     def distribution(self, params: Params) -> Distribution:
-        """``dist(params)``, checked to be a :class:`Distribution`."""
+        """``dist(params)``, checked to be a :class:`Distribution` whose samples have the batch axes."""
         dist = self.dist(params)
         if not isinstance(dist, Distribution):
             raise TypeError(
                 f"Objective.dist must return an estimators distribution (Normal, Bernoulli, ...), got "
                 f"{type(dist).__name__}."
             )
+        if self.batch_ndims > dist.max_batch_ndims:
+            event = " (its last axis is one event)" if dist.event_ndims else ""
+            raise ValueError(
+                f"Objective.batch_ndims={self.batch_ndims}, but a {type(dist).__name__} sample has shape "
+                f"{dist.event_shape}{event}, so at most {dist.max_batch_ndims} leading axes can index "
+                "examples. Lower batch_ndims, or give the distribution parameters with an axis per example."
+            )
         return dist
 
+    def batch_shape(self, dist: Distribution) -> tuple[int, ...]:
+        """The examples' shape: the leading ``batch_ndims`` axes of a sample (``()`` without a plate)."""
+        return dist.event_shape[: self.batch_ndims]
+
+    def checked_cost(self, params: Params, sample: jax.Array) -> jax.Array:
+        """``cost(params, sample)``, checked to have the batch shape (a scalar without a plate)."""
+        cost = self.cost(params, sample)
+        self._check_cost_shape(jnp.shape(cost), jnp.shape(sample))
+        return cost
+
     def costs(self, params: Params, samples: jax.Array) -> jax.Array:
-        """The cost of each sample along the leading axis of ``samples``: a vector of length L."""
-        num_samples = samples.shape[0]
+        """The cost of each sample along the leading axis of ``samples``: shape (L, *batch_shape)."""
         costs = jax.vmap(self.cost, in_axes=(None, 0))(params, samples)
-        if jnp.shape(costs) != (num_samples,):
-            raise ValueError(
-                f"Objective.cost must return a scalar for one sample, but returned shape "
-                f"{jnp.shape(costs)[1:]}. Reduce it inside cost (for example with jnp.sum); the "
-                "estimators average over samples themselves."
-            )
+        self._check_cost_shape(jnp.shape(costs)[1:], jnp.shape(samples)[1:])
         return costs
+
+    def log_probs(self, dist: Distribution, samples: jax.Array) -> jax.Array:
+        """The log density of each sample (of each example, with a plate): shape (L, *batch_shape)."""
+        return jax.vmap(lambda x: self.example_log_prob(dist, x))(samples)
+
+    def example_log_prob(self, dist: Distribution, sample: jax.Array) -> jax.Array:
+        """The log density of one sample, per example: shape ``batch_shape`` (a scalar without a plate)."""
+        if self.batch_ndims == 0:
+            return dist.log_prob(sample)
+        return dist.example_log_prob(sample, self.batch_ndims)
+
+    def sum_examples(self, per_example: jax.Array) -> jax.Array:
+        """Sum the trailing ``batch_ndims`` axes (the examples) of per-example values: an (L, *batch)
+        array of costs becomes the (L,) costs of the whole sample, one example's (*batch) a scalar."""
+        if self.batch_ndims == 0:
+            return per_example
+        return jnp.sum(per_example, axis=tuple(range(per_example.ndim - self.batch_ndims, per_example.ndim)))
+
+    def _check_cost_shape(self, cost_shape: tuple, sample_shape: tuple) -> None:
+        expected = tuple(sample_shape[: self.batch_ndims])
+        if tuple(cost_shape) == expected:
+            return
+        if self.batch_ndims == 0:
+            raise ValueError(
+                f"Objective.cost must return a scalar for one sample, but returned shape {tuple(cost_shape)}. "
+                "Reduce it inside cost (for example with jnp.sum); the estimators average over samples "
+                "themselves. For one cost per example of a minibatch, pass batch_ndims=1."
+            )
+        raise ValueError(
+            f"Objective.cost must return one cost per example, an array of the batch shape {expected} (the "
+            f"first batch_ndims={self.batch_ndims} axes of a sample of shape {tuple(sample_shape)}), but "
+            f"returned shape {tuple(cost_shape)}. Reduce over each example's own latents only (for example "
+            "jnp.sum(..., axis=-1)), not over the examples."
+        )

@@ -24,6 +24,8 @@ class Pathwise(GradientEstimator):
         \qquad \epsilon_i \sim p(\epsilon).
 
     Autodiff through ``cost(θ, x(θ))`` gives both the path through the sample and the direct term.
+    With independent examples the per-example costs are summed: each example's latents reach only its
+    own cost, so nothing changes but the bookkeeping.
 
     Assumptions: the distribution is reparameterizable (``rsample``) and the cost is differentiable
     in x almost everywhere, with :math:`\nabla_x f` integrable; discrete distributions do not qualify.
@@ -52,7 +54,7 @@ class Pathwise(GradientEstimator):
 
         def surrogate(p):
             samples = jax.vmap(objective.distribution(p).rsample)(keys)
-            value = jnp.mean(objective.costs(p, samples))
+            value = jnp.mean(objective.sum_examples(objective.costs(p, samples)))
             return value, value
 
         return surrogate_estimate(surrogate, params, state)

@@ -31,6 +31,12 @@ relaxed points, with their gradients).
   state of ``grad_with_state``; each call estimates with the φ it is given, then updates φ from the same
   samples, so every estimate is unbiased given its state.
 
+With independent examples (``Objective(..., batch_ndims=B)``) everything is per example: example n's
+score :math:`\nabla_\theta \log p(b_n)` is weighted by :math:`f_n(b) - c_n(\tilde z)`, its own cost and
+control variate (the relaxed cost of example n; for RELAX plus :math:`r_\rho(z_n)`, one network that
+sees one example's latents, shared by all examples), and the relaxations and conditional draws are
+those of each example's latents.
+
 Assumptions: a Bernoulli or categorical distribution parameterized by logits; a cost that accepts
 relaxed (non-binary) inputs and is differentiable in them.
 
@@ -68,11 +74,12 @@ def relaxed_control_variate_surrogate(objective, keys, control, learned: bool = 
         dist = objective.distribution(params)
 
         def one_sample(key):
+            # Costs, controls and log densities are per example (scalars without a plate).
             noise_key, conditional_key = jax.random.split(key)
             z = dist.noisy_logits(noise_key)
             b = jax.lax.stop_gradient(dist.hard(z))
             conditional = dist.conditional_noisy_logits(conditional_key, b)
-            cost = objective.cost(params, b)  # b carries no gradient: only the direct term
+            cost = objective.checked_cost(params, b)  # b carries no gradient: only the direct term
             c_z = control(control_params, params, dist, z)
             c_conditional = control(control_params, params, dist, conditional)
             if learned:
@@ -80,7 +87,8 @@ def relaxed_control_variate_surrogate(objective, keys, control, learned: bool = 
                 weight = jax.lax.stop_gradient(cost) - control(control_params, frozen[0], dist, frozen[1])
             else:
                 weight = jax.lax.stop_gradient(cost - c_conditional)
-            return weight * dist.log_prob(b) + c_z - c_conditional + cost, cost
+            term = weight * objective.example_log_prob(dist, b) + c_z - c_conditional + cost
+            return objective.sum_examples(term), objective.sum_examples(cost)
 
         terms, costs = jax.vmap(one_sample)(keys)
         return jnp.mean(terms), jnp.mean(costs)
@@ -106,7 +114,7 @@ class Rebar(GradientEstimator):
     def incompatibility(self, dist):
         return relaxation_incompatibility(dist)
 
-    def cost_evaluations(self, num_samples, dist):
+    def cost_evaluations(self, num_samples, dist, batch_ndims=0):
         return 3 * num_samples
 
     def estimate(self, objective, params, key, num_samples, state):
@@ -128,7 +136,8 @@ class Relax(GradientEstimator):
     r"""RELAX: the control variate :math:`\eta f(\sigma_\lambda(z)) + r_\rho(z)`, its parameters trained
     to minimize the estimator's variance.  Stateful.  Options: ``temperature`` and ``scale`` (λ and η
     at the start), ``hidden_units`` of :math:`r_\rho`, Adam's ``learning_rate``, and the ``seed`` of the
-    network's initial weights.  See :mod:`estimators.rebar`."""
+    network's initial weights.  The network's input is one example's latents (the whole sample without
+    a plate), so its size does not depend on the number of examples.  See :mod:`estimators.rebar`."""
 
     temperature: float = 0.5
     scale: float = 1.0
@@ -151,7 +160,7 @@ class Relax(GradientEstimator):
     def incompatibility(self, dist):
         return relaxation_incompatibility(dist)
 
-    def cost_evaluations(self, num_samples, dist):
+    def cost_evaluations(self, num_samples, dist, batch_ndims=0):
         return 4 * num_samples
 
     def _optimizer(self):
@@ -163,7 +172,7 @@ class Relax(GradientEstimator):
 
     def init_state(self, objective, params):
         dist = objective.distribution(params)
-        size, dtype = math.prod(dist.event_shape), dist.dtype
+        size, dtype = math.prod(dist.event_shape[objective.batch_ndims:]), dist.dtype  # one example's latents
         hidden_key = jax.random.key(self.seed)
         control = {
             "scale": jnp.asarray(self.scale, dtype),
@@ -185,7 +194,10 @@ class Relax(GradientEstimator):
         def control(phi, p, dist, z):
             relaxed = dist.soft(z, jnp.exp(phi["log_temperature"]))
             net = phi["network"]
-            hidden = jnp.tanh(z.reshape(-1) @ net["hidden"] + net["hidden_bias"])
+            batch_shape = objective.batch_shape(dist)
+            examples = z.reshape(batch_shape + (-1,))  # r sees each example's latents
+            hidden_bias = net["hidden_bias"].reshape((1,) * len(batch_shape) + (-1,))
+            hidden = jnp.tanh(examples @ net["hidden"] + hidden_bias)
             return phi["scale"] * objective.cost(p, relaxed) + hidden @ net["output"] + net["output_bias"]
 
         surrogate = relaxed_control_variate_surrogate(objective, sample_keys(key, num_samples), control, learned=True)

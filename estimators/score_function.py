@@ -33,6 +33,11 @@ class ScoreFunction(GradientEstimator):
     evaluated at a sample that carries no gradient (otherwise a reparameterized sample would silently
     cancel it).
 
+    With independent examples (``Objective(..., batch_ndims=B)``), example n's score is weighted by
+    its own cost only, :math:`\sum_n (f_n(\theta, x_{i,n}) - b_{i,n})\,\nabla_\theta \log q_n(x_{i,n}; \theta)`,
+    and the baselines are per example (see :mod:`estimators.baselines`): the other examples' costs,
+    independent of :math:`x_{i,n}`, would only add noise.
+
     Assumptions: :math:`\log q` is differentiable in θ and the support of q does not depend on θ; f
     need not be differentiable in x, and q may be discrete.  Unbiased; its variance grows with the
     magnitude of f and with the dimension of x, which baselines reduce.
@@ -69,25 +74,37 @@ class ScoreFunction(GradientEstimator):
             return self._per_coordinate_estimate(objective, params, samples, state)
 
         def surrogate(p):
-            costs = objective.costs(p, samples)
+            costs = objective.costs(p, samples)  # (L, *batch_shape)
             weights = jax.lax.stop_gradient(costs)
             new_state = state
             if self.baseline is not None:
                 baseline, new_state = self.baseline.values(weights, state)
                 weights = weights - jax.lax.stop_gradient(baseline)
-            log_probs = jax.vmap(objective.distribution(p).log_prob)(samples)
-            return jnp.mean(costs + weights * log_probs), (jnp.mean(costs), new_state)
+            log_probs = objective.log_probs(objective.distribution(p), samples)
+            surrogates = objective.sum_examples(costs + weights * log_probs)
+            return jnp.mean(surrogates), (jnp.mean(objective.sum_examples(costs)), new_state)
 
         (_, (value, new_state)), grads = jax.value_and_grad(surrogate, has_aux=True)(params)
         return Estimate(value=value, grads=grads, state=new_state)
 
     def _per_coordinate_estimate(self, objective, params, samples, state):
         costs = objective.costs(params, samples)
-        log_prob = lambda p, x: (objective.distribution(p).log_prob(x)[None], None)  # noqa: E731
+        plate = objective.batch_ndims > 0
+        if plate:
+            costs = costs.reshape(samples.shape[0], -1)  # (L, E): the examples along one axis
+
+        def log_prob(p, x):
+            log_probs = objective.example_log_prob(objective.distribution(p), x)
+            return log_probs.reshape(-1) if plate else log_probs[None], None
+
+        # Scores (L, n) without a plate, (L, E, n) with one: a score per example, fitted apart.
         scores, _, unravel = per_sample_jacobians(log_prob, params, samples)
-        scores = scores[:, 0]
+        scores = scores if plate else scores[:, 0]
         baseline = self.baseline.coordinate_values(costs, scores)
-        score_term = unravel(jnp.mean((costs[:, None] - baseline) * scores, axis=0))
-        direct = surrogate_estimate(lambda p: (jnp.mean(objective.costs(p, samples)), jnp.mean(costs)), params, state)
+        per_sample = (costs[..., None] - baseline) * scores
+        score_term = unravel(jnp.mean(jnp.sum(per_sample, axis=1) if plate else per_sample, axis=0))
+        value = jnp.mean(objective.sum_examples(costs) if plate else costs)
+        direct = surrogate_estimate(lambda p: (jnp.mean(objective.sum_examples(objective.costs(p, samples))), value),
+                                    params, state)
         grads = jax.tree_util.tree_map(jnp.add, score_term, direct.grads)
         return Estimate(value=direct.value, grads=grads, state=state)

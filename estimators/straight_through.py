@@ -14,7 +14,8 @@ biased for the true objective; their bias is measured against the exact gradient
 
 The value returned with the gradient is always the cost at the hard samples, an unbiased estimate of
 the objective.  Assumptions: the cost is differentiable in x (on the relaxed domain) and accepts
-non-binary inputs.
+non-binary inputs.  With independent examples the per-example costs are summed; each example's
+relaxed sample reaches only its own cost.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ class _Relaxation(GradientEstimator):
         def surrogate(p):
             dist = objective.distribution(p)
             relaxed, hard = jax.vmap(lambda k: self._surrogate_sample(dist, k))(keys)
-            value = jnp.mean(objective.costs(p, jax.lax.stop_gradient(hard)))
-            return jnp.mean(objective.costs(p, relaxed)), value
+            value = jnp.mean(objective.sum_examples(objective.costs(p, jax.lax.stop_gradient(hard))))
+            return jnp.mean(objective.sum_examples(objective.costs(p, relaxed))), value
 
         return surrogate_estimate(surrogate, params, state)
 

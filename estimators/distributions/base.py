@@ -15,6 +15,13 @@ class Distribution(abc.ABC):
     ``log_prob`` returns the joint log density (or mass) of one whole sample as a scalar, so an
     estimator can treat every distribution alike.  ``sample`` never carries a gradient with respect to
     the distribution's parameters; ``rsample`` does, where the distribution is reparameterizable.
+
+    Every distribution of the library factorizes over the leading axes of a sample (all of them, or
+    all but the last for the simplex-valued Categorical and Dirichlet, whose last ``event_ndims = 1``
+    axis is one indivisible event), so the leading axes may index independent examples:
+    ``example_log_prob(x, batch_ndims)`` is the log density of each example, an array of shape
+    ``event_shape[:batch_ndims]`` that sums to ``log_prob(x)``.  Sampling and relaxations need no
+    change: they act on every example at once.
     """
 
     #: True where ``rsample`` returns a sample differentiable in the parameters.
@@ -24,6 +31,9 @@ class Distribution(abc.ABC):
     #: True where ``probs`` and ``relaxed_sample`` exist: a discrete distribution with a continuous
     #: relaxation (Concrete / Gumbel-Softmax), as the straight-through family needs.
     relaxable: ClassVar[bool] = False
+    #: Trailing axes of a sample that form one event which does not factorize (a one-hot vector, a
+    #: point of the simplex); the leading ``len(event_shape) - event_ndims`` axes may index examples.
+    event_ndims: ClassVar[int] = 0
 
     @property
     @abc.abstractmethod
@@ -45,8 +55,29 @@ class Distribution(abc.ABC):
         """One sample, possibly differentiable in the parameters."""
 
     @abc.abstractmethod
+    def _log_prob_elements(self, x: jax.Array) -> jax.Array:
+        """The log densities of the independent parts of one sample ``x``: an array whose leading
+        ``len(event_shape) - event_ndims`` axes are those of ``x`` (any trailing axes are summed)."""
+
     def log_prob(self, x: jax.Array) -> jax.Array:
         """The joint log density of one sample ``x``: a scalar."""
+        return jnp.sum(self._log_prob_elements(x))
+
+    @property
+    def max_batch_ndims(self) -> int:
+        """The most leading axes of a sample that can index independent examples."""
+        return len(self.event_shape) - self.event_ndims
+
+    def example_log_prob(self, x: jax.Array, batch_ndims: int) -> jax.Array:
+        """The log density of each example of one sample ``x`` whose leading ``batch_ndims`` axes index
+        independent examples: an array of shape ``event_shape[:batch_ndims]``."""
+        if not 0 <= batch_ndims <= self.max_batch_ndims:
+            raise ValueError(
+                f"batch_ndims={batch_ndims} does not fit a {type(self).__name__} sample of shape "
+                f"{self.event_shape}: at most {self.max_batch_ndims} leading axes can index examples."
+            )
+        elements = self._log_prob_elements(x)
+        return jnp.sum(elements, axis=tuple(range(batch_ndims, elements.ndim)))
 
     def sample(self, key: jax.Array) -> jax.Array:
         """One sample, with no gradient flowing to the parameters."""

@@ -62,5 +62,5 @@ class Bernoulli(Distribution):
         r"""The binary Concrete sample :math:`\sigma((\ell + u)/\tau)`, u ~ Logistic(0, 1)."""
         return self.soft(self.noisy_logits(key), temperature)
 
-    def log_prob(self, x):
-        return jnp.sum(x * jax.nn.log_sigmoid(self.logits) + (1 - x) * jax.nn.log_sigmoid(-self.logits))
+    def _log_prob_elements(self, x):
+        return x * jax.nn.log_sigmoid(self.logits) + (1 - x) * jax.nn.log_sigmoid(-self.logits)

@@ -36,5 +36,5 @@ class Beta(Distribution):
     def _draw(self, key):
         return jax.random.beta(key, self.a, self.b, self.event_shape, self.dtype)
 
-    def log_prob(self, x):
-        return jnp.sum(beta.logpdf(x, self.a, self.b))
+    def _log_prob_elements(self, x):
+        return beta.logpdf(x, self.a, self.b)

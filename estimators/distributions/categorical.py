@@ -21,6 +21,7 @@ class Categorical(Distribution):
 
     discrete = True
     relaxable = True
+    event_ndims = 1
 
     def __init__(self, logits):
         logits = jnp.asarray(logits, float_dtype(logits))
@@ -77,5 +78,5 @@ class Categorical(Distribution):
         r"""The Concrete (Gumbel-Softmax) sample :math:`\mathrm{softmax}((\ell + g)/\tau)`, g ~ Gumbel."""
         return self.soft(self.noisy_logits(key), temperature)
 
-    def log_prob(self, x):
-        return jnp.sum(x * jax.nn.log_softmax(self.logits, axis=-1))
+    def _log_prob_elements(self, x):
+        return x * jax.nn.log_softmax(self.logits, axis=-1)

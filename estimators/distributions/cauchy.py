@@ -23,5 +23,5 @@ class Cauchy(LocationScale):
     def _standard_sample(self, key):
         return jax.random.cauchy(key, self.event_shape, self.dtype)
 
-    def log_prob(self, x):
-        return jnp.sum(cauchy.logpdf(x, self.loc, self.scale))
+    def _log_prob_elements(self, x):
+        return cauchy.logpdf(x, self.loc, self.scale)

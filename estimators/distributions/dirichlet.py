@@ -16,7 +16,8 @@ class Dirichlet(Distribution):
         \prod_{k=1}^{K} x_k^{\alpha_k - 1}, \qquad x_k > 0,\ \textstyle\sum_k x_k = 1.
 
     With ``concentration`` of shape ``(..., K)``, a sample has the same shape and lies on the simplex
-    along the last axis; ``log_prob`` sums the log densities over the leading axes.  The sample is the
+    along the last axis; ``log_prob`` sums the log densities over the leading axes, which may also index
+    independent examples (``example_log_prob``).  The sample is the
     normalized vector of independent :math:`G_k \sim \mathrm{Gamma}(\alpha_k, 1)`
     (``jax.random.dirichlet``, a softmax of log-gamma draws), differentiable in :math:`\alpha` through
     JAX's implicitly reparameterized gamma sampler.  ``jax.scipy.stats.dirichlet`` returns
@@ -28,6 +29,7 @@ class Dirichlet(Distribution):
     """
 
     reparameterizable = True
+    event_ndims = 1
 
     def __init__(self, concentration):
         concentration = jnp.asarray(concentration, float_dtype(concentration))
@@ -49,6 +51,7 @@ class Dirichlet(Distribution):
     def _draw(self, key):
         return jax.random.dirichlet(key, self.concentration, dtype=self.dtype)
 
-    def log_prob(self, x):
+    def _log_prob_elements(self, x):
         rows = (-1, self.num_components)  # jax.scipy.stats.dirichlet takes one vector at a time
-        return jnp.sum(jax.vmap(dirichlet.logpdf)(x.reshape(rows), self.concentration.reshape(rows)))
+        densities = jax.vmap(dirichlet.logpdf)(x.reshape(rows), self.concentration.reshape(rows))
+        return densities.reshape(self.event_shape[:-1])

@@ -31,5 +31,5 @@ class Exponential(Distribution):
     def _draw(self, key):
         return jax.random.exponential(key, self.event_shape, self.dtype) / self.rate
 
-    def log_prob(self, x):
-        return jnp.sum(expon.logpdf(x, scale=1 / self.rate))
+    def _log_prob_elements(self, x):
+        return expon.logpdf(x, scale=1 / self.rate)

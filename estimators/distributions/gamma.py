@@ -40,5 +40,5 @@ class Gamma(Distribution):
     def _draw(self, key):
         return jax.random.gamma(key, self.concentration, self.event_shape, self.dtype) / self.rate
 
-    def log_prob(self, x):
-        return jnp.sum(gamma.logpdf(x, self.concentration, scale=1 / self.rate))
+    def _log_prob_elements(self, x):
+        return gamma.logpdf(x, self.concentration, scale=1 / self.rate)

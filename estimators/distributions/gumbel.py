@@ -26,5 +26,5 @@ class Gumbel(LocationScale):
     def _standard_sample(self, key):
         return jax.random.gumbel(key, self.event_shape, self.dtype)
 
-    def log_prob(self, x):
-        return jnp.sum(gumbel_r.logpdf((x - self.loc) / self.scale) - jnp.log(self.scale))
+    def _log_prob_elements(self, x):
+        return gumbel_r.logpdf((x - self.loc) / self.scale) - jnp.log(self.scale)

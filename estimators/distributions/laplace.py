@@ -21,5 +21,5 @@ class Laplace(LocationScale):
     def _standard_sample(self, key):
         return jax.random.laplace(key, self.event_shape, self.dtype)
 
-    def log_prob(self, x):
-        return jnp.sum(laplace.logpdf(x, self.loc, self.scale))
+    def _log_prob_elements(self, x):
+        return laplace.logpdf(x, self.loc, self.scale)

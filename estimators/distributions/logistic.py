@@ -22,5 +22,5 @@ class Logistic(LocationScale):
     def _standard_sample(self, key):
         return jax.random.logistic(key, self.event_shape, self.dtype)
 
-    def log_prob(self, x):
-        return jnp.sum(logistic.logpdf(x, self.loc, self.scale))
+    def _log_prob_elements(self, x):
+        return logistic.logpdf(x, self.loc, self.scale)

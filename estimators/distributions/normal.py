@@ -21,5 +21,5 @@ class Normal(LocationScale):
     def _standard_sample(self, key):
         return jax.random.normal(key, self.event_shape, self.dtype)
 
-    def log_prob(self, x):
-        return jnp.sum(norm.logpdf(x, self.loc, self.scale))
+    def _log_prob_elements(self, x):
+        return norm.logpdf(x, self.loc, self.scale)

@@ -54,5 +54,5 @@ class Pareto(Distribution):
     def _draw(self, key):
         return self.scale * jax.random.pareto(key, self.concentration, self.event_shape, self.dtype)
 
-    def log_prob(self, x):
-        return jnp.sum(pareto.logpdf(x, self.concentration, scale=_support_bound(self.scale)))
+    def _log_prob_elements(self, x):
+        return pareto.logpdf(x, self.concentration, scale=_support_bound(self.scale))

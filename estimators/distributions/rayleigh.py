@@ -33,6 +33,6 @@ class Rayleigh(Distribution):
     def _draw(self, key):
         return self.scale * jnp.sqrt(2 * jax.random.exponential(key, self.event_shape, self.dtype))
 
-    def log_prob(self, x):
+    def _log_prob_elements(self, x):
         log_density = jnp.log(x) - 2 * jnp.log(self.scale) - x**2 / (2 * self.scale**2)
-        return jnp.sum(jnp.where(x >= 0, log_density, -jnp.inf))
+        return jnp.where(x >= 0, log_density, -jnp.inf)

@@ -30,5 +30,5 @@ class StudentT(LocationScale):
     def _standard_sample(self, key):
         return jax.random.t(key, self.df, self.event_shape, self.dtype)
 
-    def log_prob(self, x):
-        return jnp.sum(student_t.logpdf(x, self.df, self.loc, self.scale))
+    def _log_prob_elements(self, x):
+        return student_t.logpdf(x, self.df, self.loc, self.scale)

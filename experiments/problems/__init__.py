@@ -13,7 +13,7 @@ from experiments.problems.discrete import bernoulli_toy, categorical_toy
 from experiments.problems.gaussian_1d import DEFAULT_K, gaussian_test_problem
 from experiments.problems.gaussian_elbo import gaussian_elbo
 from experiments.problems.gaussian_nd import gaussian_quadratic_nd
-from experiments.problems import real_data
+from experiments.problems import plates, real_data
 
 # Factories, not instances: building a problem touches JAX, which must wait for the CLI's device and
 # precision flags.  A new problem joins the benchmark with one line here.
@@ -26,6 +26,10 @@ _FACTORIES: dict[str, Callable[[], Problem]] = {
     "bernoulli_toy": functools.partial(bernoulli_toy, "bernoulli_toy", target=0.45),
     "bernoulli_toy_499": functools.partial(bernoulli_toy, "bernoulli_toy_499", target=0.499),
     "categorical_toy": categorical_toy,
+    "bernoulli_plate": plates.bernoulli_plate,
+    "bernoulli_plate_summed": functools.partial(plates.bernoulli_plate, per_example=False),
+    "gaussian_plate": plates.gaussian_plate,
+    "gaussian_plate_summed": functools.partial(plates.gaussian_plate, per_example=False),
     **families.PROBLEMS,
     "logistic_regression": real_data.logistic_regression,
     "logistic_regression_init": functools.partial(real_data.logistic_regression, "init"),

@@ -24,6 +24,7 @@ For independent coordinates :math:`b_d \sim \mathrm{Bernoulli}(p_d)`, :math:`p =
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 import numpy as np
 from numpy.polynomial.legendre import leggauss
@@ -43,10 +44,22 @@ def _nodes(low, high, num_nodes):
     return low + (high - low) * (x + 1) / 2, (high - low) / 2 * w
 
 
-def antithetic_moments(logits, cost) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Exact (mean, variance) per coordinate of one sample's ARM and DisARM logit gradient.
+class Atoms(NamedTuple):
+    """A per-sample logit gradient as a finite mixture: with probability ``probability[a]`` it has
+    conditional mean ``mean[a]`` and independent coordinates of conditional variance ``variance[a]``
+    (zero where the atom fixes the gradient)."""
 
-    ``cost`` maps an (n, D) array of binary vectors to their n costs.
+    probability: np.ndarray  #: (A,)
+    mean: np.ndarray  #: (A, D)
+    variance: np.ndarray  #: (A, D)
+
+
+def antithetic_atoms(logits, cost) -> dict[str, Atoms]:
+    """ARM's and DisARM's per-sample logit gradients as mixtures over the 3^D interval combinations.
+
+    ``cost`` maps an (n, D) array of binary vectors to their n costs.  Given the intervals, DisARM's
+    gradient is fixed and ARM's coordinate d is :math:`(f(\tilde b) - f(b))(u_d - \tfrac12)` with
+    :math:`u_d` uniform on its interval, independently across d.
     """
     logits = np.asarray(logits, np.float64)
     p = _sigmoid(logits)
@@ -60,16 +73,29 @@ def antithetic_moments(logits, cost) -> dict[str, tuple[np.ndarray, np.ndarray]]
     b = (u_mid < p).astype(float)
     antithetic = (u_mid > 1 - p).astype(float)
     cost_b, cost_antithetic = cost(b), cost(antithetic)
-    # ARM: (f(b̃) - f(b)) (u_d - ½), with E[u - ½ | interval] and E[(u - ½)² | interval].
-    shift = u_mid - 0.5
-    shift_squared = shift**2 + lengths[rows, combos] ** 2 / 12
+    # ARM: (f(b̃) - f(b)) (u_d - ½), with E[u - ½ | interval] and Var[u | interval] = length² / 12.
     difference = (cost_antithetic - cost_b)[:, None]
-    arm_mean = probability @ (difference * shift)
-    arm_variance = probability @ (difference**2 * shift_squared) - arm_mean**2
+    arm = Atoms(probability, difference * (u_mid - 0.5), difference**2 * lengths[rows, combos] ** 2 / 12)
     disarm = 0.5 * (cost_b - cost_antithetic)[:, None] * (1 - 2 * antithetic) * (b != antithetic) * _sigmoid(np.abs(logits))
-    disarm_mean = probability @ disarm
-    disarm_variance = probability @ disarm**2 - disarm_mean**2
-    return {"arm": (arm_mean, arm_variance), "disarm": (disarm_mean, disarm_variance)}
+    return {"arm": arm, "disarm": Atoms(probability, disarm, np.zeros_like(disarm))}
+
+
+def atom_moments(atoms: Atoms, jacobian=None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and per-coordinate variance of :math:`J^\top g` for the mixture g (``jacobian`` J of shape
+    (D, P) maps the logit gradient to P parameter coordinates; None for the logits themselves)."""
+    jacobian = np.eye(atoms.mean.shape[1]) if jacobian is None else np.asarray(jacobian, np.float64)
+    means = atoms.mean @ jacobian  # (A, P)
+    mean = atoms.probability @ means
+    second = atoms.probability @ (means**2 + atoms.variance @ jacobian**2)
+    return mean, second - mean**2
+
+
+def antithetic_moments(logits, cost) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Exact (mean, variance) per coordinate of one sample's ARM and DisARM logit gradient.
+
+    ``cost`` maps an (n, D) array of binary vectors to their n costs.
+    """
+    return {name: atom_moments(atoms) for name, atoms in antithetic_atoms(logits, cost).items()}
 
 
 def rebar_separable_moments(logits, coordinate_cost, coordinate_cost_derivative, scale: float, temperature: float,
