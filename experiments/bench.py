@@ -52,7 +52,7 @@ def floor_fn(problem, evaluations: int, num_replicates: int, batch: int):
         def one(replicate_key):
             dist = problem.objective.distribution(params)
             samples = jax.vmap(dist.sample)(est.sample_keys(replicate_key, evaluations))
-            return jnp.mean(problem.objective.costs(params, samples))
+            return jnp.mean(problem.objective.sum_examples(problem.objective.costs(params, samples)))
 
         return jax.lax.map(one, est.sample_keys(key, num_replicates), batch_size=batch)
 
@@ -94,7 +94,7 @@ def bench_problem(problem, estimator_names, num_samples: int, num_replicates: in
         estimator = est.get(name)
         if estimator.incompatibility(dist) is not None or num_samples < estimator.min_num_samples:
             continue
-        evaluations = estimator.cost_evaluations(num_samples, dist)
+        evaluations = problem.cost_evaluations(estimator, num_samples)
         batch = chunk_size(problem, estimator, num_samples, num_replicates, DEFAULT_CHUNK_ELEMENTS)
         if evaluations not in floors:
             floor_batch = chunk_size(problem, est.get("score_function"), evaluations, num_replicates,

@@ -122,6 +122,15 @@ class CellMeasurement:
 MIN_CHUNKS = 16
 
 
+def score_rows_per_sample(problem: Problem, estimator: est.GradientEstimator) -> int:
+    """Parameter-sized gradients an estimate holds per sample: one, or one per example for a baseline
+    fitted per coordinate (the optimal constant needs each example's score in every parameter)."""
+    baseline = getattr(estimator, "baseline", None)
+    if baseline is not None and baseline.per_coordinate:
+        return math.prod(problem.objective.batch_shape(problem.distribution()))
+    return 1
+
+
 def chunk_size(problem: Problem, estimator: est.GradientEstimator, num_samples: int, num_replicates: int,
                chunk_elements: int, estimates_per_replicate: int = 1) -> int:
     """Replicates per chunk: the largest divisor of R that fits in ``chunk_elements`` elements and
@@ -133,9 +142,11 @@ def chunk_size(problem: Problem, estimator: est.GradientEstimator, num_samples: 
     dist = problem.distribution()
     sample_size = math.prod(dist.event_shape)
     param_size = sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree_util.tree_leaves(problem.params))
-    # Each cost evaluation reads one sample-sized input; each sample carries a parameter-sized gradient.
-    evaluations = estimator.cost_evaluations(num_samples, dist)
-    per_replicate = max(evaluations * sample_size, num_samples * param_size, 1) * estimates_per_replicate
+    # Each cost evaluation reads one sample-sized input; each sample carries a parameter-sized gradient
+    # (a per-coordinate baseline: one per example).
+    evaluations = problem.cost_evaluations(estimator, num_samples)
+    gradients = num_samples * (score_rows_per_sample(problem, estimator))
+    per_replicate = max(evaluations * sample_size, gradients * param_size, 1) * estimates_per_replicate
     limit = max(1, min(-(-num_replicates // MIN_CHUNKS), chunk_elements // per_replicate))
     divisor = max(d for d in range(1, limit + 1) if num_replicates % d == 0)
     return divisor if 2 * divisor >= limit else limit

@@ -160,7 +160,7 @@ def run_sweep(experiment: str, config: RunSettings, build_problems, label_column
 
 def cell_replicates(settings: RunSettings, cell: Cell) -> int:
     """R for this cell: the requested replicates, fewer where they would exceed the evaluation budget."""
-    per_estimate = cell.estimator.cost_evaluations(cell.num_samples, cell.problem.distribution())
+    per_estimate = cell.problem.cost_evaluations(cell.estimator, cell.num_samples)
     if cell.estimator.stateful and settings.warmup == "per_replicate":
         per_estimate *= settings.warmup_steps + 1
     affordable = max(settings.min_replicates, settings.max_cost_evaluations // per_estimate)

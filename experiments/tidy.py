@@ -77,7 +77,7 @@ def cell_rows(problem: Problem, estimator: est.GradientEstimator, num_samples: i
         "time_per_estimate_s": (m.run_time_s / num_replicates, 0.0),
         "compile_time_s": (m.compile_time_s, 0.0),
         "compilations": (float(m.compilations), 0.0),
-        "cost_evaluations": (float(estimator.cost_evaluations(num_samples, problem.distribution())), 0.0),
+        "cost_evaluations": (float(problem.cost_evaluations(estimator, num_samples)), 0.0),
     }
     rows.extend(row(ALL_PARAMETERS, metric, value, se) for metric, (value, se) in cost.items())
     return rows, coordinate_rows

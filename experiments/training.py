@@ -73,12 +73,14 @@ def plan(config: Config) -> tuple[list[tuple[str, est.GradientEstimator, int]], 
     runs, skipped = [], []
     for name in config.problems:
         model = MODELS[name]
-        dist = _minibatch_objective(model, name).distribution(model.init_params(jax.random.key(INIT_SEED)))
+        objective = _minibatch_objective(model, name)
+        dist = objective.distribution(model.init_params(jax.random.key(INIT_SEED)))
         for estimator in map(est.get, config.estimators):
             reason = estimator.incompatibility(dist)
             if reason is None and config.num_samples < estimator.min_num_samples:
                 reason = f"needs L >= {estimator.min_num_samples}"
-            steps = config.budget // estimator.cost_evaluations(config.num_samples, dist) if reason is None else 0
+            per_step = estimator.cost_evaluations(config.num_samples, dist, batch_ndims=objective.batch_ndims)
+            steps = config.budget // per_step if reason is None else 0
             if reason is None and steps < 1:
                 reason = f"one step costs more than the budget of {config.budget} cost evaluations"
             if reason is None:
@@ -110,7 +112,9 @@ def train_curve(name: str, estimator: est.GradientEstimator, steps: int, config:
     start = time.perf_counter()
     compiled = run.lower(state, key).compile()
     compile_time = time.perf_counter() - start
-    per_step = estimator.cost_evaluations(config.num_samples, _minibatch_objective(model, name).distribution(state.params))
+    objective = _minibatch_objective(model, name)
+    per_step = estimator.cost_evaluations(config.num_samples, objective.distribution(state.params),
+                                          batch_ndims=objective.batch_ndims)
     num_train = len(model.split.train_x)
     eval_key = jax.random.fold_in(key, 2**31 - 1)
 

@@ -285,3 +285,24 @@ def test_example_log_prob_has_the_batch_shape_and_sums_to_log_prob(family, batch
 def _parameters(dist):
     return {"Normal": ("loc", "scale"), "Gamma": ("concentration", "rate"), "Bernoulli": ("logits",),
             "Categorical": ("logits",), "Dirichlet": ("concentration",)}[type(dist).__name__]
+
+
+def test_linear_law_moments_equal_the_per_atom_ones():
+    """The binary VAE's route (K × K moments mapped by the Jacobian) against the explicit per-atom one, on
+    the Bernoulli plate, with a direct term."""
+    logits = plates.COVARIATES @ plates.BERNOULLI_WEIGHTS + plates.BERNOULLI_BIAS
+    outcomes = np.array(list(itertools.product([0.0, 1.0], repeat=3)))
+    for n, (law, atoms, jacobian) in enumerate(plates._bernoulli_laws(per_example=True)):
+        direct = np.cos(np.arange(jacobian.shape[1]))
+        linear = plate_exact.LinearLaw(law.probability, law.cost, outcomes - 1 / (1 + np.exp(-logits[n])), jacobian, direct)
+        explicit = law._replace(direct=np.broadcast_to(direct, law.score.shape))
+        np.testing.assert_allclose(linear.score_function_moments(), plate_exact.score_function_moments([explicit]),
+                                   rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(linear.leave_one_out_zetas(), plate_exact.leave_one_out_zetas_by_pairs(explicit),
+                                   rtol=1e-10, atol=1e-14)
+        for name in ("arm", "disarm"):
+            mixture = atoms[name]
+            np.testing.assert_allclose(
+                plate_exact.mapped_mixture_moments(mixture.probability, mixture.mean, mixture.variance, jacobian),
+                plate_exact.mixture_moments(mixture.probability, mixture.mean @ jacobian, mixture.variance @ jacobian**2),
+                rtol=1e-10, atol=1e-14)

@@ -20,7 +20,9 @@ def test_exact_answers_have_the_structure_of_the_params(name):
             variance = problem.exact_variance(estimator, num_samples)
             assert jax.tree_util.tree_structure(variance) == structure
             for leaf, param in zip(jax.tree_util.tree_leaves(variance), jax.tree_util.tree_leaves(problem.params)):
-                assert np.shape(leaf) == np.shape(param) and np.all(np.asarray(leaf) > 0)
+                # Zero only where nothing varies (weights of pixels that are 0 in every image of a VAE's batch).
+                assert np.shape(leaf) == np.shape(param) and np.all(np.asarray(leaf) >= 0)
+                assert np.mean(np.asarray(leaf) > 0) > 0.5
     assert problem.exact_variance("measure_valued", 2) is None  # no exact variance is known for it
 
 

@@ -37,6 +37,8 @@ _FACTORIES: dict[str, Callable[[], Problem]] = {
     "gaussian_vae_init": functools.partial(real_data.gaussian_vae, "init"),
     "binary_vae": real_data.binary_vae,
     "binary_vae_init": functools.partial(real_data.binary_vae, "init"),
+    "gaussian_vae_summed": functools.partial(real_data.gaussian_vae, per_example=False),
+    "binary_vae_summed": functools.partial(real_data.binary_vae, per_example=False),
 }
 
 # Families with a size in the name, available by name (``gaussian_quadratic_100d``) but not listed.

@@ -82,6 +82,11 @@ class Problem:
         """The distribution at the problem's parameters."""
         return self.objective.distribution(self.params)
 
+    def cost_evaluations(self, estimator, num_samples: int) -> int:
+        """How many times one L-sample estimate of ``estimator`` evaluates the cost (of every example)."""
+        return _as_estimator(estimator).cost_evaluations(num_samples, self.distribution(),
+                                                         batch_ndims=self.objective.batch_ndims)
+
 
 def _as_estimator(estimator):
     return est.get(estimator) if isinstance(estimator, str) else estimator

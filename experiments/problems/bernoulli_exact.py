@@ -54,13 +54,19 @@ class Atoms(NamedTuple):
     variance: np.ndarray  #: (A, D)
 
 
-def antithetic_atoms(logits, cost) -> dict[str, Atoms]:
-    """ARM's and DisARM's per-sample logit gradients as mixtures over the 3^D interval combinations.
+class AntitheticPairs(NamedTuple):
+    """The 3^D interval combinations of u that fix the antithetic pair b = 1[u < p], b̃ = 1[u > 1 − p]."""
 
-    ``cost`` maps an (n, D) array of binary vectors to their n costs.  Given the intervals, DisARM's
-    gradient is fixed and ARM's coordinate d is :math:`(f(\tilde b) - f(b))(u_d - \tfrac12)` with
-    :math:`u_d` uniform on its interval, independently across d.
-    """
+    probability: np.ndarray  #: (3^D,)
+    u_mean: np.ndarray  #: (3^D, D) the midpoint of u's interval (its conditional mean)
+    u_variance: np.ndarray  #: (3^D, D) its conditional variance, length² / 12
+    b: np.ndarray  #: (3^D, D)
+    antithetic: np.ndarray  #: (3^D, D)
+
+
+def antithetic_pairs(logits) -> AntitheticPairs:
+    """Each coordinate's u falls in one of three intervals cut at min(p, 1 − p) and max(p, 1 − p), on
+    which the pair is constant; the combinations are enumerated with their probabilities."""
     logits = np.asarray(logits, np.float64)
     p = _sigmoid(logits)
     dim = len(p)
@@ -70,14 +76,25 @@ def antithetic_atoms(logits, cost) -> dict[str, Atoms]:
     rows = np.arange(dim)
     probability = np.prod(lengths[rows, combos], axis=1)
     u_mid = midpoints[rows, combos]
-    b = (u_mid < p).astype(float)
-    antithetic = (u_mid > 1 - p).astype(float)
+    return AntitheticPairs(probability, u_mid, lengths[rows, combos] ** 2 / 12, (u_mid < p).astype(float),
+                           (u_mid > 1 - p).astype(float))
+
+
+def antithetic_atoms(logits, cost) -> dict[str, Atoms]:
+    """ARM's and DisARM's per-sample logit gradients as mixtures over the 3^D interval combinations.
+
+    ``cost`` maps an (n, D) array of binary vectors to their n costs.  Given the intervals, DisARM's
+    gradient is fixed and ARM's coordinate d is :math:`(f(\tilde b) - f(b))(u_d - \tfrac12)` with
+    :math:`u_d` uniform on its interval, independently across d.
+    """
+    logits = np.asarray(logits, np.float64)
+    pairs = antithetic_pairs(logits)
+    b, antithetic = pairs.b, pairs.antithetic
     cost_b, cost_antithetic = cost(b), cost(antithetic)
-    # ARM: (f(b̃) - f(b)) (u_d - ½), with E[u - ½ | interval] and Var[u | interval] = length² / 12.
     difference = (cost_antithetic - cost_b)[:, None]
-    arm = Atoms(probability, difference * (u_mid - 0.5), difference**2 * lengths[rows, combos] ** 2 / 12)
+    arm = Atoms(pairs.probability, difference * (pairs.u_mean - 0.5), difference**2 * pairs.u_variance)
     disarm = 0.5 * (cost_b - cost_antithetic)[:, None] * (1 - 2 * antithetic) * (b != antithetic) * _sigmoid(np.abs(logits))
-    return {"arm": arm, "disarm": Atoms(probability, disarm, np.zeros_like(disarm))}
+    return {"arm": arm, "disarm": Atoms(pairs.probability, disarm, np.zeros_like(disarm))}
 
 
 def atom_moments(atoms: Atoms, jacobian=None) -> tuple[np.ndarray, np.ndarray]:

@@ -102,3 +102,68 @@ def leave_one_out_zetas_by_pairs(example: ExampleLaw) -> tuple[np.ndarray, np.nd
     conditional = np.tensordot(kernel, p, axes=([1], [0]))  # E[h | Z₁ = atom], (A, P)
     _, zeta1 = mixture_moments(p, conditional)
     return zeta1, zeta2
+
+
+class LinearLaw(NamedTuple):
+    r"""One example whose score in the parameters is a fixed linear map of a score in few coordinates:
+    :math:`u = J^\top s` with s the score in the example's K latent parameters (a Bernoulli's logits)
+    and J (K, P) their Jacobian in the P parameters, plus a direct term d that does not depend on the
+    latents.  Every moment the estimators need is then a K × K matrix mapped by J, so P may be large
+    (a network's weights) without forming an (atoms, P) table.
+    """
+
+    probability: np.ndarray  #: (A,)
+    cost: np.ndarray  #: (A,)
+    score: np.ndarray  #: (A, K) the score in the latent parameters
+    jacobian: np.ndarray  #: (K, P)
+    direct: np.ndarray | None = None  #: (P,) the latent-independent gradient of the cost, or None
+
+    def _quadratic(self, weights, vectors):
+        """diag(Jᵀ E[weights · s sᵀ] J) for per-atom vectors (A, K) and weights (A,)."""
+        second = (vectors * (self.probability * weights)[:, None]).T @ vectors  # (K, K)
+        return np.einsum("kp,kl,lp->p", self.jacobian, second, self.jacobian)
+
+    def _linear(self, weights):
+        return (self.probability * weights) @ self.score @ self.jacobian
+
+    def moments(self) -> dict:
+        """The θ-space moments: E u, E u², E a u, E a u², E a² u, E a² u², E a, E a²."""
+        a, s = self.cost, self.score
+        one = np.ones_like(a)
+        return {"u": self._linear(one), "uu": self._quadratic(one, s), "au": self._linear(a),
+                "auu": self._quadratic(a, s), "aau": self._linear(a**2), "aauu": self._quadratic(a**2, s),
+                "a": self.probability @ a, "aa": self.probability @ a**2}
+
+    def score_function_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance of w = a u + d per coordinate."""
+        m = self.moments()
+        c = 0.0 if self.direct is None else self.direct
+        return m["au"] + c, m["aauu"] - m["au"] ** 2
+
+    def leave_one_out_zetas(self) -> tuple[np.ndarray, np.ndarray]:
+        """ζ₁ and ζ₂ of the leave-one-out U-statistic (the formulas of the module docstring)."""
+        m = self.moments()
+        c = 0.0 if self.direct is None else self.direct
+        mean_w, mean_ww = m["au"] + c, m["aauu"] + 2 * c * m["au"] + c**2
+        mean_wa, mean_wu = m["aau"] + c * m["a"], m["auu"] + c * m["u"]
+        second = 0.25 * (2 * mean_ww + 2 * mean_w**2 - 4 * (mean_wa * m["u"] + mean_wu * m["a"])
+                         + 2 * m["aa"] * m["uu"] + 2 * m["au"] ** 2)
+        zeta2 = second - (mean_w - m["a"] * m["u"]) ** 2
+        # E[h | Z₁] = ½ Jᵀ[(a − E a) s − a E s] + constant.
+        mean_s = self.probability @ self.score
+        v = (self.cost - m["a"])[:, None] * self.score - self.cost[:, None] * mean_s
+        mean_v = self._linear_of(v)
+        zeta1 = 0.25 * (self._quadratic(np.ones_like(self.cost), v) - mean_v**2)
+        return zeta1, zeta2
+
+    def _linear_of(self, vectors):
+        return self.probability @ vectors @ self.jacobian
+
+
+def mapped_mixture_moments(probability, means, variances, jacobian) -> tuple[np.ndarray, np.ndarray]:
+    r"""Mean and per-coordinate variance of :math:`J^\top g` for a mixture g over atoms (conditional means
+    (A, K) and independent conditional variances (A, K)), through K × K moments."""
+    mean = probability @ means @ jacobian
+    second = np.einsum("kp,kl,lp->p", jacobian, (means * probability[:, None]).T @ means, jacobian)
+    second = second + (probability @ variances) @ jacobian**2
+    return mean, second - mean**2

@@ -4,13 +4,21 @@ their trained checkpoints, with exact or reference gradients.
 - ``logistic_regression``: the ELBO on all 455 training examples; exact gradient by quadrature.
 - ``gaussian_vae``: the ELBO on a fixed batch of 64 training images; the reference gradient is the mean
   of 2²⁰ pathwise samples, with its standard error (no closed form exists).
-- ``binary_vae``: the same batch; exact gradient by enumerating the 2⁸ latent states of each image.
+- ``binary_vae``: the same batch; exact gradient by enumerating the 2⁸ latent states of each image, and
+  exact variances of the score function, leave-one-out, ARM and DisARM the same way
+  (:mod:`experiments.problems.vae_exact`).
+
+The VAEs' images are independent examples (``batch_ndims=1``): every estimator weights an image's
+latents by that image's own cost.  The ``_summed`` variants are the same objectives with one cost for
+the whole batch, the form no one trains with, kept to measure what the per-example signal buys.
 
 The ``_init`` variants are the same problems at the models' initial parameters (seed 0).  Gradients are
 measured for a fixed batch: the estimators' noise, not the data's (training adds minibatch noise on top).
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +28,7 @@ from experiments.problems import checkpoints, reference
 from experiments.problems.base import Problem
 from experiments.problems.logistic_regression import LogisticRegression
 from experiments.problems.vae import BinaryVAE, GaussianVAE
+from experiments.problems.vae_exact import binary_vae_exact_variances
 
 #: Training images whose ELBO the VAE problems differentiate (the first of the training split).
 EVALUATION_BATCH = 64
@@ -54,15 +63,17 @@ def logistic_regression(checkpoint: str = "trained") -> Problem:
     )
 
 
-def gaussian_vae(checkpoint: str = "trained") -> Problem:
+def gaussian_vae(checkpoint: str = "trained", per_example: bool = True) -> Problem:
     model = GaussianVAE()
     params = _params(model.name, checkpoint)
-    objective = model.objective(model.training_batch()[:EVALUATION_BATCH])
+    objective = model.objective(model.training_batch()[:EVALUATION_BATCH], per_example=per_example)
     name = _problem_name(model.name, checkpoint)
+    # The same F either way, so one reference (pathwise differentiates the same sum of costs).
     mean, se = reference.cached_reference(f"{name}_reference", objective, params, checkpoints.FOLDERS)
+    signal = "" if per_example else "; one batch-level cost for every image's latents (no plate)"
     return Problem(
-        name=name,
-        description=f"{model.description}, {checkpoint} parameters; reference gradient from 2^20 pathwise samples",
+        name=name + ("" if per_example else "_summed"),
+        description=f"{model.description}, {checkpoint} parameters; reference gradient from 2^20 pathwise samples{signal}",
         objective=objective,
         params=params,
         exact_grad=mean,
@@ -71,18 +82,32 @@ def gaussian_vae(checkpoint: str = "trained") -> Problem:
     )
 
 
-def binary_vae(checkpoint: str = "trained") -> Problem:
+def binary_vae(checkpoint: str = "trained", per_example: bool = True) -> Problem:
+    model = BinaryVAE()
+    params = _params(model.name, checkpoint)
+    images = model.training_batch()[:EVALUATION_BATCH]
+    exact, variances = _binary_vae_answers(checkpoint, per_example)
+    signal = "" if per_example else "; one batch-level cost for every image's latents (no plate)"
+    return Problem(
+        name=_problem_name(model.name, checkpoint) + ("" if per_example else "_summed"),
+        description=f"{model.description}, {checkpoint} parameters; exact gradient and variances by enumeration{signal}",
+        objective=model.objective(images, per_example=per_example),
+        params=params,
+        exact_grad=exact,
+        exact_variances=variances,
+        dataset="digits",
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _binary_vae_answers(checkpoint: str, per_example: bool):
+    """The exact gradient, and with per-example costs the exact variances of the score function,
+    leave-one-out, ARM and DisARM (:mod:`experiments.problems.vae_exact`); computed once per process."""
     model = BinaryVAE()
     params = _params(model.name, checkpoint)
     images = model.training_batch()[:EVALUATION_BATCH]
     with jax.enable_x64(True):
         params64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
         exact = _to_numpy(jax.grad(model.exact_objective)(params64, jnp.asarray(images, jnp.float64)))
-    return Problem(
-        name=_problem_name(model.name, checkpoint),
-        description=f"{model.description}, {checkpoint} parameters; exact gradient by enumeration",
-        objective=model.objective(images),
-        params=params,
-        exact_grad=exact,
-        dataset="digits",
-    )
+    variances = binary_vae_exact_variances(model, params, images) if per_example else {}
+    return exact, variances

@@ -9,7 +9,10 @@ divergence to the prior in closed form,
 
     f(\theta, z) = \frac1N \sum_n \Big[-\log p_\theta(x_n \mid z_n) + \mathrm{KL}(q_\theta(z \mid x_n)\,\|\,p(z))\Big].
 
-The decoder's parameters reach the cost only directly (the gradient goes inside the expectation and
+The images are independent examples: the objective has ``batch_ndims=1`` and the cost of image n is
+its own term of the sum (divided by N), so every estimator weights image n's latents by image n's cost
+(``objective(..., per_example=False)`` gives the batch-level form, one cost for all latents).  The
+decoder's parameters reach the cost only directly (the gradient goes inside the expectation and
 every estimator agrees on it in expectation); the encoder's reach it through the distribution, where
 the estimators differ, and through the KL term.
 
@@ -94,15 +97,21 @@ class _VAE:
         """−log p(x_n | z_n) per image."""
         return -bernoulli_log_likelihood(_mlp(params["decoder"], latents), images)
 
-    def objective(self, images, num_examples: int | None = None) -> Objective:
-        """The negative ELBO per image of ``images`` (N, 64); ``num_examples`` is unused (the KL term
-        belongs to each image)."""
+    def objective(self, images, num_examples: int | None = None, per_example: bool = True) -> Objective:
+        """The negative ELBO per image of ``images`` (N, 64), a sum over the images of their own
+        negative ELBOs over N (``batch_ndims=1``: image n's latents are weighted by its own cost), or
+        with ``per_example=False`` the same mean as one cost of the whole batch (every image's latents
+        weighted by the batch's cost: the form no one trains with, kept to measure what it costs).
+        ``num_examples`` is unused (the KL term belongs to each image)."""
         images = jnp.asarray(images, jnp.result_type(float))
+        num_images = images.shape[0]
 
-        def cost(p, z):
-            return jnp.mean(self.reconstruction_cost(p, images, z) + self.kl(p, images))
+        def example_costs(p, z):
+            return (self.reconstruction_cost(p, images, z) + self.kl(p, images)) / num_images
 
-        return Objective(dist=lambda p: self.posterior(p, images), cost=cost)
+        if per_example:
+            return Objective(dist=lambda p: self.posterior(p, images), cost=example_costs, batch_ndims=1)
+        return Objective(dist=lambda p: self.posterior(p, images), cost=lambda p, z: jnp.sum(example_costs(p, z)))
 
 
 #: Latent samples per image when the Gaussian VAE's objective is estimated for a training curve.
@@ -196,4 +205,4 @@ def _sampled_objectives(model: GaussianVAE, params, images, key):
     objective = model.objective(images)
     dist = objective.distribution(params)
     keys = jax.random.split(key, EVALUATION_SAMPLES)
-    return jax.vmap(lambda k: objective.cost(params, dist.sample(k)))(keys)
+    return jax.vmap(lambda k: jnp.sum(objective.cost(params, dist.sample(k))))(keys)
