@@ -28,7 +28,7 @@ PANEL_COLUMNS = 4
 #: the score function on a VAE's encoder), so the cut sits well below them.
 RESOLUTION = 1e-12
 #: How a swept label column is written on a figure.
-SYMBOLS = {"mu": "μ", "dimension": "D", "temperature": "τ", "num_samples": "L"}
+SYMBOLS = {"mu": "μ", "dimension": "D", "temperature": "τ", "num_samples": "L", "batch_size": "N"}
 
 
 def estimator_palette(estimators, palette: dict | None = None) -> dict:
@@ -295,6 +295,53 @@ def variance_vs_dimension(metrics: pd.DataFrame, palette: dict | None = None) ->
     return _finish(fig, panels, "Variance per gradient coordinate against the dimension, f(x) = ‖x − k‖²")
 
 
+#: How a learning signal of variance_vs_batch is drawn and named.
+SIGNAL_STYLES = {"per_example": ("-", "each image's own cost"), "batch": ("--", "one cost for the batch")}
+
+
+def variance_vs_batch(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
+    """Per model, the encoder gradient's variance against the minibatch size N, log-log, with each image's
+    own cost as its learning signal (solid) and one cost for the batch (dashed), 95% bands; and the ratio
+    of the two per estimator (how much the batch-level signal costs)."""
+    table = wide(metrics)
+    table = table[table["parameter"] == "encoder"]
+    palette = estimator_palette(table["estimator"], palette)
+    problems = list(dict.fromkeys(table["problem"]))
+    fig, axes = plt.subplots(len(problems), 2, figsize=(10, 3.8 * len(problems)), squeeze=False)
+    for (left, right), problem in zip(axes, problems):
+        frame = table[table["problem"] == problem]
+        for (estimator, signal), line in frame.groupby(["estimator", "signal"]):
+            line = line.sort_values("batch_size")
+            style, _ = SIGNAL_STYLES[signal]
+            color = palette[estimator]
+            left.plot(line["batch_size"], line["variance"], ls=style, marker=marker(palette, estimator), ms=4,
+                      color=color, label=estimator if style == "-" or len(frame["signal"].unique()) == 1 else None)
+            low = (line["variance"] - Z_95 * line["variance_se"]).clip(lower=line["variance"] * 1e-3)
+            left.fill_between(line["batch_size"], low, line["variance"] + Z_95 * line["variance_se"], color=color,
+                              alpha=0.15, linewidth=0)
+        for estimator, rows in frame.groupby("estimator"):
+            both = rows.pivot_table(index="batch_size", columns="signal", values=["variance", "variance_se"])
+            if ("variance", "batch") not in both or ("variance", "per_example") not in both:
+                continue
+            ratio = both["variance", "batch"] / both["variance", "per_example"]
+            # Relative standard errors add in quadrature for a ratio of independent estimates.
+            relative = np.hypot(both["variance_se", "batch"] / both["variance", "batch"],
+                                both["variance_se", "per_example"] / both["variance", "per_example"])
+            ratio = ratio.dropna()
+            right.errorbar(ratio.index, ratio, yerr=Z_95 * (ratio * relative.loc[ratio.index]), capsize=2,
+                           marker=marker(palette, estimator), ms=4, color=palette[estimator], label=estimator)
+        right.axhline(1.0, color="0.3", lw=0.8)
+        for style, name in SIGNAL_STYLES.values():
+            left.plot([], [], ls=style, color="0.3", label=f"{'solid' if style == '-' else 'dashed'}: {name}")
+        left.set(xscale="log", yscale="log", title=f"{problem}: ∂/∂encoder", xlabel="images in the minibatch, N",
+                 ylabel="variance of the estimate")
+        right.set(xscale="log", yscale="log", title=f"{problem}: batch-level / per-example variance",
+                  xlabel="images in the minibatch, N", ylabel="variance ratio")
+    fig.suptitle("Encoder-gradient variance against the minibatch size: per-example against batch-level signals")
+    _figure_legend(fig, axes.flat)
+    return fig
+
+
 def bias_vs_temperature(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """Squared bias, variance and MSE of the whole gradient against the temperature τ, one column per
     (problem, L), one line per estimator, exact squared bias dotted where known."""
@@ -327,9 +374,16 @@ def bias_vs_temperature(metrics: pd.DataFrame, palette: dict | None = None) -> p
 
 
 def training_curves(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
-    """One row per problem: the held-out objective (solid) and the training objective (dashed) against
-    cost evaluations spent, and the held-out objective against training wall time; a line per estimator."""
+    """One row per problem: the held-out objective (solid, the range over seeds shaded) and the training
+    objective (dashed), means over the seeds, against cost evaluations spent; and the held-out objective
+    against training wall time; a line per estimator."""
     table = wide(metrics.drop(columns=["num_samples", "replicates", "parameter"], errors="ignore"))
+    if "seed" not in table:
+        table = table.assign(seed=0)
+    table = table.groupby(["problem", "estimator", "step"], sort=False).agg(
+        held_out=("held_out_objective", "mean"), held_out_min=("held_out_objective", "min"),
+        held_out_max=("held_out_objective", "max"), train=("train_objective", "mean"),
+        cost_evaluations=("cost_evaluations", "mean"), wall_time_s=("wall_time_s", "mean")).reset_index()
     palette = estimator_palette(table["estimator"], palette)
     problems = list(dict.fromkeys(metrics["problem"]))
     fig, axes = plt.subplots(len(problems), 2, figsize=(10, 3.6 * len(problems)), squeeze=False)
@@ -338,20 +392,21 @@ def training_curves(metrics: pd.DataFrame, palette: dict | None = None) -> plt.F
         for estimator, line in frame.groupby("estimator"):
             line = line.sort_values("step")
             color = palette[estimator]
-            left.plot(line["cost_evaluations"], line["held_out_objective"], color=color, marker=marker(palette, estimator), ms=2,
-                      label=estimator)
-            left.plot(line["cost_evaluations"], line["train_objective"], color=color, ls="--", lw=1)
-            right.plot(line["wall_time_s"], line["held_out_objective"], color=color, marker=marker(palette, estimator), ms=2,
-                       label=estimator)
-        start = frame.loc[frame["step"] == 0, "held_out_objective"].max()
-        finish = frame[["held_out_objective", "train_objective"]].min().min()
+            for ax, x in ((left, line["cost_evaluations"]), (right, line["wall_time_s"])):
+                ax.plot(x, line["held_out"], color=color, marker=marker(palette, estimator), ms=2, label=estimator)
+                ax.fill_between(x, line["held_out_min"], line["held_out_max"], color=color, alpha=0.15, linewidth=0)
+            left.plot(line["cost_evaluations"], line["train"], color=color, ls="--", lw=1)
+        start = frame.loc[frame["step"] == 0, "held_out_max"].max()
+        finish = frame[["held_out_min", "train"]].min().min()
         for ax in (left, right):
             if np.isfinite(start) and np.isfinite(finish) and start > finish:
                 ax.set_ylim(finish - 0.05 * (start - finish), start + 0.05 * (start - finish))
             ax.set_ylabel("negative ELBO per example")
         left.set(title=f"{problem}: held-out (solid), training (dashed)", xlabel="cost evaluations spent")
         right.set(title=f"{problem}: held-out", xlabel="training wall time (s)")
-    fig.suptitle("Training with each estimator at the same budget of cost evaluations (Adam)")
+    seeds = metrics["seed"].nunique() if "seed" in metrics else 1
+    fig.suptitle("Training with each estimator at the same budget of cost evaluations (Adam; mean and range "
+                 f"over {seeds} seed{'s' if seeds > 1 else ''})")
     _figure_legend(fig, axes.flat)
     return fig
 
@@ -362,6 +417,7 @@ FIGURES = {
                       "efficiency_vs_L": efficiency_vs_L},
     "variance_vs_mean": {"variance_vs_mean": variance_vs_mean},
     "variance_vs_dimension": {"variance_vs_dimension": variance_vs_dimension},
+    "variance_vs_batch": {"variance_vs_batch": variance_vs_batch},
     "bias_vs_temperature": {"bias_vs_temperature": bias_vs_temperature},
     "training": {"training_curves": training_curves},
 }

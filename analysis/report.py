@@ -38,6 +38,7 @@ EXPERIMENT_TITLES = {
     "variance_vs_L": "Bias, variance, MSE and cost against the number of samples L",
     "variance_vs_mean": "Variance against the mean of the Gaussian",
     "variance_vs_dimension": "Variance against the dimension",
+    "variance_vs_batch": "Per-example against batch-level learning signals, against the minibatch size",
     "bias_vs_temperature": "The Gumbel-Softmax family against the temperature",
     "training": "Training with each estimator at the same budget",
 }
@@ -65,12 +66,18 @@ CAPTIONS = {
     "f(x) = ‖x − k‖² under N(μ, diag σ²), for μ and σ, with 95% bands; dotted: the closed-form variance. "
     "The pathwise estimator's is flat in D; the score function's grows with D because each coordinate's "
     "score multiplies the whole D-term cost.",
+    "variance_vs_batch": "Variance (trace) of the encoder gradient of each VAE on its first N training images, "
+    "against N, with each image's own cost as the learning signal of its latents (solid) and one cost for the "
+    "whole batch (dashed), with 95% bands (left); the ratio of the two, with 95% error bars (right). The "
+    "objective is the mean over images, so with per-example signals the variance falls like 1/N; the "
+    "batch-level signal adds the other images' noise to every image's score, and the ratio grows with N.",
     "bias_vs_temperature": "Squared bias (top), variance (middle) and MSE (bottom) of the whole gradient "
     "against the relaxation temperature τ, per problem and L, with 95% error bars; dotted: the exact squared "
     "bias. Low τ: small bias, large variance; high τ the reverse.",
     "training_curves": "Negative ELBO per example while training each model with each estimator (Adam, the "
-    "same minibatches and the same budget of cost evaluations): held-out (solid) and training (dashed) "
-    "against cost evaluations spent (left), held-out against training wall time (right). Lower is better.",
+    "same minibatches and the same budget of cost evaluations), mean over the seeds with the range from the "
+    "best to the worst seed shaded: held-out (solid) and training (dashed) against cost evaluations spent "
+    "(left), held-out against training wall time (right). Lower is better.",
 }
 
 
@@ -338,13 +345,17 @@ def _temperature_blocks(run: Run, name: str, folder: Path) -> list:
 def _training_blocks(run: Run, name: str, folder: Path) -> list:
     table = tables.final_objectives(run.metrics)
     csv = _write_csv(table, folder, f"{name}/final_objectives")
+    seeds = int(table["seeds"].max())
     return [Table(formatted(table, {
         "problem": "problem", "estimator": "estimator", "held_out_objective": "held-out −ELBO",
-        "held_out_objective_se": "± se", "train_objective": "training −ELBO", "step": "steps",
-        "cost_evaluations": "cost evaluations", "wall_time_s": "wall time (s)",
-    }), "The end of each training curve, best held-out objective first within each problem (negative ELBO per "
-        "example; lower is better; ± se is 0 where it is computed exactly). Every estimator spent the same budget of cost evaluations; those that "
-        "evaluate the cost more often per step took fewer steps.", csv)]
+        "held_out_objective_se": "± se", "held_out_min": "best seed", "held_out_max": "worst seed",
+        "train_objective": "training −ELBO", "step": "steps", "cost_evaluations": "cost evaluations",
+        "wall_time_s": "wall time (s)",
+    }), f"The end of each training curve, mean over {seeds} seed{'s' if seeds > 1 else ''} (initialization, "
+        "minibatches and samples), best held-out objective first within each problem (negative ELBO per example; "
+        "lower is better). ± se is the standard error of that mean across seeds; the best and worst seeds show "
+        "the spread. Every estimator spent the same budget of cost evaluations; those that evaluate the cost more "
+        "often per step took fewer steps.", csv)]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -207,13 +207,24 @@ def best_temperatures(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def final_objectives(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The last point of each training curve: held-out and training objective, steps, cost evaluations
-    and wall time, best held-out first within each problem."""
+    """The last point of each training curve, over the seeds of each (problem, estimator): the held-out
+    objective's mean, its standard error across seeds (the spread of the training runs, not of an
+    evaluation), its smallest and largest value, the training objective's mean, steps, cost evaluations
+    and mean wall time; best mean held-out first within each problem."""
     table = wide(metrics.drop(columns=["num_samples", "replicates", "parameter"], errors="ignore"))
-    last = table.loc[table.groupby(["problem", "estimator"], sort=False)["step"].idxmax()]
-    columns = ["problem", "estimator", "step", "cost_evaluations", "wall_time_s", "train_objective",
-               "held_out_objective", "held_out_objective_se"]
-    last = last[[c for c in columns if c in last]]
+    if "seed" not in table:  # a run from before seeds were recorded: one training per pair
+        table = table.assign(seed=0)
+    last = table.loc[table.groupby(["problem", "estimator", "seed"], sort=False)["step"].idxmax()]
+    grouped = last.groupby(["problem", "estimator"], sort=False)
+    summary = grouped.agg(seeds=("seed", "size"), step=("step", "max"), cost_evaluations=("cost_evaluations", "max"),
+                          wall_time_s=("wall_time_s", "mean"), train_objective=("train_objective", "mean"),
+                          held_out_objective=("held_out_objective", "mean"),
+                          held_out_min=("held_out_objective", "min"), held_out_max=("held_out_objective", "max"))
+    spread = grouped["held_out_objective"].std(ddof=1) / np.sqrt(summary["seeds"])
+    summary["held_out_objective_se"] = spread.where(summary["seeds"] > 1)
+    summary = summary.reset_index()
     order = {name: i for i, name in enumerate(dict.fromkeys(metrics["problem"]))}
-    return last.sort_values(["problem", "held_out_objective"], key=lambda c: c.map(order) if c.name == "problem" else c
-                            ).reset_index(drop=True)
+    columns = ["problem", "estimator", "seeds", "step", "cost_evaluations", "wall_time_s", "train_objective",
+               "held_out_objective", "held_out_objective_se", "held_out_min", "held_out_max"]
+    return summary[columns].sort_values(["problem", "held_out_objective"],
+                                        key=lambda c: c.map(order) if c.name == "problem" else c).reset_index(drop=True)

@@ -8,6 +8,7 @@
     python -m experiments.run training                            # training curves of the real-data models
     python -m experiments.run variance_vs_mean                    # the Gaussian test functions against μ
     python -m experiments.run variance_vs_dimension               # the quadratic against the dimension D
+    python -m experiments.run variance_vs_batch                   # per-example against batch-level signals
     python -m analysis.report results/*/*                         # one report from run folders
 """
 
@@ -21,6 +22,8 @@ EXPERIMENTS = {
     "bias_vs_temperature": "bias, variance and MSE of the Gumbel-Softmax family against the temperature",
     "variance_vs_mean": "variance of each estimator on the Gaussian test functions against the mean μ",
     "variance_vs_dimension": "variance of each estimator on the D-dimensional Gaussian quadratic against D",
+    "variance_vs_batch": "encoder-gradient variance of the score-function family against the VAE's minibatch size, "
+                         "per-example against batch-level learning signals",
     "training": "training curves of the real-data models with each estimator at the same budget of cost evaluations",
 }
 
@@ -180,6 +183,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_estimator_options(sub, variance_vs_dimension.DEFAULT_NUM_SAMPLES)
     _add_run_options(sub, default_replicates=variance_vs_dimension.DEFAULT_REPLICATES)
 
+    from experiments import variance_vs_batch
+
+    sub = experiments.add_parser(
+        "variance_vs_batch",
+        help=EXPERIMENTS["variance_vs_batch"],
+        description="For each VAE (trained checkpoint) on its first N training images, sweep N and report the "
+        "variance of the score-function family's gradient with each image's own cost as its latents' "
+        "learning signal (per_example) and with one cost for the whole batch (batch).",
+    )
+    sub.add_argument("--models", type=_comma_list, default=list(variance_vs_batch.MODELS), metavar="NAMES",
+                     help="comma-separated models (default: %(default)s)")
+    sub.add_argument("--batch-sizes", type=_numbers(int), default=list(variance_vs_batch.DEFAULT_BATCH_SIZES),
+                     metavar="NS", help="comma-separated minibatch sizes N (default: %(default)s)")
+    sub.add_argument("--signals", type=_comma_list, default=list(variance_vs_batch.SIGNALS), metavar="NAMES",
+                     help="per_example, batch or both (default: %(default)s)")
+    sub.add_argument("--estimators", type=_comma_list, default=None, metavar="NAMES",
+                     help="comma-separated estimator names (default: "
+                     f"{','.join(variance_vs_batch.DEFAULT_ESTIMATORS)})")
+    sub.add_argument("--num-samples", type=_numbers(int), default=list(variance_vs_batch.DEFAULT_NUM_SAMPLES),
+                     metavar="LS", help="comma-separated sample counts L (default: %(default)s)")
+    _add_run_options(sub, default_replicates=variance_vs_batch.DEFAULT_REPLICATES)
+
     from experiments import training
 
     defaults = training.Config()
@@ -200,7 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cost evaluations each (model, estimator) pair may spend (default: %(default)s)")
     sub.add_argument("--evaluations", type=int, default=defaults.evaluations, metavar="K",
                      help="points on each curve where the objective is computed (default: %(default)s)")
-    sub.add_argument("--seed", type=int, default=0, help="seed of the minibatches and samples (default: %(default)s)")
+    sub.add_argument("--seed", type=int, default=0, help="the first seed of the initializations, minibatches and "
+                     "samples (default: %(default)s)")
+    sub.add_argument("--seeds", type=int, default=defaults.seeds, metavar="S",
+                     help="independent trainings per (model, estimator), seeds SEED to SEED + S - 1 (default: %(default)s)")
     sub.add_argument("--output-dir", default="results", metavar="DIR", help="where run folders go (default: %(default)s)")
     sub.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                      help="where to compute (default: %(default)s)")
@@ -255,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 
         config = training.Config(problems=tuple(args.problems), estimators=tuple(args.estimators or est.names()),
                                  num_samples=args.num_samples, budget=args.budget, evaluations=args.evaluations,
-                                 seed=args.seed, output_dir=args.output_dir, device=args.device,
+                                 seed=args.seed, seeds=args.seeds, output_dir=args.output_dir, device=args.device,
                                  precision=args.precision, figures=not args.no_figures)
         try:
             config.validate()
@@ -302,6 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         config = variance_vs_dimension.Config(dimensions=tuple(args.dimensions),
                                               estimators=tuple(args.estimators or est.names()),
                                               num_samples=tuple(args.num_samples), **common)
+    elif args.experiment == "variance_vs_batch":
+        from experiments import variance_vs_batch
+
+        experiment = variance_vs_batch
+        config = variance_vs_batch.Config(models=tuple(args.models), batch_sizes=tuple(args.batch_sizes),
+                                          signals=tuple(args.signals),
+                                          estimators=tuple(args.estimators or variance_vs_batch.DEFAULT_ESTIMATORS),
+                                          num_samples=tuple(args.num_samples), **common)
     else:
         experiment = bias_vs_temperature
         config = bias_vs_temperature.Config(problems=tuple(args.problems), estimators=tuple(args.estimators or ()),

@@ -1,13 +1,16 @@
 """Training curves: each real-data model optimized with each applicable estimator at the same budget of
 cost evaluations.
 
-Every (model, estimator) pair starts from the model's initial parameters (seed 0) and takes Adam steps
-on minibatches (the same minibatch sequence for every estimator: step t draws from ``fold_in(key, t)``)
-with L samples per step, until it has spent ``budget`` cost evaluations: an estimator that evaluates
+Every (model, estimator) pair is trained from ``seeds`` initializations (seed s: the model's initial
+parameters from ``INIT_SEED + s``, minibatches and samples from ``key(s)``; s = 0 starts from the
+``_init`` checkpoint) by Adam steps on minibatches (the same minibatch sequence for every estimator at a
+seed: step t draws from ``fold_in(key, t)``) with L samples per step, each model's latents weighted by
+their own example's cost (``batch_ndims=1``), until it has spent ``budget`` cost evaluations: an estimator that evaluates
 the cost more often per step (the measure-valued one: 4 per latent coordinate; the delta method: a
 Hessian) takes fewer steps.  At ``evaluations`` evenly spaced points the objective is computed on all
 training and all held-out examples (exactly where the model allows, else from many samples), with the
-steps, cost evaluations and training wall time (compilation and evaluation excluded) so far.
+steps, cost evaluations and training wall time (compilation and evaluation excluded) so far.  The rows
+carry ``seed`` and ``step`` columns; figures and tables show the spread across seeds.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class Config:
     budget: int = 16_000
     evaluations: int = 20
     seed: int = 0
+    #: Independent trainings per (model, estimator): seeds ``seed``, ``seed + 1``, ...
+    seeds: int = 3
     output_dir: str = "results"
     device: str = "auto"
     precision: str = "float32"
@@ -66,6 +71,8 @@ class Config:
             raise ValueError(f"--num-samples must be a positive integer, got {self.num_samples}.")
         if self.budget < 1 or self.evaluations < 1:
             raise ValueError(f"--budget and --evaluations must be positive, got {self.budget} and {self.evaluations}.")
+        if self.seeds < 1:
+            raise ValueError(f"--seeds must be a positive number of trainings per pair, got {self.seeds}.")
 
 
 def plan(config: Config) -> tuple[list[tuple[str, est.GradientEstimator, int]], list[dict]]:
@@ -100,18 +107,29 @@ def _minibatch_objective(model, name):
     return model.objective(batch)
 
 
-def train_curve(name: str, estimator: est.GradientEstimator, steps: int, config: Config, key: jax.Array):
-    """The rows of one training curve, and the compile time."""
+def train_curves(name: str, estimator: est.GradientEstimator, steps: int, config: Config):
+    """The rows of the pair's training curves, one per seed, and the compile time (one program serves
+    every seed)."""
     model, settings = MODELS[name], OPTIMIZATION[name]
     init_state, gradient = fit.estimator_gradient(estimator, config.num_samples)
     points = min(config.evaluations, steps)
     steps_per_call = steps // points
     init, run = fit.trainer(model, init_state, gradient, optax.adam(settings["learning_rate"]),
                             settings["batch_size"], steps_per_call)
-    state = init(model.init_params(jax.random.key(INIT_SEED)))
+    seeds = [config.seed + i for i in range(config.seeds)]
+    states = [init(model.init_params(jax.random.key(INIT_SEED + seed))) for seed in seeds]
     start = time.perf_counter()
-    compiled = run.lower(state, key).compile()
+    compiled = run.lower(states[0], jax.random.key(seeds[0])).compile()
     compile_time = time.perf_counter() - start
+    rows = []
+    for seed, state in zip(seeds, states):
+        rows += _train_curve(name, estimator, config, model, compiled, state, seed, points, steps_per_call)
+    return rows, compile_time
+
+
+def _train_curve(name, estimator, config, model, compiled, state, seed, points, steps_per_call):
+    """The rows of one seed's curve: ``points`` calls of the compiled steps, evaluated after each."""
+    key = jax.random.key(seed)
     objective = _minibatch_objective(model, name)
     per_step = estimator.cost_evaluations(config.num_samples, objective.distribution(state.params),
                                           batch_ndims=objective.batch_ndims)
@@ -131,10 +149,11 @@ def train_curve(name: str, estimator: est.GradientEstimator, steps: int, config:
             "wall_time_s": (wall_time, 0.0),
             "cost_evaluations": (float(step * per_step), 0.0),
         }
-        rows += [{"problem": name, "estimator": estimator.name, "step": step, "num_samples": config.num_samples,
-                  "parameter": "all", "metric": metric, "value": value, "std_error": se, "replicates": 1}
+        rows += [{"problem": name, "estimator": estimator.name, "seed": seed, "step": step,
+                  "num_samples": config.num_samples, "parameter": "all", "metric": metric, "value": value,
+                  "std_error": se, "replicates": 1}
                  for metric, (value, se) in measured.items()]
-    return rows, compile_time
+    return rows
 
 
 def run(config: Config, device: jax.Device | None = None, progress: bool = True) -> Path:
@@ -145,17 +164,16 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True)
     with jax.default_device(device):
         runs, skipped = plan(config)
         folder = RunFolder(config.output_dir, NAME, {**payload, "optimization": OPTIMIZATION}, environment(config.seed),
-                           label_columns=["step"])
+                           label_columns=["seed", "step"])
         folder.update_config(skipped=skipped, device_used=str(device), steps={f"{p}/{e.name}": s for p, e, s in runs},
                              estimator_properties=estimator_properties(e for _, e, _ in runs))
-        key = jax.random.key(config.seed)
         start = time.perf_counter()
         compile_times = {}
         try:
             bar = tqdm(runs, desc=NAME, unit="run", disable=not progress, dynamic_ncols=True)
             for name, estimator, steps in bar:
-                bar.set_postfix_str(f"{name} {estimator.name} {steps} steps")
-                rows, compile_times[f"{name}/{estimator.name}"] = train_curve(name, estimator, steps, config, key)
+                bar.set_postfix_str(f"{name} {estimator.name} {steps} steps x {config.seeds} seeds")
+                rows, compile_times[f"{name}/{estimator.name}"] = train_curves(name, estimator, steps, config)
                 folder.append(rows, [])
             bar.close()
             folder.update_config(wall_time_s=round(time.perf_counter() - start, 3),

@@ -13,7 +13,7 @@ from experiments import training
 def _run(tmp_path, **overrides):
     settings = dict(problems=("logistic_regression", "binary_vae"),
                     estimators=("pathwise", "score_function_loo", "measure_valued", "straight_through"),
-                    num_samples=2, budget=300, evaluations=3, output_dir=str(tmp_path), figures=True)
+                    num_samples=2, budget=300, evaluations=3, seeds=1, output_dir=str(tmp_path), figures=True)
     settings.update(overrides)
     return training.run(training.Config(**settings), progress=False)
 
@@ -53,7 +53,7 @@ def test_the_same_seed_gives_the_same_curves(tmp_path):
 
 def test_cli_runs_training_and_rejects_bad_input(tmp_path, capsys):
     assert cli.main(["training", "--problems", "logistic_regression", "--estimators", "pathwise", "--budget", "40",
-                     "--evaluations", "2", "--output-dir", str(tmp_path), "--quiet", "--no-figures"]) == 0
+                     "--evaluations", "2", "--seeds", "1", "--output-dir", str(tmp_path), "--quiet", "--no-figures"]) == 0
     written = list((tmp_path / "training").iterdir())
     assert len(written) == 1 and json.loads((written[0] / "config.json").read_text())["budget"] == 40
     with pytest.raises(SystemExit):
@@ -62,3 +62,24 @@ def test_cli_runs_training_and_rejects_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["training", "--problems", "binary_vae", "--estimators", "pathwise", "--output-dir", str(tmp_path)])
     assert "Nothing to train" in capsys.readouterr().err
+
+
+def test_seeds_train_independently_and_the_table_shows_their_spread(tmp_path):
+    """Two seeds: two curves per pair from other initializations and minibatches; seed 0's curve is the
+    one-seed run's, and the final table averages the seeds with their standard error."""
+    from analysis import tables
+
+    kwargs = dict(problems=("binary_vae",), estimators=("score_function_loo",), figures=False)
+    two = load_run(_run(tmp_path / "two", seeds=2, **kwargs)).metrics
+    one = load_run(_run(tmp_path / "one", **kwargs)).metrics
+    assert sorted(two["seed"].unique()) == [0, 1]
+    held_out = two[two["metric"] == "held_out_objective"].pivot_table(index="step", columns="seed", values="value")
+    assert (held_out[0] != held_out[1]).all()
+    keep = lambda m: m[(m["metric"] != "wall_time_s") & (m["seed"] == 0)].drop(columns="run_id").reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(keep(two), keep(one))
+    final = tables.final_objectives(two)
+    last = held_out.iloc[-1]
+    assert final["seeds"].tolist() == [2]
+    assert final["held_out_objective"].iloc[0] == pytest.approx(last.mean())
+    assert final["held_out_objective_se"].iloc[0] == pytest.approx(last.std(ddof=1) / 2**0.5)
+    assert final["held_out_min"].iloc[0] == last.min() and final["held_out_max"].iloc[0] == last.max()

@@ -111,3 +111,32 @@ def _binary_vae_answers(checkpoint: str, per_example: bool):
         exact = _to_numpy(jax.grad(model.exact_objective)(params64, jnp.asarray(images, jnp.float64)))
     variances = binary_vae_exact_variances(model, params, images) if per_example else {}
     return exact, variances
+
+
+def num_training_images() -> int:
+    """How many training images the VAEs' problems can be built on."""
+    return len(BinaryVAE().training_batch())
+
+
+def vae_on_images(name: str, num_images: int, per_example: bool = True) -> Problem:
+    """A VAE (``binary_vae`` or ``gaussian_vae``, trained checkpoint) on its first ``num_images`` training
+    images, with per-example costs or the batch-level one: the problems of ``variance_vs_batch``.  The
+    binary VAE's exact gradient is enumerated; the Gaussian VAE's is not known (its reference sample is
+    made for the 64-image batch only), which a variance needs no more than the binary one's."""
+    model = {"binary_vae": BinaryVAE(), "gaussian_vae": GaussianVAE()}[name]
+    params = _params(model.name, "trained")
+    images = model.training_batch()[:num_images]
+    exact = None
+    if name == "binary_vae":
+        with jax.enable_x64(True):
+            params64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
+            exact = _to_numpy(jax.grad(model.exact_objective)(params64, jnp.asarray(images, jnp.float64)))
+    signal = "a cost per image" if per_example else "one cost for the batch"
+    return Problem(
+        name=name,
+        description=f"{model.description.split(',')[0]} on {num_images} training images, {signal}",
+        objective=model.objective(images, per_example=per_example),
+        params=params,
+        exact_grad=exact,
+        dataset="digits",
+    )

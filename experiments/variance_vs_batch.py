@@ -1,0 +1,99 @@
+r"""Encoder-gradient variance of the score-function family against the minibatch size N, with each image's
+own cost as its latents' learning signal, and with one cost for the whole batch.
+
+A VAE's objective on N images is :math:`F = \frac1N \sum_n E_q[f_n]`.  With per-example signals
+(``batch_ndims=1``) image n's score is weighted by :math:`f_n / N`: the N terms are independent, so the
+encoder gradient's variance falls like 1/N, as for any average of independent examples.  With the
+batch-level signal (``batch_ndims=0``, the cost :math:`\frac1N\sum_m f_m` for every image's latents)
+image n's score is weighted by every image's cost: the other N − 1 terms are independent of image n's
+latents, add nothing in expectation and add their noise, so the variance stops falling (with a good
+baseline) or grows (without).  The ratio between the two is the answer to "why does my REINFORCE VAE not
+train": it is N-fold and more at the minibatch sizes people use.
+
+For every model (``binary_vae``, ``gaussian_vae``: their trained checkpoints, on the first N training
+images), every N, both signals and every estimator of the family, R replicate L-sample estimates are
+drawn; the rows carry ``batch_size`` and ``signal`` (``per_example`` or ``batch``) columns.  The
+pathwise estimator (Gaussian latents), whose estimate does not depend on the signal, is the floor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import jax
+
+import estimators as est
+from experiments.measure import score_rows_per_sample
+from experiments.problems import real_data
+from experiments.runner import RunSettings, as_json, check_estimators, run_cells, sweep_cells
+
+NAME = "variance_vs_batch"
+MODELS = ("binary_vae", "gaussian_vae")
+SIGNALS = ("per_example", "batch")
+DEFAULT_BATCH_SIZES = (1, 4, 16, 64, 256)
+DEFAULT_NUM_SAMPLES = (16,)
+DEFAULT_REPLICATES = 500
+#: The score-function family: every estimator whose learning signal is the cost, and pathwise as the floor.
+DEFAULT_ESTIMATORS = ("score_function", "score_function_ema", "score_function_loo", "score_function_optimal",
+                      "score_function_delta", "arm", "disarm", "rebar", "relax", "pathwise")
+#: Cells whose one estimate takes more backward passes than this (the optimal baseline's score per sample
+#: and image: L·N) are skipped, with the reason.
+MAX_BACKWARD_PASSES = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(RunSettings):
+    """Everything that defines a run; written to config.json."""
+
+    models: Sequence[str] = MODELS
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
+    signals: Sequence[str] = SIGNALS
+    estimators: Sequence[str] = DEFAULT_ESTIMATORS
+    num_samples: Sequence[int] = DEFAULT_NUM_SAMPLES
+    replicates: int = DEFAULT_REPLICATES
+
+    def validate(self) -> None:
+        unknown = [name for name in self.models if name not in MODELS]
+        if unknown or not self.models:
+            raise ValueError(f"--models: unknown models {unknown}; choose from {', '.join(MODELS)}.")
+        unknown = [name for name in self.signals if name not in SIGNALS]
+        if unknown or not self.signals:
+            raise ValueError(f"--signals: unknown signals {unknown}; choose from {', '.join(SIGNALS)}.")
+        available = real_data.num_training_images()
+        bad = [n for n in self.batch_sizes if int(n) != n or not 1 <= n <= available]
+        if bad or not self.batch_sizes:
+            raise ValueError(f"--batch-sizes must be integers from 1 to {available} (the training images), got "
+                             f"{list(self.batch_sizes)}.")
+        check_estimators(self.estimators, self.num_samples)
+        super().validate()
+
+
+def plan(config: Config):
+    """The cells and the skipped combinations, with why."""
+    labelled = [({"batch_size": int(n), "signal": signal},
+                 real_data.vae_on_images(model, int(n), per_example=signal == "per_example"))
+                for model in config.models for n in sorted(set(config.batch_sizes)) for signal in config.signals]
+    cells, skipped = sweep_cells(labelled, [est.get(name) for name in config.estimators], config.num_samples)
+    kept = []
+    for cell in cells:
+        passes = cell.num_samples * score_rows_per_sample(cell.problem, cell.estimator)
+        if passes > MAX_BACKWARD_PASSES:
+            skipped.append({"problem": cell.problem.name, "estimator": cell.estimator.name, **cell.labels,
+                            "num_samples": cell.num_samples,
+                            "reason": f"{passes} backward passes per estimate (a score per sample and image; more "
+                                      f"than {MAX_BACKWARD_PASSES})"})
+        else:
+            kept.append(cell)
+    return kept, skipped
+
+
+def run(config: Config, device: jax.Device | None = None, progress: bool = True, resume=None) -> Path:
+    """Measure every (model, N, signal, estimator, L) cell and write the run folder; return its path."""
+    config.validate()
+    device = device or jax.devices()[0]
+    with jax.default_device(device):
+        cells, skipped = plan(config)
+        return run_cells(NAME, config, as_json(config), cells, skipped, device, progress,
+                         label_columns=["batch_size", "signal"], resume=resume)

@@ -1,0 +1,41 @@
+"""The variance_vs_batch sweep end to end, on a tiny grid."""
+
+import numpy as np
+import pytest
+
+from analysis.load import load_run, wide
+from experiments import run as cli
+from experiments import variance_vs_batch
+
+
+def test_sweep_writes_both_signals_at_every_batch_size_and_its_figure(tmp_path):
+    config = variance_vs_batch.Config(models=("binary_vae",), batch_sizes=(1, 4), estimators=("score_function_loo", "disarm"),
+                                      replicates=64, output_dir=str(tmp_path))
+    run = load_run(variance_vs_batch.run(config, progress=False))
+    table = wide(run.metrics)
+    encoder = table[table["parameter"] == "encoder"]
+    assert set(map(tuple, encoder[["estimator", "batch_size", "signal"]].values)) == {
+        (e, n, s) for e in ("score_function_loo", "disarm") for n in (1, 4) for s in ("per_example", "batch")}
+    # One image: its cost is the batch's, so both signals give the same estimates, key for key.
+    one = encoder[encoder["batch_size"] == 1].pivot_table(index="estimator", columns="signal", values="variance")
+    np.testing.assert_allclose(one["per_example"], one["batch"], rtol=1e-4)
+    assert (run.path / "figures" / "variance_vs_batch.png").stat().st_size > 10_000
+
+
+def test_the_optimal_baseline_is_skipped_where_its_scores_would_dominate():
+    config = variance_vs_batch.Config(models=("binary_vae",), batch_sizes=(64, 128), signals=("per_example",),
+                                      estimators=("score_function_optimal",), num_samples=(16,))
+    cells, skipped = variance_vs_batch.plan(config)
+    assert [c.labels["batch_size"] for c in cells] == [64]
+    assert skipped[0]["batch_size"] == 128 and "backward passes" in skipped[0]["reason"]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--batch-sizes", "0,4", "--batch-sizes must be integers from 1"),
+    ("--models", "mnist_vae", "unknown models"),
+    ("--signals", "both", "unknown signals"),
+])
+def test_cli_refuses_bad_input(option, value, message, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["variance_vs_batch", option, value, "--output-dir", str(tmp_path)])
+    assert message in capsys.readouterr().err
