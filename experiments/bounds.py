@@ -39,6 +39,7 @@ regressions and shows each is caught.
     python -m experiments.bounds check [RUN_DIR]     # measure the ci profile (or read a run) and compare
     python -m experiments.bounds regenerate          # after an intended change: new reference, new file,
                                                      # and a list of what moved
+    python -m experiments.bounds extend              # a problem added to the profile: its bounds only
     python -m experiments.bounds calibrate --seeds 20   # the unmodified code on 20 seeds in a row
 """
 
@@ -423,6 +424,67 @@ def regenerate(path: Path | str = BOUNDS_FILE, replicates: int = REFERENCE_REPLI
     return new, moved
 
 
+def extend(path: Path | str = BOUNDS_FILE, replicates: int = REFERENCE_REPLICATES, seed: int = REFERENCE_SEED,
+           output_dir: str = "results", write: bool = True, progress: bool = True) -> Bounds:
+    """Add bounds for the profile's problems that the file does not cover yet, from a reference run of
+    those problems alone, leaving every existing check's expected value and standard errors as they are
+    (their bands widen slightly: the threshold z grows with the number of checks)."""
+    from experiments.results import git_state
+
+    path = Path(path)
+    old = load_bounds(path)
+    covered = set(old.checks["problem"])
+    new_problems = [name for name in dict.fromkeys(c.problem.name for c in profile_cells()) if name not in covered]
+    if not new_problems:
+        print("every problem of the profile has bounds already: nothing to extend")
+        return old
+    start = time.perf_counter()
+    config = dataclasses.replace(profile_config(seed=seed, output_dir=str(output_dir), figures=False),
+                                 problems=tuple(new_problems), replicates=replicates)
+    from experiments import variance_vs_L
+
+    run_dir = variance_vs_L.run(config, progress=progress)
+    reference = measured_from_run(run_dir)
+    exact = exact_answers([c for c in profile_cells() if c.problem.name in new_problems])
+    sanity = reference_against_exact(reference, exact)
+    if not sanity["passed"].all():
+        bad = sanity[~sanity["passed"]][[*CHECK, "exact", "measured", "z"]]
+        raise RuntimeError("The reference run disagrees with exact answers, so the estimators or the problems are "
+                           f"wrong; not writing bounds.\n{bad.to_string(index=False)}\nReference run: {run_dir}")
+    added = build_bounds(reference, exact, old.replicates, {}, old.family_wise_false_alarm)
+    checks = pd.concat([old.checks, added.checks], ignore_index=True).sort_values(CHECK, key=_sort_key)
+    checks = checks.reset_index(drop=True)
+    z = z_threshold(old.family_wise_false_alarm, len(checks))
+    half_width = z * np.hypot(checks["expected_se"], checks["measurement_se"])
+    is_mean = checks["statistic"] == "mean"
+    checks["lower"] = np.where(is_mean, checks["expected"] - half_width, checks["expected"] * np.exp(-half_width))
+    checks["upper"] = np.where(is_mean, checks["expected"] + half_width, checks["expected"] * np.exp(half_width))
+    heavy = old.reference["heavy_tailed_variance_checks"] + added.reference["heavy_tailed_variance_checks"]
+    per_check = old.family_wise_false_alarm / len(checks)
+    reference = {
+        **old.reference,
+        "variance_unchecked": old.reference["variance_unchecked"] + added.reference["variance_unchecked"],
+        "heavy_tailed_variance_checks": heavy,
+        "family_wise_false_alarm_if_their_tails_are_100x_normal":
+            per_check * (len(checks) - heavy + HEAVY_TAIL_INFLATION * heavy),
+        "extensions": [*old.reference.get("extensions", []), {
+            "problems": new_problems, "replicates": replicates, "seed": seed, **git_state(),
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "wall_time_s": round(time.perf_counter() - start, 1),
+            "max_abs_z_against_exact": round(float(sanity["z"].abs().max()), 3), "run_id": Path(run_dir).name}],
+    }
+    new = Bounds(old.replicates, old.family_wise_false_alarm, z, reference, checks)
+    print(f"reference run {run_dir} of {', '.join(new_problems)}: {len(added.checks)} new checks, {len(sanity)} with "
+          f"exact answers (max |z| against them {sanity['z'].abs().max():.2f}); {len(checks)} checks in all, "
+          f"z = {z:.3f} (was {old.z_threshold:.3f}); no existing expected value moved")
+    if write:
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(new.to_json())
+        os.replace(temporary, path)
+        print(f"wrote {path}")
+    return new
+
+
 # ---------------------------------------------------------------------------------------------------
 # Calibration: the unmodified code on many seeds.
 
@@ -472,6 +534,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--bounds", default=str(BOUNDS_FILE), help="the file to write (default: %(default)s)")
     sub.add_argument("--output-dir", default="results", help="where the reference run folder goes")
     sub.add_argument("--dry-run", action="store_true", help="print what moved without writing the file")
+    sub = commands.add_parser("extend", help="add bounds for the profile's problems the file lacks, from a reference "
+                              "run of those alone; existing checks keep their expected values")
+    sub.add_argument("--replicates", type=int, default=REFERENCE_REPLICATES, help="reference R (default: %(default)s)")
+    sub.add_argument("--seed", type=int, default=REFERENCE_SEED, help="reference seed (default: %(default)s)")
+    sub.add_argument("--bounds", default=str(BOUNDS_FILE), help="the file to extend (default: %(default)s)")
+    sub.add_argument("--output-dir", default="results", help="where the reference run folder goes")
+    sub.add_argument("--dry-run", action="store_true", help="print what would be added without writing the file")
     sub = commands.add_parser("calibrate", help="check the unmodified code at many seeds")
     sub.add_argument("--seeds", type=int, default=20, help="how many seeds, 0, 1, ... (default: %(default)s)")
     sub.add_argument("--first-seed", type=int, default=0)
@@ -480,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "regenerate":
         regenerate(args.bounds, args.replicates, args.seed, args.output_dir, write=not args.dry_run)
+        return 0
+    if args.command == "extend":
+        extend(args.bounds, args.replicates, args.seed, args.output_dir, write=not args.dry_run)
         return 0
     bounds = load_bounds(args.bounds)
     if args.command == "calibrate":

@@ -52,9 +52,10 @@ QUICK_REAL_DATA = {"replicates": 500, "max_num_samples": 128, "max_cost_evaluati
 
 #: Named sets of cells (``--profile``).  ``ci``: the cells of the variance-bound regression check
 #: (:mod:`experiments.bounds`): every estimator on the problems below, at L = 2 and 16, 50,000
-#: replicates each, in about three minutes on 2 CPU cores.  The cosine is a smooth non-polynomial cost
-#: (no estimator is exact on it), the ELBO's cost depends on the parameters (the direct term), and
-#: the two toys cover the discrete estimators.  Each replicate of a stateful estimator runs its own
+#: replicates each, in about five minutes on 2 CPU cores.  The cosine is a smooth non-polynomial cost
+#: (no estimator is exact on it), the ELBO's cost depends on the parameters (the direct term), the two
+#: toys cover the discrete estimators, and the two plate toys every estimator with per-example costs
+#: and parameters shared across examples.  Each replicate of a stateful estimator runs its own
 #: warm-up chain, so that its variance includes the warm state's noise and does not depend on the
 #: seed (a shared warm state moves it by several percent from one seed to the next, more than the
 #: band); they are measured at L = 16 only, where that chain is least noisy, after 10 warm-up steps
@@ -62,7 +63,8 @@ QUICK_REAL_DATA = {"replicates": 500, "max_num_samples": 128, "max_cost_evaluati
 #: the most of the check's time).
 PROFILES = {
     "ci": {
-        "problems": ("gaussian_cosine", "gaussian_elbo", "bernoulli_toy", "categorical_toy"),
+        "problems": ("gaussian_cosine", "gaussian_elbo", "bernoulli_toy", "categorical_toy", "bernoulli_plate",
+                     "gaussian_plate"),
         "num_samples": (2, 16),
         "replicates": 50_000,
         "stateful_min_num_samples": 16,
