@@ -60,9 +60,11 @@ def _example_hessians(total_cost, flat_centre):
     """The (E, K, K) Hessian blocks of each example's cost in its own K latents, from K
     Hessian-vector products of the summed cost: perturbing coordinate k of every example at once
     gives column k of every block, since example e's cost sees no other example's latents."""
-    num_examples, size = flat_centre.shape
+    size = flat_centre.shape[1]
     gradient = jax.grad(total_cost)
-    tangents = jnp.broadcast_to(jnp.eye(size, dtype=flat_centre.dtype)[:, None, :], (size, num_examples, size))
+    # Built from the centre, so that the tangents vary over the same mapped axes as the point they are at
+    # (inside shard_map a constant tangent would not).
+    tangents = jnp.eye(size, dtype=flat_centre.dtype)[:, None, :] + jnp.zeros_like(flat_centre)[None]
     columns = jax.vmap(lambda tangent: jax.jvp(gradient, (flat_centre,), (tangent,))[1])(tangents)  # (K, E, K)
     return jnp.transpose(columns, (1, 2, 0))
 
