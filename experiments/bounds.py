@@ -9,7 +9,10 @@ L-sample estimates: the mean m̂ and the sample variance v̂.
 enumeration) it is used: the exact gradient as the mean of an unbiased estimator, the exact
 expectation of a biased one, the exact variance of the L-sample estimate.  Elsewhere the expected
 value is a large reference run's measurement (``regenerate``: R_ref = 1,000,000 replicates at seed
-10,000, a stream no check uses), which carries its own standard error into the band.
+10,000, a stream no check uses), which carries its own standard error into the band.  A problem added
+to the profile later gets its bounds from a reference run of its own cells (``extend``, recorded in
+the file's ``reference.extensions``; the plate toys': R_ref = 200,000, which widens their
+reference-based bands by about 12%), and no existing check's expected value moves.
 
 **Bands.**  With a per-check false-alarm probability α = α_FW / N over the N checks (Bonferroni, so
 the probability that any check fails when nothing changed is at most α_FW = 1e-4, ten times below

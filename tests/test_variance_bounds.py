@@ -82,6 +82,8 @@ def test_reference_run_is_independent_of_the_checked_runs(committed):
     assert committed.reference["seed"] not in range(0, 100)  # CI checks seed 0, calibration 0, 1, ...
     assert committed.reference["replicates"] >= 10 * committed.replicates
     assert committed.replicates == bounds.profile_config().replicates
+    for extension in committed.reference.get("extensions", []):  # problems added to the profile later
+        assert extension["seed"] not in range(0, 100) and extension["replicates"] >= 4 * committed.replicates
 
 
 def test_exact_answers_are_used_wherever_the_problems_know_them(committed):

@@ -54,10 +54,16 @@ class Distribution(abc.ABC):
     def _draw(self, key: jax.Array) -> jax.Array:
         """One sample, possibly differentiable in the parameters."""
 
-    @abc.abstractmethod
     def _log_prob_elements(self, x: jax.Array) -> jax.Array:
         """The log densities of the independent parts of one sample ``x``: an array whose leading
-        ``len(event_shape) - event_ndims`` axes are those of ``x`` (any trailing axes are summed)."""
+        ``len(event_shape) - event_ndims`` axes are those of ``x`` (any trailing axes are summed).
+        Every distribution of the library defines it; one that defines only ``log_prob`` serves
+        objectives without a plate."""
+        raise NotImplementedError(
+            f"{type(self).__name__} defines no per-element log density (_log_prob_elements), so it cannot "
+            "serve an Objective with batch_ndims > 0. Define it, returning the log density of each "
+            "independent coordinate of x, or use batch_ndims=0."
+        )
 
     def log_prob(self, x: jax.Array) -> jax.Array:
         """The joint log density of one sample ``x``: a scalar."""
