@@ -31,6 +31,7 @@ def run_dirs(tmp_path_factory):
         ["variance_vs_dimension", "--dimensions", "1,4", "--estimators", "pathwise,score_function"],
         ["bias_vs_temperature", "--problems", "bernoulli_toy", "--temperatures", "0.5,2", "--estimators",
          "gumbel_softmax,straight_through_gumbel,gumbel_rao"],
+        ["variance_vs_batch", "--models", "binary_vae", "--batch-sizes", "1,2", "--estimators", "score_function_loo"],
     ]
     for command in commands:
         assert cli.main(command + common) == 0
@@ -78,7 +79,7 @@ def test_the_report_has_every_figure_and_table_of_every_run(run_dirs, tmp_path):
     assert all(rows for _, rows in found), "every table has data rows"
     assert sum("best estimator" in h for h in headers) == 1  # the recommendation (variance_vs_L)
     assert sum("| L = 2 | L = 16 |" in h for h in headers) == 1  # and its problem × L grid
-    assert sum("max \\|z\\| mean" in h for h in headers) == 4  # agreement: every experiment but training
+    assert sum("max \\|z\\| mean" in h for h in headers) == 5  # agreement: every experiment but training
     assert sum("exact variance" in h for h in headers) == 1  # the detail at L = 16
     assert sum("best τ" in h for h in headers) == 1
     assert sum("held-out −ELBO" in h for h in headers) == 1
