@@ -125,9 +125,14 @@ MIN_CHUNKS = 16
 def score_rows_per_sample(problem: Problem, estimator: est.GradientEstimator) -> int:
     """Parameter-sized gradients an estimate holds per sample: one, or one per example for a baseline
     fitted per coordinate (the optimal constant needs each example's score in every parameter)."""
+    return objective_score_rows_per_sample(problem.objective, problem.distribution(), estimator)
+
+
+def objective_score_rows_per_sample(objective: est.Objective, dist, estimator: est.GradientEstimator) -> int:
+    """:func:`score_rows_per_sample` of an objective and its distribution at some parameters."""
     baseline = getattr(estimator, "baseline", None)
     if baseline is not None and baseline.per_coordinate:
-        return math.prod(problem.objective.batch_shape(problem.distribution()))
+        return math.prod(objective.batch_shape(dist))
     return 1
 
 

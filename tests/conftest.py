@@ -17,3 +17,16 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 def key(request):
     """A key derived from the test's id: tests do not share random numbers, and reruns repeat them."""
     return jax.random.key(zlib.crc32(request.node.nodeid.encode()))
+
+
+#: Files whose module fixtures run for minutes (the ci profile, the device subprocess, the report's runs)
+#: are collected first, longest first, so that on two workers (pytest-xdist, a file per worker) they overlap with the rest
+#: of the suite instead of ending it.
+LONG_FILES = ("test_variance_bounds.py", "test_devices.py", "test_report.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        return LONG_FILES.index(item.path.name) if item.path.name in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=rank)  # stable: the rest keep their order

@@ -83,3 +83,13 @@ def test_seeds_train_independently_and_the_table_shows_their_spread(tmp_path):
     assert final["held_out_objective"].iloc[0] == pytest.approx(last.mean())
     assert final["held_out_objective_se"].iloc[0] == pytest.approx(last.std(ddof=1) / 2**0.5)
     assert final["held_out_min"].iloc[0] == last.min() and final["held_out_max"].iloc[0] == last.max()
+
+
+def test_a_step_with_a_score_per_sample_and_example_is_skipped_with_its_reason():
+    runs, skipped = training.plan(training.Config(estimators=("score_function_loo", "score_function_optimal")))
+    trained = {(problem, estimator.name) for problem, estimator, _ in runs}
+    assert ("logistic_regression", "score_function_optimal") in trained  # one example: L backward passes
+    reasons = {(s["problem"], s["estimator"]): s["reason"] for s in skipped}
+    for model in ("gaussian_vae", "binary_vae"):
+        assert (model, "score_function_loo") in trained
+        assert reasons[(model, "score_function_optimal")].startswith("256 backward passes per step")

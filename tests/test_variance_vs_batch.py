@@ -9,13 +9,13 @@ from experiments import variance_vs_batch
 
 
 def test_sweep_writes_both_signals_at_every_batch_size_and_its_figure(tmp_path):
-    config = variance_vs_batch.Config(models=("binary_vae",), batch_sizes=(1, 3), estimators=("score_function_loo", "disarm"),
+    config = variance_vs_batch.Config(models=("binary_vae",), batch_sizes=(1, 3), estimators=("disarm",),
                                       num_samples=(4,), replicates=64, output_dir=str(tmp_path))
     run = load_run(variance_vs_batch.run(config, progress=False))
     table = wide(run.metrics)
     encoder = table[table["parameter"] == "encoder"]
     assert set(map(tuple, encoder[["estimator", "batch_size", "signal"]].values)) == {
-        (e, n, s) for e in ("score_function_loo", "disarm") for n in (1, 3) for s in ("per_example", "batch")}
+        ("disarm", n, s) for n in (1, 3) for s in ("per_example", "batch")}
     # One image: its cost is the batch's, so both signals give the same estimates, key for key.
     one = encoder[encoder["batch_size"] == 1].pivot_table(index="estimator", columns="signal", values="variance")
     np.testing.assert_allclose(one["per_example"], one["batch"], rtol=1e-4)
