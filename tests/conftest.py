@@ -20,8 +20,8 @@ def key(request):
 
 
 #: Files whose module fixtures run for minutes (the ci profile, the device subprocess, the report's runs)
-#: are collected first, longest first, so that on two workers (pytest-xdist, a file per worker) they overlap with the rest
-#: of the suite instead of ending it.
+#: are collected first, longest first, so that on two workers (pytest-xdist, a file per worker) they
+#: overlap with the rest of the suite instead of ending it.
 LONG_FILES = ("test_variance_bounds.py", "test_devices.py", "test_report.py")
 
 
