@@ -42,6 +42,10 @@ DEFAULT_ESTIMATORS = ("score_function", "score_function_ema", "score_function_lo
 #: and image: L·N) are skipped, with the reason: at L = 16, N = 64 (1,024 passes) one cell of 500
 #: estimates takes over ten minutes on two CPU cores.
 MAX_BACKWARD_PASSES = 256
+#: Cells whose one estimate evaluates the cost more often than this are skipped too: the delta method's
+#: Hessian of one batch-level cost in all N·K latents (about 1,000 evaluations at N = 256; a cell did not
+#: finish in 20 minutes), where the per-example Hessian takes 22.
+MAX_COST_EVALUATIONS = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +89,10 @@ def plan(config: Config):
                             "num_samples": cell.num_samples,
                             "reason": f"{passes} backward passes per estimate (a score per sample and image; more "
                                       f"than {MAX_BACKWARD_PASSES})"})
+        elif (evaluations := cell.problem.cost_evaluations(cell.estimator, cell.num_samples)) > MAX_COST_EVALUATIONS:
+            skipped.append({"problem": cell.problem.name, "estimator": cell.estimator.name, **cell.labels,
+                            "num_samples": cell.num_samples,
+                            "reason": f"{evaluations} cost evaluations per estimate (more than {MAX_COST_EVALUATIONS})"})
         else:
             kept.append(cell)
     return kept, skipped

@@ -30,6 +30,16 @@ def test_the_optimal_baseline_is_skipped_where_its_scores_would_dominate():
     assert skipped[0]["batch_size"] == 17 and "backward passes" in skipped[0]["reason"]
 
 
+def test_the_batch_level_delta_method_is_skipped_where_its_hessian_would_dominate():
+    config = variance_vs_batch.Config(models=("gaussian_vae",), batch_sizes=(64, 256),
+                                      estimators=("score_function_delta",), num_samples=(16,))
+    cells, skipped = variance_vs_batch.plan(config)
+    assert sorted((c.labels["batch_size"], c.labels["signal"]) for c in cells) == [
+        (64, "batch"), (64, "per_example"), (256, "per_example")]
+    assert [(s["batch_size"], s["signal"]) for s in skipped] == [(256, "batch")]
+    assert "cost evaluations per estimate" in skipped[0]["reason"]
+
+
 @pytest.mark.parametrize("option, value, message", [
     ("--batch-sizes", "0,4", "--batch-sizes must be integers from 1"),
     ("--models", "mnist_vae", "unknown models"),
