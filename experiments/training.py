@@ -7,8 +7,8 @@ parameters from ``INIT_SEED + s``, minibatches and samples from ``key(s)``; s = 
 seed: step t draws from ``fold_in(key, t)``) with L samples per step, each model's latents weighted by
 their own example's cost (``batch_ndims=1``), until it has spent ``budget`` cost evaluations: an
 estimator that evaluates the cost more often per step (the measure-valued one: 4 per latent coordinate;
-the delta method: a Hessian) takes fewer steps.  At ``evaluations`` evenly spaced points the objective is computed on all
-training and all held-out examples (exactly where the model allows, else from many samples), with the
+the delta method: a Hessian) takes fewer steps.  At ``evaluations`` evenly spaced points the objective
+is computed on all training and all held-out examples (exactly where the model allows, else from many samples), with the
 steps, cost evaluations and training wall time (compilation and evaluation excluded) so far.  The rows
 carry ``seed`` and ``step`` columns; figures and tables show the spread across seeds.
 """

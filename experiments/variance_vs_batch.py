@@ -84,17 +84,16 @@ def plan(config: Config):
     kept = []
     for cell in cells:
         passes = cell.num_samples * score_rows_per_sample(cell.problem, cell.estimator)
+        evaluations = cell.problem.cost_evaluations(cell.estimator, cell.num_samples)
         if passes > MAX_BACKWARD_PASSES:
-            skipped.append({"problem": cell.problem.name, "estimator": cell.estimator.name, **cell.labels,
-                            "num_samples": cell.num_samples,
-                            "reason": f"{passes} backward passes per estimate (a score per sample and image; more "
-                                      f"than {MAX_BACKWARD_PASSES})"})
-        elif (evaluations := cell.problem.cost_evaluations(cell.estimator, cell.num_samples)) > MAX_COST_EVALUATIONS:
-            skipped.append({"problem": cell.problem.name, "estimator": cell.estimator.name, **cell.labels,
-                            "num_samples": cell.num_samples,
-                            "reason": f"{evaluations} cost evaluations per estimate (more than {MAX_COST_EVALUATIONS})"})
+            reason = f"{passes} backward passes per estimate (a score per sample and image; more than {MAX_BACKWARD_PASSES})"
+        elif evaluations > MAX_COST_EVALUATIONS:
+            reason = f"{evaluations} cost evaluations per estimate (more than {MAX_COST_EVALUATIONS})"
         else:
             kept.append(cell)
+            continue
+        skipped.append({"problem": cell.problem.name, "estimator": cell.estimator.name, **cell.labels,
+                        "num_samples": cell.num_samples, "reason": reason})
     return kept, skipped
 
 
