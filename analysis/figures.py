@@ -173,8 +173,14 @@ def bias_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
                     transform=ax.transAxes, fontsize=7, color="0.3", va="bottom")
         for estimator, line in frame[~exact].groupby("estimator"):
             line = line.sort_values("num_samples")
-            ax.plot(line["num_samples"], line["bias_z"], marker=marker(palette, estimator), ms=4, color=palette[estimator],
-                    label=estimator)
+            ax.plot(
+                line["num_samples"],
+                line["bias_z"],
+                marker=marker(palette, estimator),
+                ms=4,
+                color=palette[estimator],
+                label=estimator,
+            )
         ax.axhspan(-Z_95, Z_95, color="0.85", zorder=0, label="±1.96: consistent with no bias")
         ax.axhline(0.0, color="0.3", lw=0.8)
         ax.set_yscale("symlog", linthresh=3.0)  # linear inside ±3, logarithmic for clearly biased ones
@@ -359,10 +365,21 @@ def bias_vs_temperature(metrics: pd.DataFrame, palette: dict | None = None) -> p
                 shown = line[line[metric] > 0]  # a squared bias estimated at or below zero has no log
                 color = palette[estimator]
                 low = (shown[metric] - Z_95 * shown[f"{metric}_se"]).clip(lower=shown[metric] * 1e-2)
-                ax.errorbar(shown["temperature"], shown[metric],
-                            yerr=[shown[metric] - low, Z_95 * shown[f"{metric}_se"]], color=color, marker=marker(palette, estimator),
-                            ms=3, capsize=2, label=estimator)
-                if metric == "bias_squared" and "exact_bias_squared" in line and line["exact_bias_squared"].notna().all():
+                ax.errorbar(
+                    shown["temperature"],
+                    shown[metric],
+                    yerr=[shown[metric] - low, Z_95 * shown[f"{metric}_se"]],
+                    color=color,
+                    marker=marker(palette, estimator),
+                    ms=3,
+                    capsize=2,
+                    label=estimator,
+                )
+                if (
+                    metric == "bias_squared"
+                    and "exact_bias_squared" in line
+                    and line["exact_bias_squared"].notna().all()
+                ):
                     ax.plot(line["temperature"], line["exact_bias_squared"], ls=":", lw=2, color=color,
                             label=f"{estimator} (exact)")
             ax.set(xscale="log", yscale="log", xlabel="temperature τ", ylabel=metric.replace("_", " "))

@@ -54,7 +54,10 @@ def load_run(path: str | Path, allow_partial: bool = False) -> Run:
     env = json.loads((path / "env.json").read_text())
     run_id = config.get("run_id", path.name)
     if in_progress:  # the finished cells so far, one file each
-        metrics, coordinates = _read_cells(path / CELLS_DIR, ".csv"), _read_cells(path / CELLS_DIR, ".by_coordinate.csv")
+        metrics, coordinates = (
+            _read_cells(path / CELLS_DIR, ".csv"),
+            _read_cells(path / CELLS_DIR, ".by_coordinate.csv"),
+        )
     else:
         metrics = pd.read_csv(path / METRICS_FILE)
         coordinate_path = path / COORDINATE_METRICS_FILE

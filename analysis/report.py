@@ -172,17 +172,20 @@ def _runs_section(runs: list[Run]) -> Section:
     for run in runs:
         env, config = run.env, run.config
         commit = (env.get("git_commit") or "unknown")[:7] + (" (uncommitted changes)" if env.get("git_dirty") else "")
-        rows.append({
-            "run": f"`{run.run_id}`",
-            "experiment": config.get("experiment", "variance_vs_L"),
-            "device": f"{env.get('backend', '?')} ({env.get('device_kind', '?')}, {len(env.get('devices', []))} device(s))",
-            "precision": config.get("precision", "float32"),
-            "replicates": format_number(config.get("replicates")),
-            "cells": format_number(config.get("cells")),
-            "wall time": _duration(config.get("wall_time_s")),
-            "commit": commit,
-            "started (UTC)": env.get("started_utc", "?"),
-        })
+        rows.append(
+            {
+                "run": f"`{run.run_id}`",
+                "experiment": config.get("experiment", "variance_vs_L"),
+                "device": f"{env.get('backend', '?')} ({env.get('device_kind', '?')}, "
+                f"{len(env.get('devices', []))} device(s))",
+                "precision": config.get("precision", "float32"),
+                "replicates": format_number(config.get("replicates")),
+                "cells": format_number(config.get("cells")),
+                "wall time": _duration(config.get("wall_time_s")),
+                "commit": commit,
+                "started (UTC)": env.get("started_utc", "?"),
+            }
+        )
     section = Section("Runs")
     section.blocks.append(Table(pd.DataFrame(rows), "The run folders this report was made from."))
     return section
@@ -299,27 +302,51 @@ def _agreement_blocks(run: Run, name: str, folder: Path) -> list:
             f"threshold for a {attrs['false_alarm_rate']:.0%} family-wise false-alarm rate. "
             + ", ".join(f"{count} {verdict}" for verdict, count in counts.items()) + ".")
     if len(differ):
-        text += " Rows that differ: " + "; ".join(
-            f"`{r.problem}` `{r.estimator}` L={r.num_samples} {r.parameter} ({r.verdict})" for r in differ.head(20).itertuples()
-        ) + ("" if len(differ) <= 20 else f"; and {len(differ) - 20} more (see the CSV).")
+        text += (
+            " Rows that differ: "
+            + "; ".join(
+                f"`{r.problem}` `{r.estimator}` L={r.num_samples} {r.parameter} ({r.verdict})"
+                for r in differ.head(20).itertuples()
+            )
+            + ("" if len(differ) <= 20 else f"; and {len(differ) - 20} more (see the CSV).")
+        )
     blocks = [text]
 
     summary = tables.agreement_summary(table)
-    blocks.append(Table(formatted(summary, {
-        "problem": "problem", "estimator": "estimator", "rows": "rows", "max_abs_mean_z": "max |z| mean",
-        "max_abs_variance_z": "max |z| variance", "max_abs_bias_squared_z": "max |z| bias²", "differ": "rows that differ",
-    }), "Measured against exact, per problem and estimator, over every L, setting and parameter group: the "
-        "largest |z| of the mean gradient against the exact gradient (per coordinate; for biased estimators this "
-        "is their bias, not an error), of the variance against the exact variance, and of a biased estimator's "
-        "squared bias against its exact value. — : nothing exact to compare.", csv))
+    blocks.append(
+        Table(
+            formatted(
+                summary,
+                {
+                    "problem": "problem",
+                    "estimator": "estimator",
+                    "rows": "rows",
+                    "max_abs_mean_z": "max |z| mean",
+                    "max_abs_variance_z": "max |z| variance",
+                    "max_abs_bias_squared_z": "max |z| bias²",
+                    "differ": "rows that differ",
+                },
+            ),
+            "Measured against exact, per problem and estimator, over every L, setting and parameter group: the "
+            "largest |z| of the mean gradient against the exact gradient (per coordinate; for biased estimators this "
+            "is their bias, not an error), of the variance against the exact variance, and of a biased estimator's "
+            "squared bias against its exact value. — : nothing exact to compare.",
+            csv,
+        )
+    )
 
     detail_L = _closest(sorted(set(table["num_samples"])), DETAIL_NUM_SAMPLES)
     detail = table[(table["num_samples"] == detail_L) & table["exact_variance"].notna()]
     if not detail.empty and run.config.get("experiment") == "variance_vs_L":
-        detail = detail.assign(mean_text=[
-            f"{format_number(m)} ± {format_number(s)}" if pd.notna(m) else f"{format_number(c)} coords"
-            for m, s, c in zip(detail["mean"], detail["mean_se"], detail["coordinates"])
-        ], variance_text=[f"{format_number(v)} ± {format_number(s)}" for v, s in zip(detail["variance"], detail["variance_se"])])
+        detail = detail.assign(
+            mean_text=[
+                f"{format_number(m)} ± {format_number(s)}" if pd.notna(m) else f"{format_number(c)} coords"
+                for m, s, c in zip(detail["mean"], detail["mean_se"], detail["coordinates"])
+            ],
+            variance_text=[
+                f"{format_number(v)} ± {format_number(s)}" for v, s in zip(detail["variance"], detail["variance_se"])
+            ],
+        )
         blocks.append(Table(formatted(detail, {
             "problem": "problem", "estimator": "estimator", "parameter": "parameter", "mean_text": "mean ± se",
             "exact_mean": "exact mean", "mean_z": "z (mean)", "variance_text": "variance ± se",
@@ -379,7 +406,7 @@ def render_markdown(title: str, preamble: str, sections: list[Section]) -> str:
 
 
 def _markdown_table(frame: pd.DataFrame) -> list[str]:
-    cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
     lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return lines
@@ -402,8 +429,12 @@ def _inline_html(text: str) -> str:
 
 
 def render_html(title: str, preamble: str, sections: list[Section], folder: Path) -> str:
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_HTML_STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>", f"<p>{_inline_html(preamble)}</p>"]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_HTML_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{_inline_html(preamble)}</p>",
+    ]
     for section in sections:
         parts.append(f"<h{section.level}>{_inline_html(section.title)}</h{section.level}>")
         for block in section.blocks:

@@ -89,7 +89,9 @@ def measured_vs_exact(metrics: pd.DataFrame, coordinate_metrics: pd.DataFrame, u
     out["biased"] = biased = (out["exact_bias_squared"] > 0) | ~by_design
     # A biased estimator's squared bias against its exact value; an unbiased one's against zero where the
     # group has no per-coordinate rows (over 256 coordinates: the sum of many squared errors, near normal).
-    expected_bias_squared = np.where(biased, out["exact_bias_squared"], np.where(out["coordinates"].isna(), 0.0, np.nan))
+    expected_bias_squared = np.where(
+        biased, out["exact_bias_squared"], np.where(out["coordinates"].isna(), 0.0, np.nan)
+    )
     out["bias_squared_z"] = (out["bias_squared"] - expected_bias_squared) / out["bias_squared_se"]
     out = out[out["mean_z"].notna() | out["variance_z"].notna() | out["bias_squared_z"].notna()].copy()
 

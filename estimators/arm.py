@@ -37,55 +37,56 @@ References:
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
-from estimators.base import Estimate, GradientEstimator, sample_keys
+from estimators.base import (
+    Estimate,
+    EstimatorInfo,
+    GradientEstimator,
+    estimator_dataclass,
+    sample_keys,
+    surrogate_estimate,
+)
 from estimators.distributions import Bernoulli
+from estimators.registry import register
 
 
-class _Antithetic(GradientEstimator):
-    """The shared pair construction and surrogate; subclasses give the per-sample logit gradient."""
+def _unsupported(dist) -> str | None:
+    if isinstance(dist, Bernoulli):
+        return None
+    return (
+        f"it is defined for Bernoulli latents, not {type(dist).__name__} (for categorical latents use "
+        "rebar, relax or score_function_loo)"
+    )
 
-    def incompatibility(self, dist):
-        if isinstance(dist, Bernoulli):
-            return None
-        return (
-            f"it is defined for Bernoulli latents, not {type(dist).__name__} (for categorical latents use "
-            "rebar, relax or score_function_loo)"
-        )
 
-    def cost_evaluations(self, num_samples, dist, batch_ndims=0):
-        return 2 * num_samples
+def antithetic_estimate(objective, params, key, num_samples, state, logit_gradient: Callable) -> Estimate:
+    """The estimate of an antithetic pair estimator whose per-sample gradient in the logits is
+    ``logit_gradient(logits, u, cost_b, cost_antithetic, b, antithetic)``, plus the direct term."""
+    logits = jax.lax.stop_gradient(objective.distribution(params).logits)
 
-    def _logit_gradient(self, logits, u, cost_b, cost_antithetic, b, antithetic):
-        raise NotImplementedError
+    def antithetic_pair(sample_key):
+        u = jax.random.uniform(sample_key, logits.shape, logits.dtype)
+        b = (u < jax.nn.sigmoid(logits)).astype(logits.dtype)
+        antithetic = (1 - u < jax.nn.sigmoid(logits)).astype(logits.dtype)
+        return u, b, antithetic
 
-    def estimate(self, objective, params, key, num_samples, state):
-        logits = jax.lax.stop_gradient(objective.distribution(params).logits)
+    u, b, antithetic = jax.vmap(antithetic_pair)(sample_keys(key, num_samples))
 
-        def antithetic_pair(sample_key):
-            u = jax.random.uniform(sample_key, logits.shape, logits.dtype)
-            b = (u < jax.nn.sigmoid(logits)).astype(logits.dtype)
-            antithetic = (1 - u < jax.nn.sigmoid(logits)).astype(logits.dtype)
-            return u, b, antithetic
+    def surrogate(p):
+        # Each cost is evaluated once: its value weighs the logit gradient, its θ-gradient is the direct term.
+        cost_b, cost_antithetic = objective.costs(p, b), objective.costs(p, antithetic)  # (L, *batch_shape)
+        weights = jax.lax.stop_gradient((cost_b, cost_antithetic))
+        weights = tuple(_per_logit(w, logits.ndim + 1) for w in weights)  # example n's cost for its logits
+        logit_grads = jax.vmap(logit_gradient, in_axes=(None, 0, 0, 0, 0, 0))(logits, u, *weights, b, antithetic)
+        logit_grad = jax.lax.stop_gradient(jnp.mean(logit_grads, axis=0))
+        value = jnp.mean(0.5 * (objective.sum_examples(cost_b) + objective.sum_examples(cost_antithetic)))
+        return jnp.sum(logit_grad * objective.distribution(p).logits) + value, value
 
-        u, b, antithetic = jax.vmap(antithetic_pair)(sample_keys(key, num_samples))
-
-        def surrogate(p):
-            # Each cost is evaluated once: its value weighs the logit gradient, its θ-gradient is the direct term.
-            cost_b, cost_antithetic = objective.costs(p, b), objective.costs(p, antithetic)  # (L, *batch_shape)
-            weights = jax.lax.stop_gradient((cost_b, cost_antithetic))
-            weights = tuple(_per_logit(w, logits.ndim + 1) for w in weights)  # example n's cost for its logits
-            logit_grads = jax.vmap(self._logit_gradient, in_axes=(None, 0, 0, 0, 0, 0))(logits, u, *weights, b, antithetic)
-            logit_grad = jax.lax.stop_gradient(jnp.mean(logit_grads, axis=0))
-            value = jnp.mean(0.5 * (objective.sum_examples(cost_b) + objective.sum_examples(cost_antithetic)))
-            return jnp.sum(logit_grad * objective.distribution(p).logits) + value, value
-
-        (_, value), grads = jax.value_and_grad(surrogate, has_aux=True)(params)
-        return Estimate(value=value, grads=grads, state=state)
+    return surrogate_estimate(surrogate, params, state)
 
 
 def _per_logit(costs, ndim):
@@ -95,25 +96,47 @@ def _per_logit(costs, ndim):
     return costs.reshape(costs.shape + (1,) * (ndim - costs.ndim))
 
 
-@dataclasses.dataclass(frozen=True)
-class ARM(_Antithetic):
+@register("arm", family="antithetic")
+@estimator_dataclass
+class ARM(GradientEstimator):
     r"""ARM: :math:`(f(\tilde b) - f(b))(u - \tfrac12)` per sample, :math:`\tilde b = \mathbb{1}[u > \sigma(-\ell)]`,
     :math:`b = \mathbb{1}[u < \sigma(\ell)]`.  Unbiased.  See :mod:`estimators.arm`."""
 
-    name = "arm"
+    info = EstimatorInfo("arm")
 
-    def _logit_gradient(self, logits, u, cost_b, cost_antithetic, b, antithetic):
+    def supports(self, dist):
+        return _unsupported(dist)
+
+    def cost_evaluations(self, num_samples, dist, batch_ndims=0):
+        return 2 * num_samples
+
+    def estimate(self, objective, params, key, num_samples, state):
+        return antithetic_estimate(objective, params, key, num_samples, state, self._logit_gradient)
+
+    @staticmethod
+    def _logit_gradient(logits, u, cost_b, cost_antithetic, b, antithetic):
         # 1[u > σ(-ℓ)] = 1[1 - u < σ(ℓ)]: the antithetic sample.
         return (cost_antithetic - cost_b) * (u - 0.5)
 
 
-@dataclasses.dataclass(frozen=True)
-class DisARM(_Antithetic):
+@register("disarm", family="antithetic")
+@estimator_dataclass
+class DisARM(GradientEstimator):
     r"""DisARM: :math:`\tfrac12 (f(b) - f(\tilde b))(-1)^{\tilde b}\mathbb{1}[b \ne \tilde b]\sigma(|\ell|)` per
     sample.  Unbiased, with variance at most ARM's.  See :mod:`estimators.arm`."""
 
-    name = "disarm"
+    info = EstimatorInfo("disarm")
 
-    def _logit_gradient(self, logits, u, cost_b, cost_antithetic, b, antithetic):
+    def supports(self, dist):
+        return _unsupported(dist)
+
+    def cost_evaluations(self, num_samples, dist, batch_ndims=0):
+        return 2 * num_samples
+
+    def estimate(self, objective, params, key, num_samples, state):
+        return antithetic_estimate(objective, params, key, num_samples, state, self._logit_gradient)
+
+    @staticmethod
+    def _logit_gradient(logits, u, cost_b, cost_antithetic, b, antithetic):
         sign = 1 - 2 * antithetic
         return 0.5 * (cost_b - cost_antithetic) * sign * (b != antithetic) * jax.nn.sigmoid(jnp.abs(logits))

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar, NamedTuple
+import dataclasses
+import math
+import numbers
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from estimators.distributions import Distribution
 from estimators.objective import Objective, Params
 
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+else:
+
+    def dataclass_transform(**kwargs):
+        return lambda decorator: decorator
+
+
 PyTree = Any
+T = TypeVar("T")
 
 
 class Estimate(NamedTuple):
@@ -22,39 +36,52 @@ class Estimate(NamedTuple):
     state: PyTree  #: the estimator's next state; () for stateless estimators
 
 
+class EstimatorInfo(NamedTuple):
+    """What the library, the benchmark and the reports need to know about an estimator."""
+
+    name: str  #: the registry name, used by the CLI, in result files and in plots
+    unbiased: bool = True  #: False for estimators biased by design (relaxations); their bias is measured
+    stateful: bool = False  #: True where state is carried between calls (use ``grad_with_state``)
+    min_num_samples: int = 1  #: the smallest L the estimator is defined for
+
+
 class GradientEstimator(abc.ABC):
     """A Monte Carlo estimator of ∇θ E_{x ~ q(x; θ)}[f(θ, x)].
 
-    Subclasses are small frozen dataclasses whose fields are the estimator's options.  They implement
-    :meth:`estimate`, and :meth:`incompatibility` where they serve only some distributions.  Users call
-    them through :func:`estimators.grad`, which validates the inputs first.
+    A concrete estimator is a final :func:`estimator_dataclass`: a frozen dataclass and a pytree whose
+    continuous options (a temperature, a scale, a decay) are leaves and whose structural options (a
+    number of draws, a flag) are static, so one compiled program serves every value of a continuous
+    option, and a traced temperature can be annealed inside ``jit`` or ``lax.scan``.  It states its
+    :attr:`info`, implements :meth:`estimate`, and, where they differ from the defaults,
+    :meth:`supports`, :meth:`cost_evaluations` and :meth:`init`.  Users call it through
+    :func:`estimators.grad`, which validates the inputs first.
     """
 
-    #: The registry name, used by the CLI, in result files and in plots.
-    name: ClassVar[str]
-    #: True where the estimator carries state between calls (use ``grad_with_state``).
-    stateful: ClassVar[bool] = False
-    #: The smallest number of samples the estimator is defined for.
-    min_num_samples: ClassVar[int] = 1
-    #: False for estimators biased by design (straight-through, relaxations); their bias is measured.
-    unbiased: ClassVar[bool] = True
+    @property
+    @abc.abstractmethod
+    def info(self) -> EstimatorInfo:
+        """The estimator's name and properties."""
 
-    def incompatibility(self, dist: Distribution) -> str | None:
-        """Why this estimator cannot serve ``dist``, with what would; None where it can."""
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def unbiased(self) -> bool:
+        return self.info.unbiased
+
+    @property
+    def stateful(self) -> bool:
+        return self.info.stateful
+
+    @property
+    def min_num_samples(self) -> int:
+        return self.info.min_num_samples
+
+    def supports(self, dist: Distribution) -> str | None:
+        """None where the estimator can serve ``dist``; otherwise why not, with what would."""
         del dist
         return None
-
-    def init(self, params: Params) -> PyTree:
-        """The initial state; stateless estimators have the empty state ``()``."""
-        del params
-        return ()
-
-    def init_state(self, objective: Objective, params: Params) -> PyTree:
-        """The initial state for ``objective`` at ``params``: ``init(params)``, unless the state depends
-        on the objective (RELAX's network is sized by the samples).  Users reach it as ``init(params)``
-        from :func:`estimators.grad_with_state`."""
-        del objective
-        return self.init(params)
 
     def cost_evaluations(self, num_samples: int, dist: Distribution, batch_ndims: int = 0) -> int:
         """How many times one estimate evaluates the cost (or its gradient) of a whole sample (one
@@ -62,11 +89,60 @@ class GradientEstimator(abc.ABC):
         del dist, batch_ndims
         return num_samples
 
+    def init(self, objective: Objective, params: Params, key: jax.Array) -> PyTree:
+        """The initial state for ``objective`` at ``params``; ``key`` for any randomness it needs
+        (RELAX's network weights).  Stateless estimators have the empty state ``()``."""
+        del objective, params, key
+        return ()
+
     @abc.abstractmethod
     def estimate(
         self, objective: Objective, params: Params, key: jax.Array, num_samples: int, state: PyTree
     ) -> Estimate:
         """One estimate from ``num_samples`` samples drawn with keys ``fold_in(key, i)``."""
+
+
+def static(*, default: Any) -> Any:
+    """A dataclass field that is static in the pytree: a structural option such as a number of draws."""
+    return dataclasses.field(default=default, metadata={"static": True})
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, static))
+def estimator_dataclass(cls: type[T]) -> type[T]:
+    """Make ``cls`` a frozen dataclass registered as a pytree: fields declared with :func:`static` are
+    part of the tree's structure, the others (continuous options, nested estimators or baselines) are
+    its leaves."""
+    return jax.tree_util.register_dataclass(dataclasses.dataclass(frozen=True)(cls))
+
+
+def concrete_number(value: Any) -> float | None:
+    """``value`` as a float where it is a concrete real number; NaN for a value that is no number (a
+    string, a bool); None where it is traced (or a placeholder JAX builds while rebuilding the pytree),
+    which cannot be checked."""
+    if isinstance(value, (bool, str)):
+        return math.nan
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (np.ndarray, np.generic)) or (
+        isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer)
+    ):
+        if np.size(value) == 1 and not jax.dtypes.issubdtype(np.result_type(value), jax.dtypes.prng_key):
+            return float(np.asarray(value))
+    return None
+
+
+def check_option(estimator: Any, option: str, is_valid: Callable[[float], bool], requirement: str) -> None:
+    """Check a continuous option of a frozen estimator where it is concrete (storing it as a float), so a
+    bad value fails at construction; traced values pass through (they are checked nowhere)."""
+    value = getattr(estimator, option)
+    owner = getattr(getattr(estimator, "info", None), "name", type(estimator).__name__)
+    number = concrete_number(value)
+    if number is None:
+        return
+    if math.isnan(number) or not is_valid(number):
+        raise ValueError(f"{owner} needs {requirement}, got {value!r}.")
+    if isinstance(value, numbers.Real):
+        object.__setattr__(estimator, option, number)
 
 
 def sample_keys(key: jax.Array, num_samples: int) -> jax.Array:

@@ -2,8 +2,9 @@ r"""Baselines for the score-function estimator: :math:`(f(x_i) - b_i)\,\nabla_\t
 
 Since :math:`E[\nabla_\theta \log q] = 0`, any :math:`b_i` that does not depend on :math:`x_i` keeps
 the estimator unbiased (a control variate, see :mod:`estimators.control_variates`).  A baseline is
-called with the costs of the L samples (and the state) and returns :math:`b`, one value per sample, or,
-for a per-coordinate baseline, one value per sample and gradient coordinate.
+called with the costs of the L samples (the state, and, where it needs them, the scores) and returns
+:math:`b`, one value per sample, or, for a per-coordinate baseline, one value per sample and gradient
+coordinate.
 
 With independent examples (``Objective(..., batch_ndims=B)``) the costs have shape (L, *batch_shape),
 and :math:`b_{i,n}` must not depend on :math:`x_{i,n}` (the other examples' samples may enter): the
@@ -13,30 +14,50 @@ moving average is one scalar shared by all examples.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar, NamedTuple
+import abc
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from estimators.base import check_option, estimator_dataclass
 from estimators.control_variates import leave_one_out_coefficient, leave_one_out_mean
 
 
-class Baseline:
-    """The interface: ``values(costs, state) -> (b, new_state)`` with b of shape (L,)."""
+class BaselineInfo(NamedTuple):
+    """What the score-function estimator needs to know about its baseline."""
 
-    #: appended to ``score_function`` to name the estimator in the registry
-    suffix: ClassVar[str]
-    stateful: ClassVar[bool] = False
-    min_num_samples: ClassVar[int] = 1
-    #: True where b differs per gradient coordinate (it then needs per-sample scores)
-    per_coordinate: ClassVar[bool] = False
+    suffix: str  #: appended to ``score_function`` to name the estimator in the registry
+    stateful: bool = False  #: True where it carries state between calls
+    min_num_samples: int = 1  #: the smallest L it is defined for
+    #: True where b is fitted per gradient coordinate and so needs every sample's score (a backward
+    #: pass per sample, and per example with a plate)
+    needs_scores: bool = False
+
+
+class Baseline(abc.ABC):
+    """The interface: ``values(costs, state, scores) -> (b, new_state)``.
+
+    ``costs`` has shape (L, *batch_shape).  b has that shape (one value per sample and example), or,
+    for a baseline whose :attr:`info` says ``needs_scores``, one value per sample, example and gradient
+    coordinate: it is then given the flat scores, (L, n) without a plate and (L, E, n) with E examples
+    (the costs reshaped to (L, E)), and returns b of the scores' shape.  Baselines are pytrees, like the
+    estimators (:func:`estimators.base.estimator_dataclass`).
+    """
+
+    @property
+    @abc.abstractmethod
+    def info(self) -> BaselineInfo:
+        """The baseline's name suffix and properties."""
 
     def init(self, costs_dtype) -> Any:
+        """The initial state; () for a stateless baseline."""
+        del costs_dtype
         return ()
 
-    def values(self, costs: jax.Array, state: Any) -> tuple[jax.Array, Any]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def values(self, costs: jax.Array, state: Any, scores: jax.Array | None = None) -> tuple[jax.Array, Any]:
+        """b, and the next state."""
 
 
 class MovingAverageState(NamedTuple):
@@ -44,7 +65,7 @@ class MovingAverageState(NamedTuple):
     steps: jax.Array  #: updates so far, for the bias correction
 
 
-@dataclasses.dataclass(frozen=True)
+@estimator_dataclass
 class MovingAverage(Baseline):
     r"""An exponential moving average of past mean costs, :math:`b_t = \hat m_{t-1}`.
 
@@ -64,24 +85,22 @@ class MovingAverage(Baseline):
     """
 
     decay: float = 0.9
-    suffix = "ema"
-    stateful = True
+    info = BaselineInfo("ema", stateful=True)
 
     def __post_init__(self):
-        if not 0 <= self.decay < 1:
-            raise ValueError(f"MovingAverage decay must be in [0, 1), got {self.decay}.")
+        check_option(self, "decay", lambda d: 0 <= d < 1, "a decay in [0, 1)")
 
     def init(self, costs_dtype):
         return MovingAverageState(jnp.zeros((), costs_dtype), jnp.zeros((), jnp.int32))
 
-    def values(self, costs, state):
+    def values(self, costs, state, scores=None):
         correction = 1 - self.decay ** state.steps.astype(costs.dtype)
         baseline = jnp.where(state.steps > 0, state.average / jnp.where(state.steps > 0, correction, 1), 0)
         average = (self.decay * state.average + (1 - self.decay) * jnp.mean(costs)).astype(state.average.dtype)
         return jnp.broadcast_to(baseline, costs.shape), MovingAverageState(average, state.steps + 1)
 
 
-@dataclasses.dataclass(frozen=True)
+@estimator_dataclass
 class LeaveOneOut(Baseline):
     r"""The mean cost of the other samples, :math:`b_i = \frac{1}{L-1}\sum_{j \ne i} f(x_j)` (RLOO).
 
@@ -93,14 +112,13 @@ class LeaveOneOut(Baseline):
     2019 workshop; Mnih & Rezende, *Variational Inference for Monte Carlo Objectives*, ICML 2016.
     """
 
-    suffix = "loo"
-    min_num_samples = 2
+    info = BaselineInfo("loo", min_num_samples=2)
 
-    def values(self, costs, state):
+    def values(self, costs, state, scores=None):
         return leave_one_out_mean(costs), state  # along the samples: per example with a plate
 
 
-@dataclasses.dataclass(frozen=True)
+@estimator_dataclass
 class OptimalConstant(Baseline):
     r"""The per-coordinate variance-minimizing constant :math:`b^*_d = E[f s_d^2] / E[s_d^2]`,
     :math:`s = \nabla_\theta \log q(x)`, fitted leave-one-out:
@@ -120,11 +138,11 @@ class OptimalConstant(Baseline):
     in Reinforcement Learning*, JMLR 2004; Mohamed et al. 2020, section 7.4.
     """
 
-    suffix = "optimal"
-    min_num_samples = 2
-    per_coordinate = True
+    info = BaselineInfo("optimal", min_num_samples=2, needs_scores=True)
 
-    def coordinate_values(self, costs: jax.Array, scores: jax.Array) -> jax.Array:
+    def values(self, costs, state, scores=None):
         """b of shape (L, n) from the costs (L,) and flat scores (L, n); with E examples, (L, E, n) from
         the costs (L, E) and scores (L, E, n), fitted per example and coordinate."""
-        return leave_one_out_coefficient(costs[..., None] * scores, scores)
+        if scores is None:
+            raise ValueError("OptimalConstant is fitted per gradient coordinate and needs the scores.")
+        return leave_one_out_coefficient(costs[..., None] * scores, scores), state

@@ -11,7 +11,9 @@ whose expectation is known in closed form,
 :math:`E_q[h] = f + \nabla f^\top(\mu - \bar\mu) + \tfrac12[(\mu - \bar\mu)^\top H (\mu - \bar\mu)
 + \sum_d H_{dd}\sigma_d^2]`, so its gradient :math:`\nabla_\theta E_q[h]` is exact (by autodiff).  The
 estimators average :math:`\hat g[f - c\,h] + c\,\nabla_\theta E_q[h]`, where :math:`\hat g` is the
-pathwise or the score-function estimator; for a quadratic cost h = f and, with c = 1, the variance is
+pathwise or the score-function estimator (the base estimator that :class:`DeltaMethod` wraps: any
+estimator whose L-sample estimate is the mean of per-sample terms, ``sample_surrogate``); for a
+quadratic cost h = f and, with c = 1, the variance is
 zero.  The coefficient c is fixed, or fitted per gradient coordinate leave-one-out
 (:mod:`estimators.control_variates`) to :math:`\mathrm{Cov}(\hat g[f], \hat g[h]) / \mathrm{Var}(\hat g[h])`.
 
@@ -31,17 +33,25 @@ Stochastic Search*, ICML 2012; Miller et al., *Reducing Reparameterization Gradi
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from estimators.base import Estimate, GradientEstimator, sample_keys
+from estimators.base import (
+    Estimate,
+    EstimatorInfo,
+    GradientEstimator,
+    estimator_dataclass,
+    sample_keys,
+    surrogate_estimate,
+)
 from estimators.control_variates import leave_one_out_coefficient, per_sample_jacobians
 from estimators.distributions import Normal
+from estimators.pathwise import Pathwise
+from estimators.registry import export, register
+from estimators.score_function import ScoreFunction
 
 
 def _quadratic(value, gradient, hessian, centre, x):
@@ -77,7 +87,9 @@ def _taylor(objective, params, dist):
     shape = centre.shape
     batch_shape = objective.batch_shape(dist)
     if not batch_shape:
-        flat_cost = lambda p, flat_x: objective.checked_cost(p, flat_x.reshape(shape))  # noqa: E731
+        def flat_cost(p, flat_x):
+            return objective.checked_cost(p, flat_x.reshape(shape))
+
         flat_centre = centre.reshape(-1)
         parts = (flat_cost(params, flat_centre), jax.grad(flat_cost, argnums=1)(params, flat_centre),
                  jax.hessian(flat_cost, argnums=1)(params, flat_centre), flat_centre)
@@ -107,93 +119,71 @@ def _taylor(objective, params, dist):
     return h, jnp.sum(expected)
 
 
-@dataclasses.dataclass(frozen=True)
-class _DeltaMethod(GradientEstimator):
-    """The shared construction; :class:`PathwiseDelta` and :class:`ScoreFunctionDelta` choose the base
-    estimator of f − c·h."""
+@export
+@estimator_dataclass
+class DeltaMethod(GradientEstimator):
+    r"""A base estimator ĝ with the delta-method control variate:
+    :math:`\frac1L\sum_i (\hat g_i[f] - c\,\hat g_i[h]) + c\,\nabla_\theta E_q[h]`, ĝ_i the base
+    estimator's term of sample i (its ``sample_surrogate``).  Registered as ``pathwise_delta`` (base
+    :class:`~estimators.Pathwise`) and ``score_function_delta`` (base :class:`~estimators.ScoreFunction`
+    without a baseline).  Options: ``coefficient`` c, or None to fit it per coordinate leave-one-out
+    (L ≥ 2).  See :mod:`estimators.delta_method`."""
 
+    base: Pathwise | ScoreFunction = Pathwise()
     #: the control variate's coefficient c, or None to fit it per coordinate leave-one-out (L ≥ 2)
     coefficient: float | None = 1.0
-    reparameterized: ClassVar[bool]
+
+    def __post_init__(self):
+        if not hasattr(self.base, "sample_surrogate") or getattr(self.base, "baseline", None) is not None:
+            raise ValueError(
+                "DeltaMethod wraps an estimator whose estimate is a mean of per-sample terms (Pathwise, or "
+                f"ScoreFunction without a baseline), got {self.base!r}."
+            )
 
     @property
-    def min_num_samples(self):
-        return 2 if self.coefficient is None else 1
+    def info(self):
+        return EstimatorInfo(f"{self.base.name}_delta", min_num_samples=2 if self.coefficient is None else 1)
 
-    def incompatibility(self, dist):
-        if isinstance(dist, Normal):
-            return None
-        return f"its Taylor control variate has a closed-form mean only under a Gaussian (Normal), not {type(dist).__name__}"
+    def supports(self, dist):
+        if not isinstance(dist, Normal):
+            return (f"its Taylor control variate has a closed-form mean only under a Gaussian (Normal), not "
+                    f"{type(dist).__name__}")
+        return self.base.supports(dist)
 
     def cost_evaluations(self, num_samples, dist, batch_ndims=0):
         # L samples, plus the value, gradient and K Hessian columns of f at the mean (K per example).
         return num_samples + 2 + math.prod(dist.event_shape[batch_ndims:])
 
-    def _per_sample_terms(self, objective, p, sample_input, dist=None, h=None):
-        """Per-sample surrogates (f-part, h-part), whose gradients are the base estimator applied to f
-        and to h, and the cost at the sample (for the value).  ``dist`` and ``h`` may be passed in so
-        that the expansion is formed once for all samples."""
-        if h is None:
-            dist = objective.distribution(p)
-            h, _ = _taylor(objective, p, dist)
-        total = objective.sum_examples
-        if self.reparameterized:
-            x = dist.rsample(sample_input)  # sample_input is the sample's key
-            cost, control = objective.checked_cost(p, x), h(x)
-            return jnp.stack([total(cost), total(control)]), jax.lax.stop_gradient(total(cost))
-        x = sample_input  # the sample itself, drawn without gradient
-        cost, control = objective.checked_cost(p, x), h(x)  # per example: example n's score gets f_n - c h_n
-        log_prob = objective.example_log_prob(dist, x)
-        log_prob = log_prob[None] if objective.batch_ndims else log_prob  # against the stacked (f, h)
-        score_terms = jnp.stack([cost, control]) + jax.lax.stop_gradient(jnp.stack([cost, control])) * log_prob
-        return total(score_terms), jax.lax.stop_gradient(total(cost))
+    def _sample_terms(self, objective, p, key, h):
+        """The base estimator's surrogates of one sample for f and for the expansion h, stacked, and the
+        sample's cost (for the value)."""
+        return self.base.sample_surrogate(objective, p, key, controls=(h,))  # h carries p's gradient
 
     def estimate(self, objective, params, key, num_samples, state):
         keys = sample_keys(key, num_samples)
-        if self.reparameterized:
-            per_sample = keys
-        else:
-            per_sample = jax.lax.stop_gradient(jax.vmap(objective.distribution(params).sample)(keys))
-        terms = lambda p, s: self._per_sample_terms(objective, p, s)  # noqa: E731
-        expected_h = lambda p: _taylor(objective, p, objective.distribution(p))[1]  # noqa: E731
-
         if self.coefficient is not None:
             c = self.coefficient
 
             def surrogate(p):
-                dist = objective.distribution(p)
-                h, expected = _taylor(objective, p, dist)
-                one = lambda s: self._per_sample_terms(objective, p, s, dist, h)  # noqa: E731
-                parts, costs = jax.vmap(one)(per_sample)
+                h, expected = _taylor(objective, p, objective.distribution(p))  # formed once for all samples
+                parts, costs = jax.vmap(lambda k: self._sample_terms(objective, p, k, h))(keys)
                 return jnp.mean(parts[:, 0] - c * parts[:, 1]) + c * expected, jnp.mean(costs)
 
-            (_, value), grads = jax.value_and_grad(surrogate, has_aux=True)(params)
-        else:
-            jacobians, costs, unravel = per_sample_jacobians(terms, params, per_sample)
-            f_grads, h_grads = jacobians[:, 0], jacobians[:, 1]
-            h_mean, _ = ravel_pytree(jax.grad(expected_h)(params))
-            centred = h_grads - h_mean[None]
-            coefficients = leave_one_out_coefficient(f_grads, centred)
-            grads = unravel(jnp.mean(f_grads - coefficients * centred, axis=0))
-            value = jnp.mean(costs)
-        return Estimate(value=value, grads=grads, state=state)
+            return surrogate_estimate(surrogate, params, state)
+
+        def terms(p, k):
+            h, _ = _taylor(objective, p, objective.distribution(p))
+            return self._sample_terms(objective, p, k, h)
+
+        jacobians, costs, unravel = per_sample_jacobians(terms, params, keys)
+        f_grads, h_grads = jacobians[:, 0], jacobians[:, 1]
+        h_mean, _ = ravel_pytree(jax.grad(lambda p: _taylor(objective, p, objective.distribution(p))[1])(params))
+        centred = h_grads - h_mean[None]
+        coefficients = leave_one_out_coefficient(f_grads, centred)
+        grads = unravel(jnp.mean(f_grads - coefficients * centred, axis=0))
+        return Estimate(value=jnp.mean(costs), grads=grads, state=state)
 
 
-@dataclasses.dataclass(frozen=True)
-class PathwiseDelta(_DeltaMethod):
-    r"""The pathwise estimator with the delta-method control variate:
-    :math:`\frac1L\sum_i \nabla_\theta[f(\theta, x_i(\theta)) - c\,h(\theta, x_i(\theta))]
-    + c\,\nabla_\theta E_q[h]`.  See :mod:`estimators.delta_method`."""
-
-    name = "pathwise_delta"
-    reparameterized = True
-
-
-@dataclasses.dataclass(frozen=True)
-class ScoreFunctionDelta(_DeltaMethod):
-    r"""The score-function estimator with the delta-method control variate:
-    :math:`\frac1L\sum_i [(f_i - c\,h_i)\nabla_\theta \log q(x_i) + \nabla_\theta(f - c\,h)(\theta, x_i)]
-    + c\,\nabla_\theta E_q[h]`.  See :mod:`estimators.delta_method`."""
-
-    name = "score_function_delta"
-    reparameterized = False
+register("pathwise_delta", lambda coefficient=1.0: DeltaMethod(Pathwise(), coefficient), family="control_variate")
+register("score_function_delta", lambda coefficient=1.0: DeltaMethod(ScoreFunction(), coefficient),
+         family="control_variate")

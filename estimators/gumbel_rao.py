@@ -26,30 +26,40 @@ Estimator*, ICLR 2021.
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 
-from estimators.straight_through import _Tempered
+from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclass, static
+from estimators.registry import register
+from estimators.relaxation import check_temperature, relaxed_cost_estimate, unsupported
 
 
-@dataclasses.dataclass(frozen=True)
-class GumbelRao(_Tempered):
+@register("gumbel_rao", family="conditional_relaxation")
+@estimator_dataclass
+class GumbelRao(GradientEstimator):
     r"""Gumbel-Rao: the hard sample forward, the mean over K conditional noise draws of the relaxed
-    sample's Jacobian backward.  Biased (as straight-through Gumbel).  See :mod:`estimators.gumbel_rao`."""
+    sample's Jacobian backward.  Biased (as straight-through Gumbel).  Options: ``temperature`` τ (a
+    pytree leaf) and ``num_conditional_samples`` K (static: it shapes the program).
+    See :mod:`estimators.gumbel_rao`."""
 
-    num_conditional_samples: int = 10
-    name = "gumbel_rao"
+    temperature: float = 1.0
+    num_conditional_samples: int = static(default=10)
+    info = EstimatorInfo("gumbel_rao", unbiased=False)
 
     def __post_init__(self):
-        super().__post_init__()
+        check_temperature(self)
         count = self.num_conditional_samples
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(
                 f"gumbel_rao needs a positive integer num_conditional_samples K (the conditional noise draws "
                 f"averaged per sample; 10 to 100 is common), got {count!r}."
             )
+
+    def supports(self, dist):
+        return unsupported(dist)
+
+    def estimate(self, objective, params, key, num_samples, state):
+        return relaxed_cost_estimate(objective, params, key, num_samples, state, self._surrogate_sample)
 
     def _surrogate_sample(self, dist, key):
         noise_key, conditional_key = jax.random.split(key)

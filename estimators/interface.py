@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,9 +19,11 @@ PyTree = Any
 class StatefulGrad(NamedTuple):
     """The pure functions of a stateful estimator, as in optax: ``state = init(params)``,
     ``grads, state = update(params, key, state)`` (``value, grads, state`` for
-    :func:`value_and_grad_with_state`)."""
+    :func:`value_and_grad_with_state`).  ``init(params, key)`` draws any random initial state (RELAX's
+    network weights) from ``key``; without one it uses ``jax.random.key(0)``, so ``init(params)`` is
+    reproducible."""
 
-    init: Callable[[Params], PyTree]
+    init: Callable[..., PyTree]
     update: Callable[[Params, jax.Array, PyTree], tuple[PyTree, PyTree]]
 
 
@@ -76,8 +79,8 @@ def value_and_grad_with_state(objective: Objective, estimator: GradientEstimator
         result = estimate(params, key, state)
         return result.value, result.grads, result.state
 
-    def init(params):
-        return estimator.init_state(objective, params)
+    def init(params, key=None):
+        return estimator.init(objective, params, jax.random.key(0) if key is None else key)
 
     return StatefulGrad(init=init, update=update)
 
@@ -165,10 +168,10 @@ def _check_key(key) -> None:
 
 
 def _check_distribution(estimator: GradientEstimator, dist) -> None:
-    reason = estimator.incompatibility(dist)
+    reason = estimator.supports(dist)
     if reason is None:
         return
-    alternatives = [name for name in registry.names() if registry.get(name).incompatibility(dist) is None]
+    alternatives = registry.supporting(dist)
     raise ValueError(
         f"Estimator {estimator.name!r} cannot serve a {type(dist).__name__} distribution: {reason}. "
         f"Estimators that can: {', '.join(alternatives) or 'none'}."

@@ -16,7 +16,8 @@ negative parts share their randomness: the same W for both mean parts, and
 cost 4 times per coordinate of x.  With independent examples (``Objective(..., batch_ndims=B)``)
 coordinate k of every example is perturbed at once and example n's derivative is read from its own
 cost :math:`f_n`, which sees no other example's perturbation: 4K + 1 evaluations per sample for K
-coordinates per example, instead of 4NK + 1 for N examples treated as one sample.  When the cost depends on θ, the direct term
+coordinates per example, instead of 4NK + 1 for N examples treated as one sample.  When the cost
+depends on θ, the direct term
 :math:`E[\nabla_\theta f(\theta, x)]` is added at the common draw; gradients reach any θ that maps to
 (μ, σ) through the chain rule.
 
@@ -30,14 +31,21 @@ References:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
 
-from estimators.base import Estimate, GradientEstimator, sample_keys
+from estimators.base import (
+    EstimatorInfo,
+    GradientEstimator,
+    estimator_dataclass,
+    sample_keys,
+    static,
+    surrogate_estimate,
+)
 from estimators.distributions import Normal
+from estimators.registry import register
 
 
 def _weak_derivative_noise(key, shape, dtype, coupled: bool):
@@ -54,14 +62,16 @@ def _weak_derivative_noise(key, shape, dtype, coupled: bool):
     return rayleigh, other_rayleigh, maxwell, jax.random.normal(keys[4], shape, dtype)
 
 
-@dataclasses.dataclass(frozen=True)
+@register("measure_valued", family="measure_valued")
+@estimator_dataclass
 class MeasureValued(GradientEstimator):
-    """See :mod:`estimators.measure_valued` for the formula."""
+    """The measure-valued estimator of a Gaussian's mean and scale gradients; option ``coupling``
+    (static).  See :mod:`estimators.measure_valued` for the formula."""
 
-    coupling: bool = True
-    name = "measure_valued"
+    coupling: bool = static(default=True)
+    info = EstimatorInfo("measure_valued")
 
-    def incompatibility(self, dist):
+    def supports(self, dist):
         if isinstance(dist, Normal):
             return None
         return f"its weak-derivative decomposition is implemented for the Gaussian (Normal), not {type(dist).__name__}"
@@ -110,5 +120,4 @@ class MeasureValued(GradientEstimator):
             costs = objective.sum_examples(objective.costs(p, commons))  # the direct term, at the common draws
             return jnp.sum(loc_grad * q.loc) + jnp.sum(scale_grad * q.scale) + jnp.mean(costs), jnp.mean(costs)
 
-        (_, value), grads = jax.value_and_grad(surrogate, has_aux=True)(params)
-        return Estimate(value=value, grads=grads, state=state)
+        return surrogate_estimate(surrogate, params, state)

@@ -4,8 +4,10 @@ of such expectations over independent examples."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +17,7 @@ from estimators.distributions import Distribution
 Params = Any  # a pytree of float arrays
 
 
+@functools.partial(jax.tree_util.register_dataclass, data_fields=[], meta_fields=["dist", "cost", "batch_ndims"])
 @dataclasses.dataclass(frozen=True)
 class Objective:
     r"""The objective :math:`F(\theta) = \mathbb{E}_{x \sim q(x; \theta)}[f(\theta, x)]`.
@@ -31,6 +34,9 @@ class Objective:
         The objective is then the sum :math:`F(\theta) = \sum_n \mathbb{E}[f_n(\theta, x_n)]` (in
         expectation the same as B = 0 with the costs summed), and every estimator uses example n's
         own cost as the learning signal of example n's latents (see the estimators' docstrings).
+
+    An objective is a pytree without leaves (its functions and ``batch_ndims`` are static), so it can
+    be an argument of a jitted function: programs are shared by objectives with the same functions.
 
     Example::
 

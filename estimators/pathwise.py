@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 
-from estimators.base import GradientEstimator, sample_keys, surrogate_estimate
+from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclass, sample_keys, surrogate_estimate
+from estimators.registry import register
 
 
-@dataclasses.dataclass(frozen=True)
+@register("pathwise", family="pathwise")
+@estimator_dataclass
 class Pathwise(GradientEstimator):
     r"""The pathwise estimator, or reparameterization trick.
 
@@ -39,15 +39,25 @@ class Pathwise(GradientEstimator):
       2020, section 5.
     """
 
-    name = "pathwise"
+    info = EstimatorInfo("pathwise")
 
-    def incompatibility(self, dist):
+    def supports(self, dist):
         if dist.reparameterizable:
             return None
         return (
             f"{type(dist).__name__} samples are not a differentiable function of its parameters, so "
             "there is no path to differentiate"
         )
+
+    def sample_surrogate(self, objective, params, key, controls=()):
+        """``(s, f)`` for the one sample of ``key``: ``s[0]``'s gradient is that sample's term of the
+        estimate (the estimate is their mean over the L keys), ``s[j]``'s the same term for the cost
+        ``controls[j-1](x)`` (a control variate with the objective's batch shape), f the sample's cost
+        (summed over examples)."""
+        x = objective.distribution(params).rsample(key)
+        cost = objective.checked_cost(params, x)
+        totals = jnp.stack([objective.sum_examples(c) for c in (cost, *(control(x) for control in controls))])
+        return totals, jax.lax.stop_gradient(totals[0])
 
     def estimate(self, objective, params, key, num_samples, state):
         keys = sample_keys(key, num_samples)

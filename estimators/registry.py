@@ -1,64 +1,82 @@
-"""Estimators by name: the names the CLI, result files and plots use."""
+"""Estimators by name: the names the CLI, result files and plots use.
+
+Each estimator module registers its own estimators when it is imported, with :func:`register` (as a
+class decorator, or called with a factory for a named configuration such as ``score_function_loo``);
+``import estimators`` imports every module of the package (:func:`discover`), so adding an estimator
+is adding one module.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
-from typing import Callable
+import pkgutil
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from estimators import baselines
-from estimators.arm import ARM, DisARM
 from estimators.base import GradientEstimator
-from estimators.delta_method import PathwiseDelta, ScoreFunctionDelta
-from estimators.gumbel_rao import GumbelRao
-from estimators.measure_valued import MeasureValued
-from estimators.pathwise import Pathwise
-from estimators.rebar import Rebar, Relax
-from estimators.score_function import ScoreFunction
-from estimators.straight_through import GumbelSoftmax, StraightThrough, StraightThroughGumbel
+
+T = TypeVar("T")
+
+#: The families, in the order :func:`names` lists them (and tables and legends show them).
+FAMILIES = ("pathwise", "score_function", "control_variate", "measure_valued", "relaxation", "antithetic",
+            "conditional_relaxation")
+
+_FACTORIES: dict[str, Callable[..., GradientEstimator]] = {}
+_FAMILY: dict[str, str] = {}
+_CLASSES: dict[str, type] = {}
 
 
-def _score_function_ema(decay: float = 0.9) -> ScoreFunction:
-    return ScoreFunction(baseline=baselines.MovingAverage(decay))
+def register(name: str, factory: Callable[..., GradientEstimator] | None = None, *, family: str) -> Any:
+    """Register ``factory`` (a class or a function; its keyword arguments are the estimator's options)
+    under ``name``, in one of the :data:`FAMILIES`.  Without ``factory``, a class decorator:
+    ``@register("pathwise", family="pathwise")``.  A registered class is also exported from the
+    top-level package under its own name."""
+    if family not in FAMILIES:
+        raise ValueError(f"Unknown estimator family {family!r}; the families are {', '.join(FAMILIES)}.")
+
+    def add(target: T) -> T:
+        if name in _FACTORIES and _FACTORIES[name] is not target:
+            raise ValueError(f"Estimator name {name!r} is registered twice; each name must be unique.")
+        _FACTORIES[name] = target  # type: ignore[assignment]
+        _FAMILY[name] = family
+        if inspect.isclass(target):
+            _CLASSES[target.__name__] = target
+        return target
+
+    return add if factory is None else add(factory)
 
 
-def _score_function_loo() -> ScoreFunction:
-    return ScoreFunction(baseline=baselines.LeaveOneOut())
+def export(cls: T) -> T:
+    """Export a class from the top-level package without registering a name for it (an estimator that
+    is only registered in configurations, such as the delta method)."""
+    _CLASSES[cls.__name__] = cls  # type: ignore[attr-defined,assignment]
+    return cls
 
 
-def _score_function_optimal() -> ScoreFunction:
-    return ScoreFunction(baseline=baselines.OptimalConstant())
+def discover() -> None:
+    """Import every module of the ``estimators`` package, so that each registers its estimators."""
+    package = importlib.import_module("estimators")
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"estimators.{module.name}")
 
 
-# A new estimator joins the library with one line here; its keyword arguments are its options.
-_FACTORIES: dict[str, Callable[..., GradientEstimator]] = {
-    "pathwise": Pathwise,
-    "score_function": ScoreFunction,
-    "score_function_ema": _score_function_ema,
-    "score_function_loo": _score_function_loo,
-    "score_function_optimal": _score_function_optimal,
-    "pathwise_delta": PathwiseDelta,
-    "score_function_delta": ScoreFunctionDelta,
-    "measure_valued": MeasureValued,
-    "straight_through": StraightThrough,
-    "gumbel_softmax": GumbelSoftmax,
-    "straight_through_gumbel": StraightThroughGumbel,
-    "arm": ARM,
-    "disarm": DisARM,
-    "rebar": Rebar,
-    "relax": Relax,
-    "gumbel_rao": GumbelRao,
-}
+def classes() -> dict[str, type]:
+    """The estimator classes the modules export, by class name."""
+    return dict(_CLASSES)
 
 
 def names() -> list[str]:
-    """The registered estimator names, in registration order."""
-    return list(_FACTORIES)
+    """The registered estimator names, family by family (:data:`FAMILIES`), each family's in the order its
+    modules register them."""
+    return sorted(_FACTORIES, key=lambda name: FAMILIES.index(_FAMILY[name]))
 
 
 def options(name: str) -> list[str]:
     """The keyword options the estimator ``name`` accepts."""
-    return [p for p in inspect.signature(_FACTORIES[name]).parameters if p != "baseline"]
+    return [p for p in inspect.signature(_FACTORIES[name]).parameters if p not in ("baseline", "base")]
 
 
 def get(name: str, **kwargs) -> GradientEstimator:
@@ -66,7 +84,7 @@ def get(name: str, **kwargs) -> GradientEstimator:
     if name not in _FACTORIES:
         close = difflib.get_close_matches(str(name), _FACTORIES, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown estimator {name!r}.{hint} Known estimators: {', '.join(_FACTORIES)}.")
+        raise ValueError(f"Unknown estimator {name!r}.{hint} Known estimators: {', '.join(names())}.")
     known = options(name)
     unknown = sorted(set(kwargs) - set(known))
     if unknown:
@@ -75,3 +93,8 @@ def get(name: str, **kwargs) -> GradientEstimator:
             f"Estimator {name!r} has no option {', '.join(map(repr, unknown))}; its options are: {accepted}."
         )
     return _FACTORIES[name](**kwargs)
+
+
+def supporting(dist) -> list[str]:
+    """The registered estimators that can serve ``dist`` (with their default options)."""
+    return [name for name in names() if get(name).supports(dist) is None]

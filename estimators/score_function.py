@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 
-from estimators.base import Estimate, GradientEstimator, sample_keys, surrogate_estimate
-from estimators.baselines import Baseline
+from estimators.base import (
+    Estimate,
+    EstimatorInfo,
+    GradientEstimator,
+    estimator_dataclass,
+    sample_keys,
+    surrogate_estimate,
+)
+from estimators.baselines import Baseline, LeaveOneOut, MovingAverage, OptimalConstant
 from estimators.control_variates import per_sample_jacobians
+from estimators.registry import register
 
 
-@dataclasses.dataclass(frozen=True)
+@register("score_function", family="score_function")
+@estimator_dataclass
 class ScoreFunction(GradientEstimator):
     r"""The score-function estimator: REINFORCE, or the likelihood-ratio method.
 
@@ -53,24 +60,36 @@ class ScoreFunction(GradientEstimator):
     baseline: Baseline | None = None
 
     @property
-    def name(self):
-        return "score_function" + (f"_{self.baseline.suffix}" if self.baseline else "")
+    def info(self):
+        if self.baseline is None:
+            return EstimatorInfo("score_function")
+        baseline = self.baseline.info
+        return EstimatorInfo(f"score_function_{baseline.suffix}", stateful=baseline.stateful,
+                             min_num_samples=baseline.min_num_samples)
 
-    @property
-    def stateful(self):
-        return bool(self.baseline and self.baseline.stateful)
-
-    @property
-    def min_num_samples(self):
-        return self.baseline.min_num_samples if self.baseline else 1
-
-    def init(self, params):
+    def init(self, objective, params, key):
         dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
         return self.baseline.init(dtype) if self.baseline else ()
 
+    def sample_surrogate(self, objective, params, key, controls=()):
+        r"""``(s, f)`` for the one sample of ``key`` (without a baseline): ``s[0]``'s gradient is that
+        sample's term, :math:`f \nabla \log q + \nabla_\theta f`, ``s[j]``'s the same term for the cost
+        ``controls[j-1](x)`` (a control variate with the objective's batch shape), f the sample's cost
+        (summed over examples)."""
+        if self.baseline is not None:
+            raise ValueError("A score function with a baseline couples its samples: it has no per-sample term.")
+        dist = objective.distribution(params)
+        x = dist.sample(key)  # no gradient
+        cost = objective.checked_cost(params, x)
+        values = jnp.stack([cost, *(control(x) for control in controls)])  # per example: example n's score gets f_n
+        log_prob = objective.example_log_prob(dist, x)
+        log_prob = log_prob[None] if objective.batch_ndims else log_prob  # against the stacked values
+        terms = values + jax.lax.stop_gradient(values) * log_prob
+        return objective.sum_examples(terms), jax.lax.stop_gradient(objective.sum_examples(cost))
+
     def estimate(self, objective, params, key, num_samples, state):
         samples = jax.vmap(objective.distribution(params).sample)(sample_keys(key, num_samples))  # no gradient
-        if self.baseline is not None and self.baseline.per_coordinate:
+        if self.baseline is not None and self.baseline.info.needs_scores:
             return self._per_coordinate_estimate(objective, params, samples, state)
 
         def surrogate(p):
@@ -100,7 +119,7 @@ class ScoreFunction(GradientEstimator):
         # Scores (L, n) without a plate, (L, E, n) with one: a score per example, fitted apart.
         scores, _, unravel = per_sample_jacobians(log_prob, params, samples)
         scores = scores if plate else scores[:, 0]
-        baseline = self.baseline.coordinate_values(costs, scores)
+        baseline, state = self.baseline.values(costs, state, scores)
         per_sample = (costs[..., None] - baseline) * scores
         score_term = unravel(jnp.mean(jnp.sum(per_sample, axis=1) if plate else per_sample, axis=0))
         value = jnp.mean(objective.sum_examples(costs) if plate else costs)
@@ -108,3 +127,8 @@ class ScoreFunction(GradientEstimator):
                                     params, state)
         grads = jax.tree_util.tree_map(jnp.add, score_term, direct.grads)
         return Estimate(value=direct.value, grads=grads, state=state)
+
+
+register("score_function_ema", lambda decay=0.9: ScoreFunction(baseline=MovingAverage(decay)), family="score_function")
+register("score_function_loo", lambda: ScoreFunction(baseline=LeaveOneOut()), family="score_function")
+register("score_function_optimal", lambda: ScoreFunction(baseline=OptimalConstant()), family="score_function")

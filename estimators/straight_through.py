@@ -20,112 +20,78 @@ relaxed sample reaches only its own cost.
 
 from __future__ import annotations
 
-import dataclasses
-import numbers
-
 import jax
-import jax.numpy as jnp
 
-from estimators.base import GradientEstimator, sample_keys, surrogate_estimate
-from estimators.distributions import Categorical
-
-
-def check_temperature(estimator) -> None:
-    """Check that a frozen estimator's ``temperature`` is a positive number, and store it as a float."""
-    temperature = estimator.temperature
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:
-        raise ValueError(
-            f"{estimator.name} needs a positive temperature τ (the relaxation's sharpness; 0.5 to 1 is "
-            f"common), got {temperature!r}."
-        )
-    object.__setattr__(estimator, "temperature", float(temperature))
+from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclass
+from estimators.registry import register
+from estimators.relaxation import check_temperature, hard_sample, relaxed_cost_estimate, unsupported
 
 
-def relaxation_incompatibility(dist) -> str | None:
-    """Why an estimator that needs the continuous relaxation cannot serve ``dist``; None where it can."""
-    if dist.relaxable:
-        return None
-    return (
-        f"it needs a discrete distribution with a continuous relaxation (Bernoulli or Categorical), "
-        f"and {type(dist).__name__} is not one"
-    )
-
-
-class _Relaxation(GradientEstimator):
-    """The shared checks and surrogate; subclasses choose the sample the cost sees."""
-
-    unbiased = False
-
-    def incompatibility(self, dist):
-        return relaxation_incompatibility(dist)
-
-    def _surrogate_sample(self, dist, key):
-        """(the sample the cost sees, differentiable in the parameters; the hard sample)."""
-        raise NotImplementedError
-
-    def estimate(self, objective, params, key, num_samples, state):
-        keys = sample_keys(key, num_samples)
-
-        def surrogate(p):
-            dist = objective.distribution(p)
-            relaxed, hard = jax.vmap(lambda k: self._surrogate_sample(dist, k))(keys)
-            value = jnp.mean(objective.sum_examples(objective.costs(p, jax.lax.stop_gradient(hard))))
-            return jnp.mean(objective.sum_examples(objective.costs(p, relaxed))), value
-
-        return surrogate_estimate(surrogate, params, state)
-
-
-def _hard(dist, relaxed):
-    """The discrete sample a relaxed sample rounds to (same noise, so the same draw)."""
-    if isinstance(dist, Categorical):
-        return jax.nn.one_hot(jnp.argmax(relaxed, axis=-1), relaxed.shape[-1], dtype=relaxed.dtype)
-    return (relaxed > 0.5).astype(relaxed.dtype)
-
-
-@dataclasses.dataclass(frozen=True)
-class StraightThrough(_Relaxation):
+@register("straight_through", family="relaxation")
+@estimator_dataclass
+class StraightThrough(GradientEstimator):
     r"""Straight-through: :math:`\nabla_\theta F \approx \frac1L\sum_i \nabla_\theta
     f(\theta, b_i + p_\theta - \mathrm{sg}(p_\theta))`, b_i the hard samples.  Biased.
     See :mod:`estimators.straight_through`."""
 
-    name = "straight_through"
+    info = EstimatorInfo("straight_through", unbiased=False)
+
+    def supports(self, dist):
+        return unsupported(dist)
+
+    def estimate(self, objective, params, key, num_samples, state):
+        return relaxed_cost_estimate(objective, params, key, num_samples, state, self._surrogate_sample)
 
     def _surrogate_sample(self, dist, key):
         hard = jax.lax.stop_gradient(dist.sample(key))
         return hard + dist.probs - jax.lax.stop_gradient(dist.probs), hard
 
 
-@dataclasses.dataclass(frozen=True)
-class _Tempered(_Relaxation):
-    """A relaxation with a temperature τ > 0, checked at construction."""
+@register("gumbel_softmax", family="relaxation")
+@estimator_dataclass
+class GumbelSoftmax(GradientEstimator):
+    r"""Gumbel-Softmax (Concrete): :math:`\frac1L\sum_i \nabla_\theta f(\theta, z_i)`,
+    :math:`z_i = \mathrm{softmax}((\ell + g_i)/\tau)`.  Biased for F, unbiased for the relaxed
+    objective.  Option: ``temperature`` τ > 0 (a pytree leaf: it may be traced and annealed).
+    See :mod:`estimators.straight_through`."""
 
     temperature: float = 1.0
+    info = EstimatorInfo("gumbel_softmax", unbiased=False)
 
     def __post_init__(self):
         check_temperature(self)
 
+    def supports(self, dist):
+        return unsupported(dist)
 
-@dataclasses.dataclass(frozen=True)
-class GumbelSoftmax(_Tempered):
-    r"""Gumbel-Softmax (Concrete): :math:`\frac1L\sum_i \nabla_\theta f(\theta, z_i)`,
-    :math:`z_i = \mathrm{softmax}((\ell + g_i)/\tau)`.  Biased for F, unbiased for the relaxed
-    objective.  See :mod:`estimators.straight_through`."""
-
-    name = "gumbel_softmax"
+    def estimate(self, objective, params, key, num_samples, state):
+        return relaxed_cost_estimate(objective, params, key, num_samples, state, self._surrogate_sample)
 
     def _surrogate_sample(self, dist, key):
         relaxed = dist.relaxed_sample(key, self.temperature)
-        return relaxed, _hard(dist, relaxed)
+        return relaxed, hard_sample(dist, relaxed)
 
 
-@dataclasses.dataclass(frozen=True)
-class StraightThroughGumbel(_Tempered):
+@register("straight_through_gumbel", family="relaxation")
+@estimator_dataclass
+class StraightThroughGumbel(GradientEstimator):
     r"""Straight-through Gumbel-Softmax: the hard sample forward, :math:`b + z - \mathrm{sg}(z)`, the
-    relaxed sample's gradient backward.  Biased.  See :mod:`estimators.straight_through`."""
+    relaxed sample's gradient backward.  Biased.  Option: ``temperature`` τ > 0 (a pytree leaf).
+    See :mod:`estimators.straight_through`."""
 
-    name = "straight_through_gumbel"
+    temperature: float = 1.0
+    info = EstimatorInfo("straight_through_gumbel", unbiased=False)
+
+    def __post_init__(self):
+        check_temperature(self)
+
+    def supports(self, dist):
+        return unsupported(dist)
+
+    def estimate(self, objective, params, key, num_samples, state):
+        return relaxed_cost_estimate(objective, params, key, num_samples, state, self._surrogate_sample)
 
     def _surrogate_sample(self, dist, key):
         relaxed = dist.relaxed_sample(key, self.temperature)
-        hard = jax.lax.stop_gradient(_hard(dist, relaxed))
+        hard = jax.lax.stop_gradient(hard_sample(dist, relaxed))
         return hard + relaxed - jax.lax.stop_gradient(relaxed), hard

@@ -34,7 +34,7 @@ import pandas as pd
 
 import estimators as est
 from experiments import problems
-from experiments.measure import DEFAULT_CHUNK_ELEMENTS, ProgramCache, chunk_size, measure_cell
+from experiments.measure import DEFAULT_CHUNK_ELEMENTS, chunk_size, measure_cell
 
 DEFAULT_PROBLEMS = ("gaussian_cosine", "gaussian_quadratic_20d", "bernoulli_toy", "categorical_toy",
                     "logistic_regression", "gaussian_vae", "binary_vae")
@@ -65,7 +65,7 @@ def estimator_fn(problem, estimator, num_samples: int, num_replicates: int, batc
 
     def estimates(params, key):
         state = init(params)
-        one = lambda k: update(params, k, state)[:2]  # noqa: E731
+        one = lambda k: update(params, k, state)[:2]
         return jax.lax.map(one, est.sample_keys(key, num_replicates), batch_size=batch)
 
     return estimates
@@ -92,7 +92,7 @@ def bench_problem(problem, estimator_names, num_samples: int, num_replicates: in
     floors, rows = {}, []
     for name in estimator_names:
         estimator = est.get(name)
-        if estimator.incompatibility(dist) is not None or num_samples < estimator.min_num_samples:
+        if estimator.supports(dist) is not None or num_samples < estimator.min_num_samples:
             continue
         evaluations = problem.cost_evaluations(estimator, num_samples)
         batch = chunk_size(problem, estimator, num_samples, num_replicates, DEFAULT_CHUNK_ELEMENTS)
@@ -121,14 +121,13 @@ def scaling_rows(problem, estimator_names, replicates=SCALING_REPLICATES, num_sa
     rows = []
     for name in estimator_names:
         estimator = est.get(name)
-        if estimator.incompatibility(dist) is not None:
+        if estimator.supports(dist) is not None:
             continue
-        programs = ProgramCache()
         for num_replicates in replicates:
             for count in num_samples:
                 if count < estimator.min_num_samples:
                     continue
-                runs = [measure_cell(problem, estimator, count, num_replicates, key, programs=programs)
+                runs = [measure_cell(problem, estimator, count, num_replicates, key)
                         for _ in range(repeats + 1)]  # the first compiles; the others reuse its program
                 best = min(run.run_time_s for run in runs[1:])
                 rows.append({"problem": problem.name, "estimator": name, "replicates": num_replicates,

@@ -10,8 +10,8 @@ knows it (so the bias² is shown against its exact value).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 
@@ -45,7 +45,7 @@ class Config(RunSettings):
     temperatures: Sequence[float] = DEFAULT_TEMPERATURES
     num_samples: Sequence[int] = DEFAULT_NUM_SAMPLES
 
-    def resolved(self) -> "Config":
+    def resolved(self) -> Config:
         return dataclasses.replace(self, problems=tuple(self.problems or relaxable_problems()),
                                    estimators=tuple(self.estimators or temperature_estimators()))
 
@@ -53,7 +53,9 @@ class Config(RunSettings):
         check_names(self.problems, self.estimators, self.num_samples)
         without = [name for name in self.estimators if name not in temperature_estimators()]
         if without:
-            raise ValueError(f"{', '.join(without)} has no temperature; choose from {', '.join(temperature_estimators())}.")
+            raise ValueError(
+                f"{', '.join(without)} has no temperature; choose from {', '.join(temperature_estimators())}."
+            )
         if not self.temperatures or any(t <= 0 for t in self.temperatures):
             raise ValueError(f"--temperatures must be positive numbers, got {list(self.temperatures)}.")
         super().validate()

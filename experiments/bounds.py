@@ -501,11 +501,17 @@ def calibrate(seeds, bounds: Bounds) -> pd.DataFrame:
             result = check_run(measure_profile(seed, output_dir), bounds)
         pooled.append(result["z"].to_numpy())
         worst = result.loc[result["z"].abs().idxmax()]
-        rows.append({"seed": seed, "passed": bool(result["passed"].all()), "failed_checks": int((~result["passed"]).sum()),
-                     "max_abs_z": float(abs(worst["z"])),
-                     "worst_check": f"{worst['problem']} {worst['estimator']} L={worst['num_samples']} "
-                     f"{worst['parameter']}[{worst['coordinate']}] {worst['statistic']}",
-                     "wall_time_s": round(time.perf_counter() - start, 1)})
+        rows.append(
+            {
+                "seed": seed,
+                "passed": bool(result["passed"].all()),
+                "failed_checks": int((~result["passed"]).sum()),
+                "max_abs_z": float(abs(worst["z"])),
+                "worst_check": f"{worst['problem']} {worst['estimator']} L={worst['num_samples']} "
+                f"{worst['parameter']}[{worst['coordinate']}] {worst['statistic']}",
+                "wall_time_s": round(time.perf_counter() - start, 1),
+            }
+        )
         print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()), flush=True)
     z = np.concatenate(pooled)
     print(f"pooled over {len(rows)} seeds: {z.size} z-scores, mean {z.mean():.3f}, sd {z.std():.3f}; "

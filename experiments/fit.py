@@ -9,7 +9,8 @@ whatever the chunking.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,14 +34,17 @@ class TrainState(NamedTuple):
 
 def estimator_gradient(estimator: est.GradientEstimator | str, num_samples: int) -> tuple[Callable, Gradient]:
     """``(init, gradient)`` of an estimator at L = ``num_samples``: ``init(objective, params)`` is its
-    state (which may depend on the objective's shapes, not on its minibatch)."""
+    state (which may depend on the objective's shapes, not on its minibatch), drawn from ``key(0)``."""
     estimator = est.get(estimator) if isinstance(estimator, str) else estimator
 
     def gradient(objective, batch, params, key, state):
         del batch
         return est.value_and_grad_with_state(objective, estimator, num_samples).update(params, key, state)
 
-    return estimator.init_state, gradient
+    def init(objective, params):
+        return estimator.init(objective, params, jax.random.key(0))
+
+    return init, gradient
 
 
 def minibatch(arrays: tuple, key: jax.Array, batch_size: int | None) -> tuple:
@@ -58,7 +62,7 @@ def trainer(model, init_state: Callable, gradient: Gradient, optimizer: optax.Gr
     objective estimate."""
     data = tuple(jnp.asarray(a, jnp.result_type(float)) for a in _as_tuple(model.training_batch()))
     num_examples = data[0].shape[0]
-    batch_of = lambda arrays: arrays if len(arrays) > 1 else arrays[0]  # noqa: E731
+    batch_of = lambda arrays: arrays if len(arrays) > 1 else arrays[0]
 
     def init(params) -> TrainState:
         # The estimator's state is shaped by the objective on a minibatch: any one will do.

@@ -8,18 +8,21 @@ device evaluates its share in chunks of ``chunk_size`` replicates (vmapped withi
 always draws from ``fold_in(key, r)``, so which device computes it does not change its random numbers;
 where every device runs chunks of the same size as one device would, the estimates are identical
 replicate for replicate (otherwise XLA's kernels for another batch size may round differently, in the
-last bits).  The program is traced and compiled once per cell, or once for all the cells that share
-it (a :class:`ProgramCache`): :func:`count_compilations` counts the compilations.
+last bits).  The programs are jitted functions of the objective, the estimator, the parameters and
+the key: the objective's functions and the estimator's structural options are static, the parameters'
+values and the estimator's continuous options (a temperature) are arguments, so JAX's own cache gives
+one compilation to every cell that differs only in those values (the means of ``variance_vs_mean``, the
+temperatures of ``bias_vs_temperature``).  :func:`count_compilations` counts the compilations.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
 import time
-from typing import Any
-
-import contextlib
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -67,39 +70,6 @@ def count_compilations():
         jax.monitoring.unregister_event_duration_listener(listener)
 
 
-class ProgramCache:
-    """Compiled cell programs, kept for the cells that can reuse them.
-
-    A cell's program depends on the objective (its functions), the estimator, L, the replicate layout,
-    the mesh, and the shapes and dtypes of the parameters and state; the parameters' *values* are an
-    argument.  Cells that differ only in those values (the means of ``variance_vs_mean``) run one program.
-    Pass one cache to every :func:`measure_cell` of a run; without one, each cell compiles its own.
-    """
-
-    def __init__(self):
-        self._programs = {}
-
-    def get(self, signature, compile_program):
-        """The program for ``signature`` (hashable), compiled by ``compile_program()`` the first time;
-        returns ``(program, compiled_now)``.  A signature that cannot be hashed (an objective built from
-        unhashable callables) is compiled every time."""
-        try:
-            hash(signature)
-        except TypeError:
-            return compile_program(), True
-        if signature in self._programs:
-            return self._programs[signature], False
-        program = self._programs[signature] = compile_program()
-        return program, True
-
-    def __len__(self):
-        return len(self._programs)
-
-
-def _abstract(tree) -> tuple:
-    """The structure, shapes and dtypes of a pytree: what a compiled program is specialized to."""
-    leaves, structure = jax.tree_util.tree_flatten(tree)
-    return structure, tuple((jnp.shape(leaf), jnp.result_type(leaf)) for leaf in leaves)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +101,7 @@ def score_rows_per_sample(problem: Problem, estimator: est.GradientEstimator) ->
 def objective_score_rows_per_sample(objective: est.Objective, dist, estimator: est.GradientEstimator) -> int:
     """:func:`score_rows_per_sample` of an objective and its distribution at some parameters."""
     baseline = getattr(estimator, "baseline", None)
-    if baseline is not None and baseline.per_coordinate:
+    if baseline is not None and baseline.info.needs_scores:
         return math.prod(objective.batch_shape(dist))
     return 1
 
@@ -167,7 +137,6 @@ def measure_cell(
     warmup_steps: int = DEFAULT_WARMUP_STEPS,
     warmup: str = "shared",
     mesh: Mesh | None = None,
-    programs: ProgramCache | None = None,
 ) -> CellMeasurement:
     """R independent L-sample estimates of the gradient at the problem's parameters.
 
@@ -181,65 +150,31 @@ def measure_cell(
     that the warm state's own noise causes, a few percent for a moving-average baseline at small L).
     With ``warmup="per_replicate"`` each replicate runs its own chain first (from
     ``fold_in(replicate_key, WARMUP_STREAM)``): the replicates are i.i.d. and measure the estimator
-    averaged over its warm states, at ``warmup_steps + 1`` times the cost.  With ``programs``, a program
-    compiled for an earlier cell of the same shape is reused (see :class:`ProgramCache`).
+    averaged over its warm states, at ``warmup_steps + 1`` times the cost.  A program compiled for an
+    earlier cell that differs only in values (parameters, continuous options) is reused.
     """
     if warmup not in ("shared", "per_replicate"):
         raise ValueError(f"warmup must be 'shared' or 'per_replicate', got {warmup!r}.")
     mesh = mesh if mesh is not None else replicate_mesh()
-    init, update = est.value_and_grad_with_state(problem.objective, estimator, num_samples)
     per_replicate = estimator.stateful and warmup == "per_replicate"
     devices = mesh.size
     batch = chunk_size(problem, estimator, num_samples, num_replicates, chunk_elements,
                        warmup_steps + 1 if per_replicate else 1)
     chunks_per_device = -(-num_replicates // (batch * devices))  # the last chunks may be padding
-    padded = chunks_per_device * devices * batch
+    layout = _Layout(num_samples, warmup_steps, per_replicate, chunks_per_device * devices * batch, batch, mesh)
+    objective, params = problem.objective, problem.params
 
-    def warm_up(params, key, state):
-        warmup_keys = est.sample_keys(jax.random.fold_in(key, WARMUP_STREAM), warmup_steps)
-        return jax.lax.scan(lambda s, k: (update(params, k, s)[2], None), state, warmup_keys)[0]
-
-    def one_replicate(params, key, state):
-        if per_replicate:
-            state = warm_up(params, key, state)
-        return update(params, key, state)[:2]
-
-    def device_share(params, state, keys):
-        # Each device's copy of the parameters is its own: gradients with respect to them must not be
-        # summed over the devices, as they would be for values shared (invariant) across the mesh.
-        params, state = jax.tree_util.tree_map(lambda x: jax.lax.pcast(x, REPLICATE_AXIS, to="varying"), (params, state))
-        return jax.lax.map(lambda k: one_replicate(params, k, state), keys, batch_size=batch)
-
-    split = PartitionSpec(REPLICATE_AXIS)
-    sharded_share = jax.shard_map(device_share, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(), split),
-                                  out_specs=split)
-
-    def all_replicates(params, key, state):
-        keys = est.sample_keys(key, padded)  # replicate r: fold_in(key, r), on whichever device
-        keys = jax.lax.with_sharding_constraint(keys, NamedSharding(mesh, split))
-        return sharded_share(params, state, keys)
-
-    programs = programs if programs is not None else ProgramCache()
     with count_compilations() as compilations:
-        if estimator.stateful:  # one program, rather than an eager compilation per operation of the init
-            initial, _ = programs.get(("init", problem.objective, estimator, _abstract(problem.params)),
-                                      lambda: jax.jit(init).lower(problem.params).compile())
-            state = initial(problem.params)
-        else:
-            state = init(problem.params)
-        signature = (problem.objective, estimator, num_samples, _abstract((problem.params, key, state)))
+        state = _initial_state(objective, estimator, num_samples, params)
         if estimator.stateful and not per_replicate:  # one chain, compiled and run apart: not in the timing
-            chain, _ = programs.get(("warm-up", warmup_steps, *signature),
-                                    lambda: jax.jit(warm_up).lower(problem.params, key, state).compile())
-            state = chain(problem.params, key, state)
+            state = _warm_up(objective, estimator, num_samples, warmup_steps, params, key, state)
 
         start = time.perf_counter()
-        compiled, compiled_now = programs.get(("replicates", padded, batch, mesh, per_replicate, warmup_steps, *signature),
-                                   lambda: jax.jit(all_replicates).lower(problem.params, key, state).compile())
-        compile_time = time.perf_counter() - start if compiled_now else 0.0
+        compiled = _all_replicates.lower(objective, estimator, layout, params, key, state).compile()
+        compile_time = time.perf_counter() - start if compilations() else 0.0
 
         start = time.perf_counter()
-        values, grads = jax.block_until_ready(compiled(problem.params, key, state))
+        values, grads = jax.block_until_ready(compiled(objective, estimator, params, key, state))
         run_time = time.perf_counter() - start
 
     def to_host(x):
@@ -258,3 +193,57 @@ def measure_cell(
         devices=devices,
         compilations=compilations(),
     )
+
+
+class _Layout(NamedTuple):
+    """The static shape of a cell's program: L, the warm-up, and how the replicates are laid out."""
+
+    num_samples: int
+    warmup_steps: int
+    per_replicate: bool  #: each replicate warms up its own chain
+    padded: int  #: replicates computed, a whole number of chunks on every device
+    batch: int  #: replicates per chunk
+    mesh: Mesh
+
+
+@functools.partial(jax.jit, static_argnames=("num_samples",))
+def _initial_state(objective, estimator, num_samples, params):
+    """The estimator's initial state, as one program (not an eager compilation per operation)."""
+    return est.value_and_grad_with_state(objective, estimator, num_samples).init(params)
+
+
+def _chain(objective, estimator, num_samples, warmup_steps, params, key, state):
+    """``warmup_steps`` updates of the state, with keys from ``fold_in(key, WARMUP_STREAM)``."""
+    update = est.value_and_grad_with_state(objective, estimator, num_samples).update
+    warmup_keys = est.sample_keys(jax.random.fold_in(key, WARMUP_STREAM), warmup_steps)
+    return jax.lax.scan(lambda s, k: (update(params, k, s)[2], None), state, warmup_keys)[0]
+
+
+_warm_up = jax.jit(_chain, static_argnames=("num_samples", "warmup_steps"))
+
+
+@functools.partial(jax.jit, static_argnames=("layout",))
+def _all_replicates(objective, estimator, layout, params, key, state):
+    """``layout.padded`` replicate estimates ``(values, grads)``: replicate r from ``fold_in(key, r)``,
+    split over the mesh's devices, vmapped in chunks of ``layout.batch`` and ``lax.map``-ped over them."""
+    update = est.value_and_grad_with_state(objective, estimator, layout.num_samples).update
+
+    def one_replicate(params, key, state):
+        if layout.per_replicate:
+            state = _chain(objective, estimator, layout.num_samples, layout.warmup_steps, params, key, state)
+        return update(params, key, state)[:2]
+
+    def device_share(params, state, keys):
+        # Each device's copy of the parameters is its own: gradients with respect to them must not be
+        # summed over the devices, as they would be for values shared (invariant) across the mesh.
+        params, state = jax.tree_util.tree_map(
+            lambda x: jax.lax.pcast(x, REPLICATE_AXIS, to="varying"), (params, state)
+        )
+        return jax.lax.map(lambda k: one_replicate(params, k, state), keys, batch_size=layout.batch)
+
+    split = PartitionSpec(REPLICATE_AXIS)
+    sharded_share = jax.shard_map(device_share, mesh=layout.mesh, in_specs=(PartitionSpec(), PartitionSpec(), split),
+                                  out_specs=split)
+    keys = est.sample_keys(key, layout.padded)  # replicate r: fold_in(key, r), on whichever device
+    keys = jax.lax.with_sharding_constraint(keys, NamedSharding(layout.mesh, split))
+    return sharded_share(params, state, keys)

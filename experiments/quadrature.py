@@ -8,7 +8,7 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nodes_and_weights(num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     nodes, weights = hermegauss(num_nodes)
     return nodes, weights / np.sqrt(2.0 * np.pi)

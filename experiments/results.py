@@ -87,7 +87,9 @@ def estimator_properties(estimators) -> dict:
     nothing but the run folder: whether it is unbiased by design and whether it keeps state."""
     properties = {}
     for estimator in estimators:
-        properties.setdefault(estimator.name, {"unbiased": bool(estimator.unbiased), "stateful": bool(estimator.stateful)})
+        properties.setdefault(
+            estimator.name, {"unbiased": bool(estimator.unbiased), "stateful": bool(estimator.stateful)}
+        )
     return properties
 
 
@@ -147,7 +149,7 @@ class RunFolder:
         _write_json(self.path / ENV_FILE, env)
 
     @classmethod
-    def reopen(cls, path: Path | str, label_columns=()) -> "RunFolder":
+    def reopen(cls, path: Path | str, label_columns=()) -> RunFolder:
         """The interrupted run at ``path`` (a ``.partial`` folder), to be continued."""
         path = Path(path)
         if not path.name.endswith(PARTIAL_SUFFIX) or not (path / CONFIG_FILE).is_file():

@@ -38,7 +38,8 @@ def _numbers(kind):
             return [kind(item) for item in _comma_list(text)]
         except ValueError:
             example = "1,4,16" if kind is int else "0.5,1,2"
-            raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as {example}, got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated numbers such as {example}, got {text!r}") from None
 
     return parse
 
@@ -227,9 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="points on each curve where the objective is computed (default: %(default)s)")
     sub.add_argument("--seed", type=int, default=0, help="the first seed of the initializations, minibatches and "
                      "samples (default: %(default)s)")
-    sub.add_argument("--seeds", type=int, default=defaults.seeds, metavar="S",
-                     help="independent trainings per (model, estimator), seeds SEED to SEED + S - 1 (default: %(default)s)")
-    sub.add_argument("--output-dir", default="results", metavar="DIR", help="where run folders go (default: %(default)s)")
+    sub.add_argument(
+        "--seeds",
+        type=int,
+        default=defaults.seeds,
+        metavar="S",
+        help="independent trainings per (model, estimator), seeds SEED to SEED + S - 1 (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--output-dir", default="results", metavar="DIR", help="where run folders go (default: %(default)s)"
+    )
     sub.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                      help="where to compute (default: %(default)s)")
     sub.add_argument("--precision", choices=("float32", "float64"), default="float32",
@@ -295,8 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             path = training.run(config, device=device, progress=not args.quiet)
         except KeyboardInterrupt:
             return 130
-        print(f"{training.NAME}: wrote {path}")
-        return 0
+        return _finish(training.NAME, path, config.figures)
 
     common = dict(replicates=args.replicates, max_cost_evaluations=args.max_cost_evaluations, seed=args.seed,
                   output_dir=args.output_dir, device=args.device, num_devices=args.num_devices,
@@ -317,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.problems == ["all"]:
             problem_names = problems.names()
         else:
-            problem_names = args.problems or (variance_vs_L.DEFAULT_PROBLEMS if args.quick else variance_vs_L.FULL_PROBLEMS)
+            problem_names = args.problems or (
+                variance_vs_L.DEFAULT_PROBLEMS if args.quick else variance_vs_L.FULL_PROBLEMS
+            )
         config = variance_vs_L.Config(problems=tuple(problem_names), estimators=tuple(args.estimators or est.names()),
                                       num_samples=tuple(args.num_samples), quick=args.quick, **common)
     elif args.experiment == "variance_vs_mean":
@@ -358,7 +367,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     except KeyboardInterrupt:
         return 130
-    print(f"{experiment.NAME}: wrote {path}")
+    return _finish(experiment.NAME, path, config.figures)
+
+
+def _finish(name: str, path, figures: bool) -> int:
+    """Draw the figures of a finished run folder (the one place ``experiments`` reaches into ``analysis``:
+    the command line composes the two) and say where the run is."""
+    if figures:
+        from analysis.figures import save_run_figures
+
+        save_run_figures(path)
+    print(f"{name}: wrote {path}")
     return 0
 
 

@@ -7,8 +7,9 @@ import dataclasses
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 from tqdm.auto import tqdm
@@ -16,8 +17,13 @@ from tqdm.auto import tqdm
 import estimators as est
 from experiments import problems as problem_registry
 from experiments.distributed import is_writer
-from experiments.measure import (DEFAULT_CHUNK_ELEMENTS, DEFAULT_WARMUP_STEPS, ProgramCache, count_compilations,
-                                 measure_cell, replicate_mesh)
+from experiments.measure import (
+    DEFAULT_CHUNK_ELEMENTS,
+    DEFAULT_WARMUP_STEPS,
+    count_compilations,
+    measure_cell,
+    replicate_mesh,
+)
 from experiments.problems import Problem
 from experiments.results import ResumeError, RunFolder, environment, estimator_properties, git_state
 from experiments.tidy import cell_rows
@@ -104,7 +110,7 @@ def applicable_pairs(problem_names, estimators) -> tuple[list[tuple[Problem, est
     for problem_name in problem_names:
         problem = problem_registry.get(problem_name)
         for estimator in estimators:
-            reason = estimator.incompatibility(problem.distribution())
+            reason = estimator.supports(problem.distribution())
             if reason is None:
                 pairs.append((problem, estimator))
             else:
@@ -125,7 +131,7 @@ def sweep_cells(labelled_problems: Sequence[tuple[dict, Problem]], estimators: S
     for labels, problem in labelled_problems:
         dist = problem.distribution()
         for estimator in estimators:
-            incompatibility = estimator.incompatibility(dist)
+            incompatibility = estimator.supports(dist)
             for n in sorted(set(num_samples)):
                 reason = incompatibility
                 if reason is None and n < estimator.min_num_samples:
@@ -189,7 +195,7 @@ def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[
               device: jax.Device, progress: bool = True, label_columns: Sequence[str] = (),
               resume: str | Path | None = None) -> Path:
     """Measure every cell into a new run folder (or, with ``resume``, the cells an interrupted run at
-    that ``.partial`` folder did not finish); draw the figures; return the finished folder."""
+    that ``.partial`` folder did not finish); return the finished folder (the CLI draws its figures)."""
     mesh = replicate_mesh(devices_for(settings, device))
     devices = [str(d) for d in mesh.devices.flat]
     if resume is None:
@@ -206,7 +212,6 @@ def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[
         folder.update_config(resumed=[*folder.config.get("resumed", []), {
             "started_utc": started, "cells_already_done": len(done), "devices_used": devices}])
     key = jax.random.key(settings.seed)
-    programs = ProgramCache()  # cells that differ only in parameter values share one compiled program
     start = time.perf_counter()
     try:
         bar = tqdm(list(enumerate(cells)), desc=experiment, unit="cell", disable=not progress, dynamic_ncols=True)
@@ -218,7 +223,7 @@ def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[
                 bar.set_postfix_str(f"{cell.problem.name} {cell.estimator.name}{labels} L={cell.num_samples}")
                 measurement = measure_cell(cell.problem, cell.estimator, cell.num_samples,
                                            cell_replicates(settings, cell), key, settings.chunk_elements,
-                                           settings.warmup_steps, settings.warmup, mesh, programs)
+                                           settings.warmup_steps, settings.warmup, mesh)
                 folder.append(*cell_rows(cell.problem, cell.estimator, cell.num_samples, measurement, cell.labels),
                               index=index)
             bar.close()
@@ -226,10 +231,6 @@ def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[
         folder.update_config(wall_time_s=round(time.perf_counter() - start, 3), cells=len(cells),
                              compilations=total_compilations)
         folder.consolidate()
-        if settings.figures:
-            from analysis.figures import save_run_figures
-
-            save_run_figures(folder.path)
     except BaseException:
         print(f"\n{experiment}: stopped before the end; the finished cells are in {folder.path} "
               f"(python -m experiments.run {experiment} --resume {folder.path} continues it)", flush=True)

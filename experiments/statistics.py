@@ -78,7 +78,9 @@ def group_summary(estimates, exact=None, exact_se=None) -> dict[str, tuple[float
             # with bᵀCb estimated by b̂ᵀCb̂ − tr(C²) (floored at 0).
             s2 = np.ravel(exact_se) ** 2
             coordinate_variances = (centred**2).sum(axis=0) / (num_replicates - 1)
-            trace_c_squared = trace_sigma_squared / num_replicates**2 + 2 * coordinate_variances @ s2 / num_replicates + s2 @ s2
+            trace_c_squared = (
+                trace_sigma_squared / num_replicates**2 + 2 * coordinate_variances @ s2 / num_replicates + s2 @ s2
+            )
             bias_c_bias = bias_sigma_bias / num_replicates + bias**2 @ s2
             bias_squared -= s2.sum()
             bias_squared_se = np.sqrt(max(4 * (bias_c_bias - trace_c_squared), 0.0) + 2 * trace_c_squared)

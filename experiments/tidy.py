@@ -32,9 +32,9 @@ def cell_rows(problem: Problem, estimator: est.GradientEstimator, num_samples: i
     """The tidy rows of one cell, ``labels`` (such as the temperature) added as columns."""
     grads = jax.tree_util.tree_leaves(m.grads)
     num_replicates = grads[0].shape[0]
-    flat = lambda leaves: np.concatenate([x.reshape(num_replicates, -1) for x in leaves], axis=1)  # noqa: E731
-    flat_exact = lambda leaves: np.concatenate([np.ravel(x) for x in leaves])  # noqa: E731
-    leaves_or_none = lambda tree: None if tree is None else jax.tree_util.tree_leaves(tree)  # noqa: E731
+    flat = lambda leaves: np.concatenate([x.reshape(num_replicates, -1) for x in leaves], axis=1)
+    flat_exact = lambda leaves: np.concatenate([np.ravel(x) for x in leaves])
+    leaves_or_none = lambda tree: None if tree is None else jax.tree_util.tree_leaves(tree)
     exact = leaves_or_none(problem.exact_grad)
     exact_se = leaves_or_none(problem.exact_grad_se)
     exact_variance = leaves_or_none(problem.exact_variance(estimator, num_samples))

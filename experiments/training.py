@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 import optax
@@ -88,7 +88,7 @@ def plan(config: Config) -> tuple[list[tuple[str, est.GradientEstimator, int]], 
         objective = _minibatch_objective(model, name)
         dist = objective.distribution(model.init_params(jax.random.key(INIT_SEED)))
         for estimator in map(est.get, config.estimators):
-            reason = estimator.incompatibility(dist)
+            reason = estimator.supports(dist)
             if reason is None and config.num_samples < estimator.min_num_samples:
                 reason = f"needs L >= {estimator.min_num_samples}"
             per_step = estimator.cost_evaluations(config.num_samples, dist, batch_ndims=objective.batch_ndims)
@@ -187,10 +187,6 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True)
             bar.close()
             folder.update_config(wall_time_s=round(time.perf_counter() - start, 3),
                                  compile_time_s={k: round(v, 3) for k, v in compile_times.items()})
-            if config.figures:
-                from analysis.figures import save_run_figures
-
-                save_run_figures(folder.path)
         except BaseException:
             print(f"\n{NAME}: stopped before the end; the finished curves are in {folder.path}", flush=True)
             raise

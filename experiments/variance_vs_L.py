@@ -8,8 +8,8 @@ so all cells share common random numbers), summarized on the host in float64, an
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 

@@ -19,8 +19,8 @@ pathwise estimator (Gaussian latents), whose estimate does not depend on the sig
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 
@@ -86,7 +86,9 @@ def plan(config: Config):
         passes = cell.num_samples * score_rows_per_sample(cell.problem, cell.estimator)
         evaluations = cell.problem.cost_evaluations(cell.estimator, cell.num_samples)
         if passes > MAX_BACKWARD_PASSES:
-            reason = f"{passes} backward passes per estimate (a score per sample and image; more than {MAX_BACKWARD_PASSES})"
+            reason = (
+                f"{passes} backward passes per estimate (a score per sample and image; more than {MAX_BACKWARD_PASSES})"
+            )
         elif evaluations > MAX_COST_EVALUATIONS:
             reason = f"{evaluations} cost evaluations per estimate (more than {MAX_COST_EVALUATIONS})"
         else:

@@ -14,8 +14,8 @@ The rows carry a ``dimension`` column.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 

@@ -18,8 +18,8 @@ JMLR 2020, section 3 and figure 3.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 import numpy as np

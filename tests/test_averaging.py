@@ -29,15 +29,15 @@ def _gaussian_vae():
 
 def test_pathwise_equals_gradient_of_the_average_objective():
     objective, params = _gaussian_vae()
-    key = lambda: jax.random.key(3)  # noqa: E731 - the same samples three ways, so a fresh copy of the key for each
-    keys = lambda: est.sample_keys(key(), NUM_SAMPLES)  # noqa: E731 - sample i is drawn with fold_in(key, i)
+    key = lambda: jax.random.key(3)  # the same samples three ways, so a fresh copy of the key for each
+    keys = lambda: est.sample_keys(key(), NUM_SAMPLES)  # sample i is drawn with fold_in(key, i)
 
     def average_objective(p):  # (1/L) Σ f(θ, μ(θ) + σ(θ) ε_i), reparameterized samples
         samples = jax.vmap(objective.distribution(p).rsample)(keys())
         return jnp.mean(jnp.sum(jax.vmap(objective.cost, in_axes=(None, 0))(p, samples), axis=1))
 
     def mean_of_per_sample_gradients(p):
-        one = lambda k: jax.grad(lambda q: jnp.sum(objective.cost(q, objective.distribution(q).rsample(k))))(p)  # noqa: E731
+        one = lambda k: jax.grad(lambda q: jnp.sum(objective.cost(q, objective.distribution(q).rsample(k))))(p)
         return jax.tree_util.tree_map(lambda g: g.mean(axis=0), jax.vmap(one)(keys()))
 
     estimate = est.grad(objective, "pathwise", NUM_SAMPLES)(params, key())

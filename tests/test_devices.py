@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent("""
     for name, replicates in (("gaussian_elbo", 96), ("categorical_toy", 96)):
         problem = problems.get(name)
         for estimator in map(est.get, est.names()):
-            if estimator.incompatibility(problem.distribution()) is not None:
+            if estimator.supports(problem.distribution()) is not None:
                 continue
             runs = {n: measure_cell(problem, estimator, 4, replicates, key, mesh=mesh) for n, mesh in meshes.items()}
             leaves = {n: [m.values, *jax.tree_util.tree_leaves(m.grads)] for n, m in runs.items()}

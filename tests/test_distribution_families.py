@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -121,11 +121,11 @@ def test_log_prob_gradient_matches_central_differences_of_scipy(name):
     if name == "pareto":  # its support moves with the scale: only the concentration is differentiable
         fixed_scale = jax_params.pop("scale")
         params = {"concentration": params["concentration"]}
-        log_prob = lambda p: est.Pareto(fixed_scale, p["concentration"]).log_prob(jnp.asarray(x, jnp.float32))  # noqa: E731
+        log_prob = lambda p: est.Pareto(fixed_scale, p["concentration"]).log_prob(jnp.asarray(x, jnp.float32))
         scipy_log_prob_all = scipy_log_prob
-        scipy_log_prob = lambda p: scipy_log_prob_all({**family.scipy_params(), **p})  # noqa: E731
+        scipy_log_prob = lambda p: scipy_log_prob_all({**family.scipy_params(), **p})
     else:
-        log_prob = lambda p: family.make(p).log_prob(jnp.asarray(x, jnp.float32))  # noqa: E731
+        log_prob = lambda p: family.make(p).log_prob(jnp.asarray(x, jnp.float32))
     got = jax.grad(log_prob)(jax_params)
     step = 1e-6
     for parameter, value in params.items():

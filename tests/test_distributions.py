@@ -17,7 +17,9 @@ from tests.stats import FALSE_ALARM, z_threshold
 def test_normal_log_prob_is_the_joint_density():
     loc, scale = np.array([0.5, -1.0, 2.0]), np.array([1.0, 0.3, 2.5])
     x = np.array([0.1, -0.7, 4.0])
-    got = est.Normal(jnp.asarray(loc, jnp.float32), jnp.asarray(scale, jnp.float32)).log_prob(jnp.asarray(x, jnp.float32))
+    got = est.Normal(jnp.asarray(loc, jnp.float32), jnp.asarray(scale, jnp.float32)).log_prob(
+        jnp.asarray(x, jnp.float32)
+    )
     assert got.shape == ()
     assert float(got) == pytest.approx(scipy_stats.norm.logpdf(x, loc, scale).sum(), rel=1e-5)
 

@@ -5,14 +5,13 @@ a plate, in test_registry_contract.py."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import estimators as est
+from estimators.base import estimator_dataclass
 
 ESTIMATORS = ["pathwise", "score_function"]
 
@@ -112,18 +111,17 @@ def test_raw_uint32_keys_are_accepted():
 # --- stateful estimators ---------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class CountingScoreFunction(est.ScoreFunction):
-    """A stateful estimator for the interface tests: the state counts the calls."""
+@estimator_dataclass
+class CountingScoreFunction(est.GradientEstimator):
+    """A stateful estimator for the interface tests: the score function, with a state that counts the calls."""
 
-    name = "counting_score_function"
-    stateful = True
+    info = est.EstimatorInfo("counting_score_function", stateful=True)
 
-    def init(self, params):
+    def init(self, objective, params, key):
         return jnp.zeros((), jnp.int32)
 
     def estimate(self, objective, params, key, num_samples, state):
-        result = super().estimate(objective, params, key, num_samples, state)
+        result = est.ScoreFunction().estimate(objective, params, key, num_samples, ())
         return result._replace(state=state + 1)
 
 
@@ -182,7 +180,9 @@ def test_unknown_estimator_option_lists_the_options():
 def test_pathwise_on_a_discrete_distribution_names_what_works(dist, key):
     objective = est.Objective(dist=dist, cost=lambda p, x: jnp.sum(x))
     g = est.grad(objective, "pathwise", 4)
-    with pytest.raises(ValueError, match=r"'pathwise' cannot serve a (Bernoulli|Categorical).*Estimators that can: score_function"):
+    with pytest.raises(
+        ValueError, match=r"'pathwise' cannot serve a (Bernoulli|Categorical).*Estimators that can: score_function"
+    ):
         g({"mu": jnp.zeros(3)}, key)
 
 
@@ -249,3 +249,61 @@ def test_empty_params(key):
     objective = est.Objective(dist=lambda p: est.Normal(0.0, 1.0), cost=lambda p, x: x)
     with pytest.raises(ValueError, match=r"params is an empty pytree"):
         est.grad(objective, "pathwise", 2)({}, key)
+
+
+# --- estimators and distributions are pytrees ------------------------------------------------------
+
+
+def bernoulli_objective():
+    return est.Objective(dist=lambda p: est.Bernoulli(p["logits"]), cost=lambda p, x: jnp.sum((x - 0.45) ** 2))
+
+
+LOGITS = {"logits": jnp.array([0.3, -1.2, 2.0], jnp.float32)}
+
+
+def test_a_traced_temperature_can_be_annealed_inside_scan(key):
+    """An annealing schedule τ_t inside ``jit`` and ``lax.scan``: each step's estimate is the one made
+    with that temperature as a Python float, and the whole schedule is one compilation."""
+    temperatures = jnp.asarray([2.0, 1.0, 0.5, 0.25, 0.1], jnp.float32)
+    keys = jax.random.split(key, temperatures.shape[0])
+
+    def step(params, inputs):
+        temperature, step_key = inputs
+        estimator = est.GumbelSoftmax(temperature=temperature)
+        return params, est.grad(bernoulli_objective(), estimator, 4)(params, step_key)
+
+    _, annealed = jax.jit(lambda p: jax.lax.scan(step, p, (temperatures, keys)))(LOGITS)
+    for t, (temperature, step_key) in enumerate(zip(temperatures, keys)):
+        fixed = est.grad(bernoulli_objective(), est.GumbelSoftmax(temperature=float(temperature)), 4)(LOGITS, step_key)
+        np.testing.assert_allclose(annealed["logits"][t], fixed["logits"], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(annealed["logits"][0], annealed["logits"][-1])
+
+
+def test_an_estimator_passed_to_jit_compiles_once_for_every_value_of_its_options(key):
+    from experiments.measure import count_compilations
+
+    objective = bernoulli_objective()
+
+    @jax.jit
+    def estimate(estimator, params, key):
+        return est.grad(objective, estimator, 4)(params, key)
+
+    with count_compilations() as compilations:
+        results = [estimate(est.get(name, temperature=t), LOGITS, key)
+                   for name in ("gumbel_softmax", "rebar") for t in (0.3, 0.7, 1.5)]
+    assert compilations() == 2  # one program per estimator, none per temperature
+    assert not np.array_equal(results[0]["logits"], results[1]["logits"])
+    with pytest.raises(ValueError, match="gumbel_softmax needs a positive temperature"):
+        est.GumbelSoftmax(temperature=-1.0)  # concrete options are still checked at construction
+
+
+def test_distributions_are_pytrees_of_their_parameters(key):
+    dist = est.Normal(jnp.zeros(3), jnp.ones(3))
+    assert len(jax.tree_util.tree_leaves(dist)) == 2
+    doubled = jax.tree_util.tree_map(lambda x: 2 * x + 1, dist)
+    assert isinstance(doubled, est.Normal)
+    np.testing.assert_array_equal(doubled.scale, 3 * np.ones(3))
+    samples = jax.jit(lambda d, k: d.sample(k))(dist, jax.random.clone(key))
+    np.testing.assert_array_equal(samples, dist.sample(key))
+    batched = jax.vmap(lambda logits: est.Categorical(logits))(jnp.zeros((4, 2, 3)))
+    assert batched.logits.shape == (4, 2, 3)

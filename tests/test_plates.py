@@ -66,7 +66,9 @@ def test_bernoulli_plate_gradient_equals_autodiff_of_the_enumerated_objective():
         return jnp.sum(q * ((outcomes @ values)[:, None] - targets[None, :]) ** 2)
 
     with jax.enable_x64(True):
-        grads = jax.grad(objective, argnums=(0, 1))(jnp.asarray(plates.BERNOULLI_WEIGHTS), jnp.asarray(plates.BERNOULLI_BIAS))
+        grads = jax.grad(objective, argnums=(0, 1))(
+            jnp.asarray(plates.BERNOULLI_WEIGHTS), jnp.asarray(plates.BERNOULLI_BIAS)
+        )
     for per_example in (True, False):
         exact = plates.bernoulli_plate(per_example).exact_grad
         np.testing.assert_allclose(exact["weights"], grads[0], rtol=1e-10)
@@ -78,7 +80,9 @@ def test_gaussian_plate_quadrature_means_equal_the_closed_form(per_example):
     closed_form = plates._gaussian_exact_grad()
     laws = plates._gaussian_laws(per_example)
     score_mean, _ = plate_exact.score_function_moments([law for law, _ in laws])
-    path_mean, _ = plate_exact.summed_moments([plate_exact.mixture_moments(law.probability, path) for law, path in laws])
+    path_mean, _ = plate_exact.summed_moments(
+        [plate_exact.mixture_moments(law.probability, path) for law, path in laws]
+    )
     np.testing.assert_allclose(score_mean, closed_form, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(path_mean, closed_form, rtol=1e-10, atol=1e-12)
 
@@ -242,7 +246,9 @@ def test_batch_ndims_larger_than_a_samples_rank_is_refused(dist, batch_ndims, mo
         est.grad(objective, "score_function", 2)(jnp.ones(3), key)
 
 
-@pytest.mark.parametrize("estimator", ["score_function", "pathwise", "arm", "rebar", "measure_valued", "pathwise_delta"])
+@pytest.mark.parametrize(
+    "estimator", ["score_function", "pathwise", "arm", "rebar", "measure_valued", "pathwise_delta"]
+)
 def test_a_cost_of_the_wrong_shape_names_the_batch_shape(estimator, key):
     family = "gaussian_plate" if estimator in ("pathwise", "measure_valued", "pathwise_delta") else "bernoulli_plate"
     problem = PROBLEMS[family]()
@@ -294,7 +300,9 @@ def test_linear_law_moments_equal_the_per_atom_ones():
     outcomes = np.array(list(itertools.product([0.0, 1.0], repeat=3)))
     for n, (law, atoms, jacobian) in enumerate(plates._bernoulli_laws(per_example=True)):
         direct = np.cos(np.arange(jacobian.shape[1]))
-        linear = plate_exact.LinearLaw(law.probability, law.cost, outcomes - 1 / (1 + np.exp(-logits[n])), jacobian, direct)
+        linear = plate_exact.LinearLaw(
+            law.probability, law.cost, outcomes - 1 / (1 + np.exp(-logits[n])), jacobian, direct
+        )
         explicit = law._replace(direct=np.broadcast_to(direct, law.score.shape))
         np.testing.assert_allclose(linear.score_function_moments(), plate_exact.score_function_moments([explicit]),
                                    rtol=1e-10, atol=1e-14)
@@ -304,5 +312,9 @@ def test_linear_law_moments_equal_the_per_atom_ones():
             mixture = atoms[name]
             np.testing.assert_allclose(
                 plate_exact.mapped_mixture_moments(mixture.probability, mixture.mean, mixture.variance, jacobian),
-                plate_exact.mixture_moments(mixture.probability, mixture.mean @ jacobian, mixture.variance @ jacobian**2),
-                rtol=1e-10, atol=1e-14)
+                plate_exact.mixture_moments(
+                    mixture.probability, mixture.mean @ jacobian, mixture.variance @ jacobian**2
+                ),
+                rtol=1e-10,
+                atol=1e-14,
+            )

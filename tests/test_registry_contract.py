@@ -68,7 +68,7 @@ def serving_case(name: str, batch_ndims: int):
     for family in ("normal", "bernoulli", "categorical"):
         traces: list = []
         objective, params = _family_objective(family, batch_ndims, traces)
-        if estimator.incompatibility(objective.distribution(params)) is None:
+        if estimator.supports(objective.distribution(params)) is None:
             return estimator, objective, params, traces
     raise AssertionError(f"{name} serves none of the contract's objectives: add one it serves.")
 
@@ -131,3 +131,26 @@ def test_every_estimator_keeps_the_contract(name, batch_ndims, key):
             value, grads, looped = jitted(params, scan_keys[i], looped)
             assert_trees_close((value, grads), jax.tree_util.tree_map(lambda x, i=i: x[i], scanned))
         assert_trees_close(final, looped)
+
+
+def test_the_library_and_the_benchmark_do_not_reach_into_analysis():
+    """``estimators`` imports nothing of the benchmark or the analysis, and ``experiments`` nothing of the
+    analysis but its command line, which draws a finished run's figures."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def imported(path):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                yield from (alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                yield node.module.split(".")[0]
+
+    offenders = [str(path.relative_to(root)) for path in (root / "estimators").rglob("*.py")
+                 if {"experiments", "analysis"} & set(imported(path))]
+    offenders += [str(path.relative_to(root)) for path in (root / "experiments").rglob("*.py")
+                  if path.name != "run.py" and "analysis" in set(imported(path))]
+    assert not offenders, f"modules that import against the layering: {offenders}"

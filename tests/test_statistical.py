@@ -192,7 +192,7 @@ def test_gaussian_elbo_exact_answers_agree_with_adaptive_quadrature():
         return ((f + 1) * scores[0], (f + 1) * scores[1], x * (np.exp(w * x) - 3))
 
     for coordinate, name in enumerate(("loc", "scale", "weight")):
-        g = lambda x: score_function(x)[coordinate]  # noqa: E731
+        g = lambda x: score_function(x)[coordinate]
         mean = truncated_normal_expectation(g, mu, sigma)
         variance = truncated_normal_expectation(lambda x: (g(x) - mean) ** 2, mu, sigma)
         assert mean == pytest.approx(exact[coordinate], rel=1e-7, abs=1e-9)

@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 
+from analysis.figures import save_run_figures
 from analysis.load import load_run
 from experiments import run as cli
 from experiments import training
@@ -35,6 +36,8 @@ def test_every_applicable_pair_trains_at_the_same_budget(tmp_path):
     assert steps["logistic_regression/measure_valued"] == 300 // (2 * (4 * 31 + 1))
     skipped = {(s["problem"], s["estimator"]) for s in run.config["skipped"]}
     assert ("binary_vae", "pathwise") in skipped and ("logistic_regression", "straight_through") in skipped
+    assert not (path / "figures").exists()  # the runner writes data; figures are drawn by the CLI or analysis
+    save_run_figures(path)
     assert (path / "figures" / "training_curves.png").stat().st_size > 10_000
     held_out = metrics[metrics["metric"] == "held_out_objective"].sort_values("step")
     assert held_out["value"].notna().all()
@@ -47,13 +50,33 @@ def test_the_same_seed_gives_the_same_curves(tmp_path):
     kwargs = dict(problems=("binary_vae",), estimators=("score_function_loo",), figures=False)
     first = load_run(_run(tmp_path / "a", **kwargs)).metrics
     second = load_run(_run(tmp_path / "b", **kwargs)).metrics
-    keep = lambda m: m[m["metric"] != "wall_time_s"].drop(columns="run_id").reset_index(drop=True)  # noqa: E731
+    keep = lambda m: m[m["metric"] != "wall_time_s"].drop(columns="run_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(keep(first), keep(second))
 
 
 def test_cli_runs_training_and_rejects_bad_input(tmp_path, capsys):
-    assert cli.main(["training", "--problems", "logistic_regression", "--estimators", "pathwise", "--budget", "40",
-                     "--evaluations", "2", "--seeds", "1", "--output-dir", str(tmp_path), "--quiet", "--no-figures"]) == 0
+    assert (
+        cli.main(
+            [
+                "training",
+                "--problems",
+                "logistic_regression",
+                "--estimators",
+                "pathwise",
+                "--budget",
+                "40",
+                "--evaluations",
+                "2",
+                "--seeds",
+                "1",
+                "--output-dir",
+                str(tmp_path),
+                "--quiet",
+                "--no-figures",
+            ]
+        )
+        == 0
+    )
     written = list((tmp_path / "training").iterdir())
     assert len(written) == 1 and json.loads((written[0] / "config.json").read_text())["budget"] == 40
     with pytest.raises(SystemExit):
@@ -75,7 +98,7 @@ def test_seeds_train_independently_and_the_table_shows_their_spread(tmp_path):
     assert sorted(two["seed"].unique()) == [0, 1]
     held_out = two[two["metric"] == "held_out_objective"].pivot_table(index="step", columns="seed", values="value")
     assert (held_out[0] != held_out[1]).all()
-    keep = lambda m: m[(m["metric"] != "wall_time_s") & (m["seed"] == 0)].drop(columns="run_id").reset_index(drop=True)  # noqa: E731
+    keep = lambda m: m[(m["metric"] != "wall_time_s") & (m["seed"] == 0)].drop(columns="run_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(keep(two), keep(one))
     final = tables.final_objectives(two)
     last = held_out.iloc[-1]

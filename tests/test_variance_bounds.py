@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 
 import estimators as est
-from estimators.baselines import Baseline
+from estimators.base import estimator_dataclass
+from estimators.baselines import Baseline, BaselineInfo
 from experiments import bounds, problems
 from experiments import run as cli
 from experiments.measure import measure_cell
@@ -158,7 +159,9 @@ def test_profile_fixes_its_cells():
 
 def test_check_refuses_a_run_that_measured_something_else(committed):
     measured = pd.DataFrame(committed.checks[bounds.CHECK]).assign(measured=committed.checks["expected"])
-    with pytest.raises(bounds.BoundsMismatch, match=f"R = {committed.replicates} replicates per cell; the run used R = \\[500\\]"):
+    with pytest.raises(
+        bounds.BoundsMismatch, match=f"R = {committed.replicates} replicates per cell; the run used R = \\[500\\]"
+    ):
         bounds.check(measured.assign(replicates=500), committed)
     with pytest.raises(bounds.BoundsMismatch, match="The run lacks 1 checks"):
         bounds.check(measured.iloc[1:].assign(replicates=committed.replicates), committed)
@@ -168,32 +171,32 @@ def test_check_refuses_a_run_that_measured_something_else(committed):
 # Planted regressions.
 
 
-@dataclasses.dataclass(frozen=True)
+@estimator_dataclass
 class OwnCostMean(Baseline):
     """A baseline that averages all L costs, the sample's own included: b_i depends on x_i, so
     E[(f_i − b_i) ∇ log q(x_i)] = (1 − 1/L) ∇F, biased."""
 
-    suffix = "loo"  # it impersonates the leave-one-out baseline
-    min_num_samples = 2
+    info = BaselineInfo("loo", min_num_samples=2)  # it impersonates the leave-one-out baseline
 
-    def values(self, costs, state):
+    def values(self, costs, state, scores=None):
         return jnp.full_like(costs, jnp.mean(costs)), state
 
 
-@dataclasses.dataclass(frozen=True)
+@estimator_dataclass
 class Impersonator(est.GradientEstimator):
     """A buggy variant of ``inner`` that goes by its name, so the check compares it with inner's bands."""
 
     inner: est.GradientEstimator
 
     @property
-    def name(self):
-        return self.inner.name
+    def info(self):
+        return self.inner.info
 
-    def incompatibility(self, dist):
-        return self.inner.incompatibility(dist)
+    def supports(self, dist):
+        return self.inner.supports(dist)
 
 
+@estimator_dataclass
 class HalfTheSamples(Impersonator):
     """Averages only the first L/2 of its L samples: unbiased, with twice the variance of an
     estimator of i.i.d. terms."""
@@ -202,6 +205,7 @@ class HalfTheSamples(Impersonator):
         return self.inner.estimate(objective, params, key, num_samples // 2, state)
 
 
+@estimator_dataclass
 class DroppedDirectTerm(Impersonator):
     """Differentiates the cost only through the sample: drops E[∇θ f(θ, x)]."""
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from analysis.figures import save_run_figures
 from analysis.load import load_run, wide
 from experiments import run as cli
 from experiments import variance_vs_batch
@@ -19,6 +20,7 @@ def test_sweep_writes_both_signals_at_every_batch_size_and_its_figure(tmp_path):
     # One image: its cost is the batch's, so both signals give the same estimates, key for key.
     one = encoder[encoder["batch_size"] == 1].pivot_table(index="estimator", columns="signal", values="variance")
     np.testing.assert_allclose(one["per_example"], one["batch"], rtol=1e-4)
+    save_run_figures(run.path)
     assert (run.path / "figures" / "variance_vs_batch.png").stat().st_size > 10_000
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import inspect
 from typing import ClassVar
 
 import jax
@@ -22,7 +23,25 @@ class Distribution(abc.ABC):
     ``example_log_prob(x, batch_ndims)`` is the log density of each example, an array of shape
     ``event_shape[:batch_ndims]`` that sums to ``log_prob(x)``.  Sampling and relaxations need no
     change: they act on every example at once.
+
+    Every distribution is a pytree whose leaves are its parameters (the arguments of its constructor,
+    stored under their names), so it can be passed to, and returned from, ``jit``, ``vmap`` and
+    ``lax.scan``; rebuilding one from its leaves skips the constructor's conversions and checks.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        names = tuple(name for name in inspect.signature(cls.__init__).parameters if name != "self")
+
+        def flatten(dist):
+            return tuple(getattr(dist, name) for name in names), None
+
+        def unflatten(_, parameters):
+            dist = object.__new__(cls)
+            dist.__dict__.update(zip(names, parameters))
+            return dist
+
+        jax.tree_util.register_pytree_node(cls, flatten, unflatten)
 
     #: True where ``rsample`` returns a sample differentiable in the parameters.
     reparameterizable: ClassVar[bool] = False

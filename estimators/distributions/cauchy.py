@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from jax.scipy.stats import cauchy
 
 from estimators.distributions.location_scale import LocationScale

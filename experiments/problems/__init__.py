@@ -5,20 +5,21 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from typing import Callable
+from collections.abc import Callable
 
-from experiments.problems import families
+from experiments.problems import families, plates, real_data
 from experiments.problems.base import Problem, iid_variance
 from experiments.problems.discrete import bernoulli_toy, categorical_toy
 from experiments.problems.gaussian_1d import DEFAULT_K, gaussian_test_problem
 from experiments.problems.gaussian_elbo import gaussian_elbo
 from experiments.problems.gaussian_nd import gaussian_quadratic_nd
-from experiments.problems import plates, real_data
 
 # Factories, not instances: building a problem touches JAX, which must wait for the CLI's device and
 # precision flags.  A new problem joins the benchmark with one line here.
 _FACTORIES: dict[str, Callable[[], Problem]] = {
-    "gaussian_quadratic": functools.partial(gaussian_test_problem, "quadratic", mu=1.0, sigma=1.0, k=DEFAULT_K["quadratic"]),
+    "gaussian_quadratic": functools.partial(
+        gaussian_test_problem, "quadratic", mu=1.0, sigma=1.0, k=DEFAULT_K["quadratic"]
+    ),
     "gaussian_exp": functools.partial(gaussian_test_problem, "exp", mu=1.0, sigma=1.0, k=DEFAULT_K["exp"]),
     "gaussian_cosine": functools.partial(gaussian_test_problem, "cosine", mu=1.0, sigma=1.0, k=DEFAULT_K["cosine"]),
     "gaussian_elbo": gaussian_elbo,

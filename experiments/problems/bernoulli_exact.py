@@ -12,7 +12,8 @@ For independent coordinates :math:`b_d \sim \mathrm{Bernoulli}(p_d)`, :math:`p =
 - **REBAR**, for a separable cost :math:`f(b) = \sum_d c(b_d)`: coordinate d of one sample's gradient is
   :math:`X_d + S_{-d} Y_d` with :math:`Y_d = b_d - p_d`, :math:`S_{-d} = \sum_{j \ne d} a_j`,
   :math:`a_j = c(b_j) - \eta\, c(\sigma(\tilde z_j/\lambda))`, and
-  :math:`X_d = a_d Y_d + \eta\,(\partial_{\ell_d} c(\sigma(z_d/\lambda)) - \partial_{\ell_d} c(\sigma(\tilde z_d/\lambda)))`,
+  :math:`X_d = a_d Y_d + \eta\,(\partial_{\ell_d} c(\sigma(z_d/\lambda))
+  - \partial_{\ell_d} c(\sigma(\tilde z_d/\lambda)))`,
   each a function of coordinate d's two uniforms only, so its moments are 2-D integrals (Gauss–Legendre,
   split where b flips) and :math:`S_{-d}` is independent of :math:`(X_d, Y_d)`.
 - **Gumbel-Rao** with K conditional draws, separable cost: coordinate d is
@@ -93,7 +94,9 @@ def antithetic_atoms(logits, cost) -> dict[str, Atoms]:
     cost_b, cost_antithetic = cost(b), cost(antithetic)
     difference = (cost_antithetic - cost_b)[:, None]
     arm = Atoms(pairs.probability, difference * (pairs.u_mean - 0.5), difference**2 * pairs.u_variance)
-    disarm = 0.5 * (cost_b - cost_antithetic)[:, None] * (1 - 2 * antithetic) * (b != antithetic) * _sigmoid(np.abs(logits))
+    disarm = (
+        0.5 * (cost_b - cost_antithetic)[:, None] * (1 - 2 * antithetic) * (b != antithetic) * _sigmoid(np.abs(logits))
+    )
     return {"arm": arm, "disarm": Atoms(pairs.probability, disarm, np.zeros_like(disarm))}
 
 

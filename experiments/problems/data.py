@@ -46,7 +46,7 @@ def _sklearn_datasets():
     return sklearn.datasets
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def breast_cancer() -> Split:
     """Standardized features with an intercept column (x: (n, 31)), labels ±1 (1 = malignant)."""
     bunch = _sklearn_datasets().load_breast_cancer()
@@ -59,7 +59,7 @@ def breast_cancer() -> Split:
     return Split(x[train], x[held_out], labels[train], labels[held_out])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def binarized_digits() -> Split:
     """8×8 digit images as 64 values in {0, 1}."""
     images = np.asarray(_sklearn_datasets().load_digits().data, np.float64)

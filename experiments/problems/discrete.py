@@ -39,8 +39,11 @@ from numpy.polynomial.legendre import leggauss
 
 from estimators import Bernoulli, Categorical, GumbelRao, GumbelSoftmax, Objective, Rebar, StraightThroughGumbel
 from experiments.problems.base import Problem, iid_variance, u_statistic_variance
-from experiments.problems.bernoulli_exact import (antithetic_moments, gumbel_rao_separable_moments,
-                                                  rebar_separable_moments)
+from experiments.problems.bernoulli_exact import (
+    antithetic_moments,
+    gumbel_rao_separable_moments,
+    rebar_separable_moments,
+)
 
 
 def _moments(probabilities, values):
@@ -119,7 +122,7 @@ def bernoulli_toy(name: str = "bernoulli_toy", target: float = 0.45, dim: int = 
     def coordinate_cost_derivative(x):
         return 2 * (x - target)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def relaxation_answers(estimator):
         """The estimators whose answers depend on their options (temperatures, REBAR's scale, Gumbel-Rao's
         K): Gumbel-Softmax and straight-through Gumbel by quadrature, REBAR and Gumbel-Rao by
@@ -180,7 +183,8 @@ def categorical_toy(dim: int = 3, num_categories: int = 4, target: float = 0.45)
     shape = (dim, num_categories)
     return Problem(
         name="categorical_toy",
-        description=f"f(x) = Σ_d (v·x_d - {target})², x_d ~ Categorical(softmax(ℓ_d)), {dim} variables × {num_categories} classes",
+        description=f"f(x) = Σ_d (v·x_d - {target})², x_d ~ Categorical(softmax(ℓ_d)), "
+        f"{dim} variables × {num_categories} classes",
         objective=Objective(
             dist=lambda q: Categorical(q["logits"]),
             cost=lambda q, x: jnp.sum((x @ jnp.asarray(values, x.dtype) - target) ** 2),

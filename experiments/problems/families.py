@@ -16,13 +16,23 @@ Exact per-sample variances are not given.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 import numpy as np
 
 from estimators import (
-    Beta, Cauchy, Dirichlet, Exponential, Gamma, Gumbel, Laplace, Logistic, Objective, Pareto, Rayleigh,
+    Beta,
+    Cauchy,
+    Dirichlet,
+    Exponential,
+    Gamma,
+    Gumbel,
+    Laplace,
+    Logistic,
+    Objective,
+    Pareto,
+    Rayleigh,
     StudentT,
 )
 from experiments.problems.base import Problem

@@ -21,8 +21,7 @@ JMLR 2020, sections 3 and 5 (figures 2 and 3).
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -96,8 +95,8 @@ def scores(sigma: float):
 
 def per_sample_gradients(test_function: TestFunction, mu: float, sigma: float, k: float):
     """The per-sample gradients of each estimator as functions of the standard normal noise ε."""
-    f = lambda eps: test_function.f(mu + sigma * eps, k, np)  # noqa: E731
-    df = lambda eps: test_function.df(mu + sigma * eps, k, np)  # noqa: E731
+    f = lambda eps: test_function.f(mu + sigma * eps, k, np)
+    df = lambda eps: test_function.df(mu + sigma * eps, k, np)
     return {
         "pathwise": {"loc": df, "scale": lambda eps: df(eps) * eps},
         "score_function": {name: (lambda eps, s=s: f(eps) * s(eps)) for name, s in scores(sigma).items()},
@@ -106,7 +105,7 @@ def per_sample_gradients(test_function: TestFunction, mu: float, sigma: float, k
 
 def leave_one_out_zetas(test_function: TestFunction, mu: float, sigma: float, k: float):
     """(ζ₁, ζ₂) of the leave-one-out baseline's U-statistic, per parameter."""
-    f = lambda eps: test_function.f(mu + sigma * eps, k, np)  # noqa: E731
+    f = lambda eps: test_function.f(mu + sigma * eps, k, np)
     return leave_one_out_zetas_by_quadrature(f, scores(sigma))
 
 
@@ -123,7 +122,7 @@ def leave_one_out_zetas_by_quadrature(f, scores_by_parameter, direct_by_paramete
     for name, s in scores_by_parameter.items():
         d = direct_by_parameter.get(name, lambda eps: 0.0 * eps)
         zeta1[name] = 0.25 * noise_variance(lambda eps: (f(eps) - mean_f) * s(eps) + d(eps))
-        kernel = lambda e1, e2: 0.5 * (f(e1) - f(e2)) * (s(e1) - s(e2)) + 0.5 * (d(e1) + d(e2))  # noqa: E731
+        kernel = lambda e1, e2: 0.5 * (f(e1) - f(e2)) * (s(e1) - s(e2)) + 0.5 * (d(e1) + d(e2))
         kernel_mean = standard_normal_expectation_2d(kernel)
         zeta2[name] = standard_normal_expectation_2d(lambda e1, e2: (kernel(e1, e2) - kernel_mean) ** 2)
     return zeta1, zeta2
@@ -136,16 +135,27 @@ def noise_variance(per_sample_gradient) -> float:
     return float(second_moment - mean**2)
 
 
-@functools.lru_cache(maxsize=None)
+def _normal(params) -> Normal:
+    return Normal(params["loc"], params["scale"])
+
+
+@dataclasses.dataclass(frozen=True)
+class _TestCost:
+    """The cost f(x) of a test function at constant k: a callable compared by value, so that the
+    objectives of problems at other means or scales are equal and share a compiled program."""
+
+    function: str
+    k: float
+
+    def __call__(self, params, x):
+        del params
+        return TEST_FUNCTIONS[self.function].f(x, self.k, jnp)
+
+
 def test_objective(function: str, k: float) -> Objective:
     """E_{x ~ N(loc, scale²)}[f(x)] for the test function ``function`` with constant k, params
-    ``{"loc", "scale"}``: one object per (function, k), so that problems at other means or scales
-    share it (and a compiled program: :class:`experiments.measure.ProgramCache`)."""
-    test_function = TEST_FUNCTIONS[function]
-    return Objective(
-        dist=lambda p: Normal(p["loc"], p["scale"]),
-        cost=lambda p, x: test_function.f(x, k, jnp),
-    )
+    ``{"loc", "scale"}``; equal for equal (function, k)."""
+    return Objective(dist=_normal, cost=_TestCost(function, float(k)))
 
 
 def gaussian_test_problem(function: str, mu: float = 1.0, sigma: float = 1.0, k: float = 1.0) -> Problem:

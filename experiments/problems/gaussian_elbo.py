@@ -74,11 +74,13 @@ def gaussian_elbo(mu: float = 0.8, sigma: float = 0.6, weight: float = 0.6, coun
 
     objective = Objective(dist=lambda p: Normal(p["loc"], p["scale"]), cost=cost)
 
-    z = lambda eps: mu + sigma * eps  # noqa: E731
-    rate = lambda eps: np.exp(weight * z(eps))  # noqa: E731
-    f = lambda eps: -math.log(sigma) - eps**2 / 2 + z(eps) ** 2 / 2 - count * weight * z(eps) + rate(eps) + log_count_factorial  # noqa: E731
-    path = lambda eps: z(eps) - count * weight + weight * rate(eps)  # noqa: E731
-    weight_term = lambda eps: z(eps) * (rate(eps) - count)  # noqa: E731
+    z = lambda eps: mu + sigma * eps
+    rate = lambda eps: np.exp(weight * z(eps))
+    f = lambda eps: (
+        -math.log(sigma) - eps**2 / 2 + z(eps) ** 2 / 2 - count * weight * z(eps) + rate(eps) + log_count_factorial
+    )
+    path = lambda eps: z(eps) - count * weight + weight * rate(eps)
+    weight_term = lambda eps: z(eps) * (rate(eps) - count)
     score = scores(sigma)
     per_sample = {
         "pathwise": {"loc": path, "scale": lambda eps: -1 / sigma + eps * path(eps), "weight": weight_term},
@@ -97,7 +99,8 @@ def gaussian_elbo(mu: float = 0.8, sigma: float = 0.6, weight: float = 0.6, coun
         f, {**score, **zero_score}, {**score, "weight": weight_term}))
     return Problem(
         name="gaussian_elbo",
-        description=f"negative ELBO, z ~ N(0,1), y={count} ~ Poisson(exp(w z)), q = N({mu:g}, {sigma:g}²), w = {weight:g}",
+        description=f"negative ELBO, z ~ N(0,1), y={count} ~ Poisson(exp(w z)), q = N({mu:g}, {sigma:g}²), "
+        f"w = {weight:g}",
         objective=objective,
         params=params,
         exact_grad=_exact_grad(mu, sigma, weight, count),

@@ -44,6 +44,7 @@ import numpy as np
 
 from estimators import Normal, Objective
 from experiments.problems import data
+
 #: The trapezoidal grid of the exact answers: GRID_POINTS points on [−GRID_HALF_WIDTH, GRID_HALF_WIDTH]
 #: standard deviations (the Gaussian mass beyond is below 1e-32).  Grids of 5,001 and 40,001 points give
 #: gradients that agree to 3e-13 at both the initial and the trained parameters.

@@ -33,8 +33,13 @@ from numpy.polynomial.hermite_e import hermegauss
 from estimators import Bernoulli, Normal, Objective
 from experiments.problems.base import Problem, iid_variance, u_statistic_variance
 from experiments.problems.bernoulli_exact import antithetic_atoms, atom_moments
-from experiments.problems.plate_exact import (ExampleLaw, leave_one_out_zetas_summed, mixture_moments,
-                                              score_function_moments, summed_moments)
+from experiments.problems.plate_exact import (
+    ExampleLaw,
+    leave_one_out_zetas_summed,
+    mixture_moments,
+    score_function_moments,
+    summed_moments,
+)
 
 #: Covariates φ_n of the N = 3 examples (F = 2 features).
 COVARIATES = np.array([[1.0, 0.5], [-0.5, 1.0], [0.3, -1.0]])
@@ -227,7 +232,9 @@ def gaussian_plate(per_example: bool = True) -> Problem:
         return Normal(loc, jnp.broadcast_to(jnp.exp(params["log_scale"])[None, :], loc.shape))
 
     def example_costs(z):
-        return jnp.sum(coefficients[None, :] * (z - targets) ** 2, axis=-1) + GAUSSIAN_INTERACTION * z[..., 0] * z[..., 1]
+        return (
+            jnp.sum(coefficients[None, :] * (z - targets) ** 2, axis=-1) + GAUSSIAN_INTERACTION * z[..., 0] * z[..., 1]
+        )
 
     if per_example:
         objective = Objective(dist=dist, cost=lambda params, z: example_costs(z), batch_ndims=1)

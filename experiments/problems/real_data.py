@@ -73,7 +73,8 @@ def gaussian_vae(checkpoint: str = "trained", per_example: bool = True) -> Probl
     signal = "" if per_example else "; one batch-level cost for every image's latents (no plate)"
     return Problem(
         name=name + ("" if per_example else "_summed"),
-        description=f"{model.description}, {checkpoint} parameters; reference gradient from 2^20 pathwise samples{signal}",
+        description=f"{model.description}, {checkpoint} parameters; reference gradient from 2^20 pathwise "
+        f"samples{signal}",
         objective=objective,
         params=params,
         exact_grad=mean,
@@ -90,7 +91,8 @@ def binary_vae(checkpoint: str = "trained", per_example: bool = True) -> Problem
     signal = "" if per_example else "; one batch-level cost for every image's latents (no plate)"
     return Problem(
         name=_problem_name(model.name, checkpoint) + ("" if per_example else "_summed"),
-        description=f"{model.description}, {checkpoint} parameters; exact gradient and variances by enumeration{signal}",
+        description=f"{model.description}, {checkpoint} parameters; exact gradient and variances by "
+        f"enumeration{signal}",
         objective=model.objective(images, per_example=per_example),
         params=params,
         exact_grad=exact,
@@ -99,7 +101,7 @@ def binary_vae(checkpoint: str = "trained", per_example: bool = True) -> Problem
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _binary_vae_answers(checkpoint: str, per_example: bool):
     """The exact gradient, and with per-example costs the exact variances of the score function,
     leave-one-out, ARM and DisARM (:mod:`experiments.problems.vae_exact`); computed once per process."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 import numpy as np
@@ -63,7 +63,9 @@ def cached_reference(name: str, objective: est.Objective, params, folders: Seque
             continue
         with np.load(file) as arrays:
             if all(k in arrays and str(arrays[k]) == str(v) for k, v in settings.items()):
-                return _as_float64(stored.unflatten(params, arrays, "mean")), _as_float64(stored.unflatten(params, arrays, "se"))
+                return _as_float64(stored.unflatten(params, arrays, "mean")), _as_float64(
+                    stored.unflatten(params, arrays, "se")
+                )
     print(f"Computing the reference gradient {name} ({settings['num_samples']:,} {estimator} samples; "
           "once, then cached)...", file=sys.stderr, flush=True)
     mean, se = sample_reference(objective, params, estimator, num_chunks, chunk_size)

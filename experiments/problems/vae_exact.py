@@ -9,7 +9,8 @@ latents are independent), so each coordinate's variance is the sum over images. 
   the logit gradient of the estimator (score function: :math:`f_n(b)(b - p_n)`; ARM, DisARM: their
   antithetic formulas over the :math:`3^8` interval combinations), so its variance is
   :math:`\mathrm{diag}(J_n^\top \mathrm{Cov}(g_n) J_n)` from 8 × 8 moments
-  (:class:`~experiments.problems.plate_exact.LinearLaw`, :func:`~experiments.problems.plate_exact.mapped_mixture_moments`);
+  (:class:`~experiments.problems.plate_exact.LinearLaw`,
+  :func:`~experiments.problems.plate_exact.mapped_mixture_moments`);
   leave-one-out is a U-statistic whose :math:`\zeta_1, \zeta_2` come from the same moments;
 - the decoder's is the direct term :math:`\nabla_{dec} f_n(b)` (score function, leave-one-out) or
   :math:`\tfrac12(\nabla_{dec} f_n(b) + \nabla_{dec} f_n(\tilde b))` (ARM, DisARM), enumerated over the
@@ -47,7 +48,9 @@ def binary_vae_exact_variances(model: BinaryVAE, params, images) -> dict:
         jacobians = np.asarray(jax.jacrev(lambda w: _mlp(unravel_encoder(w), images))(encoder_flat))  # (N, K, P)
         states = model.latent_states().astype(jnp.float64)  # (S, K), the first latent most significant
         decoded = _mlp(params["decoder"], states)  # (S, 64)
-        reconstruction = -np.asarray(jax.vmap(lambda x: bernoulli_log_likelihood(decoded, x[None, :]))(images))  # (N, S)
+        reconstruction = -np.asarray(
+            jax.vmap(lambda x: bernoulli_log_likelihood(decoded, x[None, :]))(images)
+        )  # (N, S)
         kl = np.asarray(model.kl(params, images))  # (N,)
 
         def decoder_direct(image):
@@ -84,7 +87,9 @@ def binary_vae_exact_variances(model: BinaryVAE, params, images) -> dict:
             arm_means, arm_variances = difference * (pairs.u_mean - 0.5), difference**2 * pairs.u_variance
             disarm = (0.5 * (cost_b - cost_antithetic)[:, None] * (1 - 2 * pairs.antithetic)
                       * (pairs.b != pairs.antithetic) / (1 + np.exp(-np.abs(logits[n]))))
-            paired = _paired_direct_variance(pairs.probability, index_b.astype(int), index_antithetic.astype(int), direct)
+            paired = _paired_direct_variance(
+                pairs.probability, index_b.astype(int), index_antithetic.astype(int), direct
+            )
             for name, means, variances in (("arm", arm_means, arm_variances), ("disarm", disarm, None)):
                 variances = np.zeros_like(means) if variances is None else variances
                 totals[name][0] += mapped_mixture_moments(pairs.probability, means, variances, jacobians[n])[1]
