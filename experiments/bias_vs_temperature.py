@@ -68,9 +68,12 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True,
     device = device or jax.devices()[0]
     with jax.default_device(device):
         cells, skipped = [], []
+        # Built once: the cells of one (problem, estimator, L) at every τ then share one compiled program,
+        # the temperature being a leaf of the estimator, an argument of the program.
+        built = {name: problem_registry.get(name) for name in config.problems}
         for temperature in sorted(set(config.temperatures)):
             estimators = [est.get(name, temperature=temperature) for name in config.estimators]
-            pairs, skipped_here = applicable_pairs(config.problems, estimators)
+            pairs, skipped_here = applicable_pairs(config.problems, estimators, built)
             skipped += [s for s in skipped_here if s not in skipped]
             cells += [Cell(problem, estimator, n, {"temperature": temperature}) for problem, estimator in pairs
                       for n in sorted(set(config.num_samples))]

@@ -165,7 +165,10 @@ def measure_cell(
     objective, params = problem.objective, problem.params
 
     with count_compilations() as compilations:
-        state = _initial_state(objective, estimator, num_samples, params)
+        if estimator.stateful:  # one program, rather than an eager compilation per operation of the init
+            state = _initial_state(objective, estimator, num_samples, params)
+        else:
+            state = est.value_and_grad_with_state(objective, estimator, num_samples).init(params)
         if estimator.stateful and not per_replicate:  # one chain, compiled and run apart: not in the timing
             state = _warm_up(objective, estimator, num_samples, warmup_steps, params, key, state)
 

@@ -104,11 +104,14 @@ class Cell(NamedTuple):
     replicates: int | None = None  #: this cell's R where it differs from the run's ``replicates``
 
 
-def applicable_pairs(problem_names, estimators) -> tuple[list[tuple[Problem, est.GradientEstimator]], list[dict]]:
-    """The (problem, estimator) pairs that apply, and those skipped with the reason."""
+def applicable_pairs(
+    problem_names, estimators, built: dict[str, Problem] | None = None
+) -> tuple[list[tuple[Problem, est.GradientEstimator]], list[dict]]:
+    """The (problem, estimator) pairs that apply, and those skipped with the reason.  Problems are taken
+    from ``built`` where given (the same objects, so the same compiled programs, across calls)."""
     pairs, skipped = [], []
     for problem_name in problem_names:
-        problem = problem_registry.get(problem_name)
+        problem = built[problem_name] if built is not None else problem_registry.get(problem_name)
         for estimator in estimators:
             reason = estimator.supports(problem.distribution())
             if reason is None:
