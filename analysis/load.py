@@ -1,74 +1,15 @@
-"""Run folders into pandas DataFrames."""
+"""Run folders into pandas DataFrames: the reader of :mod:`experiments.results` (which owns the
+run-folder layout, writer and reader side by side), and the wide view the tables and figures use."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 from pathlib import Path
 
 import pandas as pd
 
-METRICS_FILE = "metrics.csv"
-COORDINATE_METRICS_FILE = "metrics_by_coordinate.csv"
-PARTIAL_SUFFIX = ".partial"
-#: Where a run still in progress (or interrupted) keeps each finished cell's rows.
-CELLS_DIR = "cells"
+from experiments.results import Run, load_run
 
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """One run folder, loaded."""
-
-    path: Path
-    metrics: pd.DataFrame  #: metrics.csv, with a ``run_id`` column
-    coordinate_metrics: pd.DataFrame  #: metrics_by_coordinate.csv, with a ``run_id`` column
-    config: dict
-    env: dict
-
-    @property
-    def run_id(self) -> str:
-        return self.config.get("run_id", self.path.name)
-
-
-def load_run(path: str | Path, allow_partial: bool = False) -> Run:
-    """Load a run folder ``results/<experiment>/<run_id>/``.
-
-    A ``.partial`` folder (a run that was interrupted or is still running) is refused unless
-    ``allow_partial`` is set, so incomplete results are never mistaken for complete ones.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"No run folder at {path}.")
-    if path.name.endswith(PARTIAL_SUFFIX) and not allow_partial:
-        raise ValueError(
-            f"{path} is an incomplete run (it ends in {PARTIAL_SUFFIX}: interrupted or still running). "
-            "Pass allow_partial=True to read the cells it finished."
-        )
-    in_progress = not (path / METRICS_FILE).is_file() and (path / CELLS_DIR).is_dir()
-    missing = [f for f in (METRICS_FILE, "config.json", "env.json") if not (path / f).is_file()
-               and not (f == METRICS_FILE and in_progress)]
-    if missing:
-        raise FileNotFoundError(f"{path} is not a run folder: it lacks {', '.join(missing)}.")
-    config = json.loads((path / "config.json").read_text())
-    env = json.loads((path / "env.json").read_text())
-    run_id = config.get("run_id", path.name)
-    if in_progress:  # the finished cells so far, one file each
-        metrics, coordinates = (
-            _read_cells(path / CELLS_DIR, ".csv"),
-            _read_cells(path / CELLS_DIR, ".by_coordinate.csv"),
-        )
-    else:
-        metrics = pd.read_csv(path / METRICS_FILE)
-        coordinate_path = path / COORDINATE_METRICS_FILE
-        coordinates = pd.read_csv(coordinate_path) if coordinate_path.is_file() else pd.DataFrame()
-    return Run(path, metrics.assign(run_id=run_id), coordinates.assign(run_id=run_id), config, env)
-
-
-def _read_cells(folder: Path, suffix: str) -> pd.DataFrame:
-    files = sorted(folder.glob("[0-9]" * 5 + suffix))
-    frames = [pd.read_csv(f) for f in files if os.path.getsize(f) > 0]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+__all__ = ["Run", "load_metrics", "load_run", "wide"]
 
 
 def load_metrics(*paths: str | Path) -> pd.DataFrame:

@@ -7,12 +7,12 @@ Every function takes the tidy metrics of :mod:`analysis.load` and returns a Data
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
 from analysis.load import wide
+from experiments.statistics import bonferroni_z
 
 #: Columns that are neither labels of a row nor metrics.
 _BOOKKEEPING = ("run_id", "replicates", "metric", "value", "std_error")
@@ -35,9 +35,8 @@ def label_columns(metrics: pd.DataFrame) -> list[str]:
 
 
 def bonferroni_threshold(comparisons: int, false_alarm_rate: float = FALSE_ALARM_RATE) -> float:
-    """The |z| beyond which one of ``comparisons`` two-sided normal tests is flagged, so that all of
-    them together raise a false alarm with probability at most ``false_alarm_rate``."""
-    return NormalDist().inv_cdf(1 - false_alarm_rate / (2 * max(comparisons, 1)))
+    """:func:`experiments.statistics.bonferroni_z` at the report's family-wise rate."""
+    return bonferroni_z(false_alarm_rate, comparisons)
 
 
 def measured_vs_exact(metrics: pd.DataFrame, coordinate_metrics: pd.DataFrame, unbiased: dict | None = None,

@@ -83,6 +83,14 @@ class GradientEstimator(abc.ABC):
         del dist
         return None
 
+    def applicability(self, dist: Distribution, num_samples: int) -> str | None:
+        """None where the estimator can serve ``dist`` with L = ``num_samples`` samples; otherwise why not
+        (:meth:`supports`, then the smallest L)."""
+        reason = self.supports(dist)
+        if reason is None and num_samples < self.min_num_samples:
+            reason = f"needs L >= {self.min_num_samples}"
+        return reason
+
     def cost_evaluations(self, num_samples: int, dist: Distribution, batch_ndims: int = 0) -> int:
         """How many times one estimate evaluates the cost (or its gradient) of a whole sample (one
         evaluation gives every example's cost, with ``batch_ndims`` leading axes of examples)."""

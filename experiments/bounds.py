@@ -53,7 +53,6 @@ import dataclasses
 import datetime
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -61,6 +60,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from experiments.statistics import bonferroni_z
 
 BOUNDS_FILE = Path(__file__).resolve().parent.parent / "tests" / "variance_bounds.json"
 PROFILE = "ci"
@@ -79,11 +80,6 @@ HEAVY_TAIL_INFLATION = 100
 REFERENCE_SEED = 10_000
 CELL = ["problem", "estimator", "num_samples"]
 CHECK = [*CELL, "parameter", "coordinate", "statistic"]
-
-
-def z_threshold(false_alarm: float, num_checks: int) -> float:
-    """The two-sided normal quantile for a per-check false-alarm rate of false_alarm / num_checks."""
-    return -statistics.NormalDist().inv_cdf(false_alarm / (2 * num_checks))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -239,7 +235,7 @@ def build_bounds(reference: pd.DataFrame, exact: pd.DataFrame, replicates: int, 
     variance, rho = frame["expected_variance"], frame["coordinate_rho"]
     checks["expected_se"] = np.where(has_exact, 0.0, np.where(is_mean, np.sqrt(variance / r_ref), rho / np.sqrt(r_ref)))
     checks["measurement_se"] = np.where(is_mean, np.sqrt(variance / replicates), rho / np.sqrt(replicates))
-    z = z_threshold(family_wise_false_alarm, len(checks))
+    z = bonferroni_z(family_wise_false_alarm, len(checks))
     half_width = z * np.hypot(checks["expected_se"], checks["measurement_se"])
     checks["lower"] = np.where(is_mean, checks["expected"] - half_width, checks["expected"] * np.exp(-half_width))
     checks["upper"] = np.where(is_mean, checks["expected"] + half_width, checks["expected"] * np.exp(half_width))
@@ -375,7 +371,7 @@ def reference_against_exact(reference: pd.DataFrame, exact: pd.DataFrame,
         log_ratio = np.log(frame["measured"] / frame["exact"])
     frame["z"] = np.where(is_mean, (frame["measured"] - frame["exact"]) / frame["se"],
                           log_ratio / (frame["rho"] / np.sqrt(frame["replicates"])))
-    frame["passed"] = np.abs(frame["z"]) <= z_threshold(family_wise_false_alarm, len(frame))
+    frame["passed"] = np.abs(frame["z"]) <= bonferroni_z(family_wise_false_alarm, len(frame))
     return frame
 
 
@@ -457,7 +453,7 @@ def extend(path: Path | str = BOUNDS_FILE, replicates: int = REFERENCE_REPLICATE
     added = build_bounds(reference, exact, old.replicates, {}, old.family_wise_false_alarm)
     checks = pd.concat([old.checks, added.checks], ignore_index=True).sort_values(CHECK, key=_sort_key)
     checks = checks.reset_index(drop=True)
-    z = z_threshold(old.family_wise_false_alarm, len(checks))
+    z = bonferroni_z(old.family_wise_false_alarm, len(checks))
     half_width = z * np.hypot(checks["expected_se"], checks["measurement_se"])
     is_mean = checks["statistic"] == "mean"
     checks["lower"] = np.where(is_mean, checks["expected"] - half_width, checks["expected"] * np.exp(-half_width))

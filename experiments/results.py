@@ -1,7 +1,9 @@
 """Run folders: ``<output>/<experiment>/<run_id>/`` with metrics, config, environment and figures.
 
-A run is written into ``<run_id>.partial/`` and renamed to ``<run_id>/`` only once every cell and
-figure is written, so a folder without the suffix is always complete.  While it runs, each finished
+A run is written into ``<run_id>.partial/`` and renamed to ``<run_id>/`` only once every cell is
+written, so a folder without the suffix is always complete (the command line then draws its figures
+into ``figures/``).  This module owns the layout: the writer (:class:`RunFolder`) and the reader
+(:func:`load_run`) are side by side.  While it runs, each finished
 cell's rows go to their own files, ``cells/<index>.csv`` (and ``<index>.by_coordinate.csv``), each
 written under a temporary name and renamed, so no half-written file is ever read as a result; an
 interrupted run keeps every finished cell, and :meth:`RunFolder.reopen` continues it.  At the end the
@@ -10,6 +12,7 @@ cell files become ``metrics.csv`` and ``metrics_by_coordinate.csv``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -207,3 +210,62 @@ class RunFolder:
         os.replace(self.path, self.final_path)
         self.path = self.final_path
         return self.final_path
+
+
+# ---------------------------------------------------------------------------------------------------
+# The reader.
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One run folder, loaded."""
+
+    path: Path
+    metrics: pd.DataFrame  #: metrics.csv, with a ``run_id`` column
+    coordinate_metrics: pd.DataFrame  #: metrics_by_coordinate.csv, with a ``run_id`` column
+    config: dict
+    env: dict
+
+    @property
+    def run_id(self) -> str:
+        return self.config.get("run_id", self.path.name)
+
+
+def load_run(path: str | Path, allow_partial: bool = False) -> Run:
+    """Load a run folder ``results/<experiment>/<run_id>/``.
+
+    A ``.partial`` folder (a run that was interrupted or is still running) is refused unless
+    ``allow_partial`` is set, so incomplete results are never mistaken for complete ones.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"No run folder at {path}.")
+    if path.name.endswith(PARTIAL_SUFFIX) and not allow_partial:
+        raise ValueError(
+            f"{path} is an incomplete run (it ends in {PARTIAL_SUFFIX}: interrupted or still running). "
+            "Pass allow_partial=True to read the cells it finished."
+        )
+    in_progress = not (path / METRICS_FILE).is_file() and (path / CELLS_DIR).is_dir()
+    missing = [f for f in (METRICS_FILE, CONFIG_FILE, ENV_FILE) if not (path / f).is_file()
+               and not (f == METRICS_FILE and in_progress)]
+    if missing:
+        raise FileNotFoundError(f"{path} is not a run folder: it lacks {', '.join(missing)}.")
+    config = json.loads((path / CONFIG_FILE).read_text())
+    env = json.loads((path / ENV_FILE).read_text())
+    run_id = config.get("run_id", path.name)
+    if in_progress:  # the finished cells so far, one file each
+        metrics, coordinates = (
+            _read_cells(path / CELLS_DIR, ".csv"),
+            _read_cells(path / CELLS_DIR, ".by_coordinate.csv"),
+        )
+    else:
+        metrics = pd.read_csv(path / METRICS_FILE)
+        coordinate_path = path / COORDINATE_METRICS_FILE
+        coordinates = pd.read_csv(coordinate_path) if coordinate_path.is_file() else pd.DataFrame()
+    return Run(path, metrics.assign(run_id=run_id), coordinates.assign(run_id=run_id), config, env)
+
+
+def _read_cells(folder: Path, suffix: str) -> pd.DataFrame:
+    files = sorted(folder.glob("[0-9]" * 5 + suffix))
+    frames = [pd.read_csv(f) for f in files if os.path.getsize(f) > 0]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -134,11 +134,8 @@ def sweep_cells(labelled_problems: Sequence[tuple[dict, Problem]], estimators: S
     for labels, problem in labelled_problems:
         dist = problem.distribution()
         for estimator in estimators:
-            incompatibility = estimator.supports(dist)
             for n in sorted(set(num_samples)):
-                reason = incompatibility
-                if reason is None and n < estimator.min_num_samples:
-                    reason = f"needs L >= {estimator.min_num_samples}"
+                reason = estimator.applicability(dist, n)
                 if reason is None:
                     cells.append(Cell(problem, estimator, n, dict(labels)))
                     continue

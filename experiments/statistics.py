@@ -6,7 +6,15 @@ shape (R, n) (n coordinates) and works two-pass: centre first, then square, neve
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
+
+
+def bonferroni_z(false_alarm: float, num_comparisons: int) -> float:
+    """The |z| beyond which one of ``num_comparisons`` two-sided normal tests is flagged, so that all of
+    them together raise a false alarm with probability at most ``false_alarm`` (Bonferroni)."""
+    return -NormalDist().inv_cdf(false_alarm / (2 * max(num_comparisons, 1)))
 
 
 def _as_replicates(estimates) -> np.ndarray:

@@ -88,9 +88,7 @@ def plan(config: Config) -> tuple[list[tuple[str, est.GradientEstimator, int]], 
         objective = _minibatch_objective(model, name)
         dist = objective.distribution(model.init_params(jax.random.key(INIT_SEED)))
         for estimator in map(est.get, config.estimators):
-            reason = estimator.supports(dist)
-            if reason is None and config.num_samples < estimator.min_num_samples:
-                reason = f"needs L >= {estimator.min_num_samples}"
+            reason = estimator.applicability(dist, config.num_samples)
             per_step = estimator.cost_evaluations(config.num_samples, dist, batch_ndims=objective.batch_ndims)
             steps = config.budget // per_step if reason is None else 0
             if reason is None and steps < 1:

@@ -122,7 +122,8 @@ def plan(config: Config) -> tuple[list[Cell], list[dict]]:
     for problem, estimator in pairs:
         quick = config.quick and problem.dataset is not None
         for n in sorted(set(config.num_samples)):
-            reason = skip_reason(config, estimator, n) or (quick_skip_reason(problem, estimator, n) if quick else None)
+            reason = (estimator.applicability(problem.distribution(), n) or skip_reason(config, estimator, n)
+                      or (quick_skip_reason(problem, estimator, n) if quick else None))
             if reason is None:
                 cells.append(Cell(problem, estimator, n, {}, QUICK_REAL_DATA["replicates"] if quick else None))
             else:
@@ -142,9 +143,7 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True,
 
 
 def skip_reason(config: Config, estimator: est.GradientEstimator, num_samples: int) -> str | None:
-    """Why the run does not measure ``estimator`` at L = ``num_samples``, or None if it does."""
-    if num_samples < estimator.min_num_samples:
-        return f"needs L >= {estimator.min_num_samples}"
+    """Why the run does not measure ``estimator`` at L = ``num_samples`` although it applies, or None."""
     if estimator.stateful and num_samples < config.stateful_min_num_samples:
         return f"stateful estimators are measured at L >= {config.stateful_min_num_samples} in this run"
     return None

@@ -9,14 +9,13 @@ chance of any spurious failure in a CI run stays below 1e-3.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+
+from experiments.statistics import bonferroni_z
 
 FALSE_ALARM = 1e-6
 
 
-def z_threshold(false_alarm: float, num_tests: int) -> float:
-    """The two-sided normal quantile for a per-test rate of false_alarm / num_tests."""
-    return float(stats.norm.isf(false_alarm / (2 * num_tests)))
+z_threshold = bonferroni_z  # the two-sided normal quantile for a per-test rate of false_alarm / num_tests
 
 
 def as_replicates(estimates) -> np.ndarray:

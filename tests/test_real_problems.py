@@ -12,14 +12,14 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.stats import norm, t
+from scipy.stats import t
 
 import estimators as est
 from experiments import problems, variance_vs_L
 from experiments.problems import checkpoints, data, reference
 from experiments.problems.logistic_regression import LogisticRegression
 from experiments.problems.vae import BinaryVAE, GaussianVAE
-from experiments.statistics import group_summary
+from experiments.statistics import bonferroni_z, group_summary
 from experiments.tidy import MAX_COORDINATE_ROWS, parameter_groups
 
 FALSE_ALARM = 1e-3
@@ -27,8 +27,9 @@ FALSE_ALARM = 1e-3
 
 def _threshold(num_comparisons: int, degrees_of_freedom: int | None = None) -> float:
     """Bonferroni two-sided threshold; Student's t where the standard error comes from few chunk means."""
-    tail = FALSE_ALARM / (2 * num_comparisons)
-    return float(norm.isf(tail) if degrees_of_freedom is None else t.isf(tail, degrees_of_freedom))
+    if degrees_of_freedom is None:
+        return bonferroni_z(FALSE_ALARM, num_comparisons)
+    return float(t.isf(FALSE_ALARM / (2 * num_comparisons), degrees_of_freedom))
 
 
 def _flat(tree) -> np.ndarray:

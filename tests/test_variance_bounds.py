@@ -23,6 +23,7 @@ from estimators.baselines import Baseline, BaselineInfo
 from experiments import bounds, problems
 from experiments import run as cli
 from experiments.measure import measure_cell
+from experiments.statistics import bonferroni_z
 from experiments.tidy import cell_rows
 
 
@@ -60,7 +61,7 @@ def test_stated_false_alarm_rates_are_the_ones_applied(committed):
     assert payload["checks_count"] == num_checks
     assert committed.family_wise_false_alarm <= 1e-3
     assert payload["per_check_false_alarm"] * num_checks == pytest.approx(committed.family_wise_false_alarm)
-    assert committed.z_threshold == pytest.approx(bounds.z_threshold(committed.family_wise_false_alarm, num_checks))
+    assert committed.z_threshold == pytest.approx(bonferroni_z(committed.family_wise_false_alarm, num_checks))
     # Every band is expected ± z · (joint standard error), on the log scale for variances.
     checks = committed.checks
     half_width = committed.z_threshold * np.hypot(checks["expected_se"], checks["measurement_se"])
