@@ -1,4 +1,4 @@
-"""The variance-bound regression check (experiments/bounds.py, tests/variance_bounds.json).
+"""The variance-bound regression check (experiments/regression/, its variance_bounds.json).
 
 CI measures the ci profile and compares every coordinate's mean and variance with its committed band
 (family-wise false alarm 1e-4, stated in the file).  The planted regressions below show that the check
@@ -35,7 +35,7 @@ def committed():
 def test_bounds_file_covers_exactly_the_ci_profile(committed):
     missing, extra = bounds.uncovered_cells(committed, bounds.profile_cells())
     assert not missing and not extra, (
-        f"The ci profile and tests/variance_bounds.json disagree: cells without bounds {missing}, bounds of cells "
+        f"The ci profile and the bounds file disagree: cells without bounds {missing}, bounds of cells "
         f"no longer measured {extra}.  After an intended change run `python -m experiments.bounds regenerate`."
     )
 

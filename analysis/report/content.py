@@ -1,26 +1,9 @@
-"""One report from run folders: ``python -m analysis.report RUN_DIR [RUN_DIR ...]``.
-
-The report answers, from the results alone, which estimator to use on each problem at each sample
-budget and why: for every run it draws the experiment's figures and writes its tables (the
-recommendation, measured against exact values with z-scores, the best temperatures, the end of each
-training curve).  It is written as Markdown beside its PNG figures (``report.md``, ``figures/``), or
-as one self-contained HTML file with the figures embedded (``--format html``), with every table in
-full as CSV under ``tables/``.  The folder is written whole or not at all: it is assembled under a
-temporary name and renamed at the end, replacing an older report there.
-"""
+"""What the report says: its sections, one per run, with their summaries, tables and figures."""
 
 from __future__ import annotations
 
-import argparse
-import base64
 import dataclasses
-import datetime
-import html
 import math
-import os
-import re
-import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +11,11 @@ import pandas as pd
 
 from analysis import figures as figure_module
 from analysis import tables
-from analysis.load import Run, load_run
+from analysis.load import Run
+from analysis.report.formatting import format_number, formatted, slug
 
-DEFAULT_OUTPUT = Path("results") / "report"
 #: The L of the detailed measured-against-exact table (the closest the run has).
 DETAIL_NUM_SAMPLES = 16
-
 EXPERIMENT_TITLES = {
     "variance_vs_L": "Bias, variance, MSE and cost against the number of samples L",
     "variance_vs_mean": "Variance against the mean of the Gaussian",
@@ -42,7 +24,6 @@ EXPERIMENT_TITLES = {
     "bias_vs_temperature": "The Gumbel-Softmax family against the temperature",
     "training": "Training with each estimator at the same budget",
 }
-
 #: What each figure shows, as its caption says it.
 CAPTIONS = {
     "variance_vs_L": "Variance (trace of the covariance) of the L-sample gradient estimate against L, per "
@@ -101,44 +82,6 @@ class Section:
     blocks: list = dataclasses.field(default_factory=list)  #: str paragraphs, Figure, Table
 
 
-# --------------------------------------------------------------------------------------------------
-# Formatting
-
-
-def format_number(value) -> str:
-    """Three significant figures, scientific beyond 1e±4; ints as ints; — for a missing value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        if math.isinf(value):
-            return "∞" if value > 0 else "−∞"
-        if value == 0:
-            return "0"
-        if value == int(value) and abs(value) < 1e6:
-            return str(int(value))
-        magnitude = abs(value)
-        return f"{value:.3g}" if 1e-3 <= magnitude < 1e4 else f"{value:.2e}"
-    return str(value)
-
-
-def formatted(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
-    """``frame``'s ``columns`` (name → heading) as strings."""
-    present = {name: heading for name, heading in columns.items() if name in frame}
-    return pd.DataFrame({heading: frame[name].map(format_number) for name, heading in present.items()})
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
-
-
-# --------------------------------------------------------------------------------------------------
-# Sections, one per run
-
-
 def build_sections(runs: list[Run], folder: Path) -> list[Section]:
     """The report's sections; figures and full tables are written under ``folder``."""
     sections = [_runs_section(runs)]
@@ -146,7 +89,7 @@ def build_sections(runs: list[Run], folder: Path) -> list[Section]:
     # Each run's figures and tables go in a folder named after its experiment, or after its experiment
     # and run where the report holds several runs of one experiment.
     experiments = [run.config.get("experiment", "variance_vs_L") for run in runs]
-    names = [experiment if experiments.count(experiment) == 1 else _slug(f"{experiment}-{run.run_id}")
+    names = [experiment if experiments.count(experiment) == 1 else slug(f"{experiment}-{run.run_id}")
              for experiment, run in zip(experiments, runs)]
     if len(set(names)) < len(names):  # the same run folder twice
         names = [f"{name}-{i + 1}" for i, name in enumerate(names)]
@@ -383,168 +326,3 @@ def _training_blocks(run: Run, name: str, folder: Path) -> list:
         "lower is better). ± se is the standard error of that mean across seeds; the best and worst seeds show "
         "the spread. Every estimator spent the same budget of cost evaluations; those that evaluate the cost more "
         "often per step took fewer steps.", csv)]
-
-
-# --------------------------------------------------------------------------------------------------
-# Rendering
-
-
-def render_markdown(title: str, preamble: str, sections: list[Section]) -> str:
-    lines = [f"# {title}", "", preamble, ""]
-    for section in sections:
-        lines += [f"{'#' * section.level} {section.title}", ""]
-        for block in section.blocks:
-            if isinstance(block, Figure):
-                lines += [f"![{block.path.stem}]({block.path.as_posix()})", "", f"*{block.caption}*", ""]
-            elif isinstance(block, Table):
-                lines += [f"*{block.caption}*" + (f" Full table: [{block.csv.as_posix()}]({block.csv.as_posix()})."
-                                                    if block.csv else ""), ""]
-                lines += _markdown_table(block.frame) + [""]
-            else:
-                lines += [block, ""]
-    return "\n".join(lines)
-
-
-def _markdown_table(frame: pd.DataFrame) -> list[str]:
-    cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return lines
-
-
-_HTML_STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1400px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
-th { background: #f2f2f2; } td:first-child, td:nth-child(2) { text-align: left; }
-figure { margin: 1em 0 2em; } figure img { max-width: 100%; } figcaption, .caption { color: #444; font-size: 0.9em; }
-code { background: #f4f4f4; padding: 0 0.2em; }
-"""
-
-
-def _inline_html(text: str) -> str:
-    escaped = html.escape(text)
-    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
-    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", escaped)
-
-
-def render_html(title: str, preamble: str, sections: list[Section], folder: Path) -> str:
-    parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_HTML_STYLE}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p>{_inline_html(preamble)}</p>",
-    ]
-    for section in sections:
-        parts.append(f"<h{section.level}>{_inline_html(section.title)}</h{section.level}>")
-        for block in section.blocks:
-            if isinstance(block, Figure):
-                data = base64.b64encode((folder / block.path).read_bytes()).decode("ascii")
-                parts.append(f"<figure><img alt='{html.escape(block.path.stem)}' src='data:image/png;base64,{data}'>"
-                             f"<figcaption>{_inline_html(block.caption)}</figcaption></figure>")
-            elif isinstance(block, Table):
-                link = f" Full table: <a href='{block.csv.as_posix()}'>{block.csv.as_posix()}</a>." if block.csv else ""
-                parts.append(f"<p class='caption'>{_inline_html(block.caption)}{link}</p>")
-                head = "".join(f"<th>{html.escape(str(c))}</th>" for c in block.frame.columns)
-                body = "".join("<tr>" + "".join(f"<td>{_inline_html(str(v))}</td>" for v in row) + "</tr>"
-                               for row in block.frame.itertuples(index=False))
-                parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-            else:
-                parts.append(f"<p>{_inline_html(block)}</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-# --------------------------------------------------------------------------------------------------
-# Writing
-
-
-def write_report(run_dirs: list[str | Path], output: str | Path = DEFAULT_OUTPUT, fmt: str = "markdown",
-                 title: str = "Monte Carlo gradient estimators: report", command: str | None = None) -> Path:
-    """Write the report of ``run_dirs`` into the folder ``output`` and return the report file's path.
-
-    The folder holds ``report.md`` (or ``report.html``), ``figures/`` and ``tables/``; it is assembled
-    under a temporary name and swapped in whole, so a failed or interrupted call leaves any earlier
-    report untouched and never a half-written one.
-    """
-    if fmt not in ("markdown", "html"):
-        raise ValueError(f"format must be 'markdown' or 'html', got {fmt!r}.")
-    if not run_dirs:
-        raise ValueError("Give at least one run folder, such as results/variance_vs_L/<run_id>.")
-    runs = [load_run(path) for path in run_dirs]  # refuses missing, partial and non-run folders
-    for run in runs:
-        experiment = run.config.get("experiment", "variance_vs_L")
-        if experiment not in EXPERIMENT_TITLES:
-            raise ValueError(f"{run.path}: experiment {experiment!r} has no report section; known experiments: "
-                             f"{', '.join(EXPERIMENT_TITLES)}.")
-    output = Path(output)
-    if output.resolve() in {run.path.resolve() for run in runs}:
-        raise ValueError(f"--output {output} is a run folder; choose another folder for the report.")
-    if output.exists() and not _is_report_folder(output):
-        raise ValueError(f"{output} exists and is not a report folder; choose an empty or new --output.")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = output.with_name(f"{output.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
-        (staging / "figures").mkdir()
-        sections = build_sections(runs, staging)
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        preamble = (f"Made by `{command or 'analysis.report.write_report'}` on {now} from {len(runs)} run "
-                    f"folder{'s' if len(runs) > 1 else ''}. Each section below is one run: what it measured, "
-                    "the recommendation or summary table, the figures, and its measurements against exact values.")
-        if fmt == "markdown":
-            report = staging / "report.md"
-            report.write_text(render_markdown(title, preamble, sections), encoding="utf-8")
-        else:
-            report = staging / "report.html"
-            report.write_text(render_html(title, preamble, sections, staging), encoding="utf-8")
-        _swap_in(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return output / report.name
-
-
-def _is_report_folder(path: Path) -> bool:
-    """An empty folder, or one an earlier report wrote (it may be replaced)."""
-    return path.is_dir() and (not any(path.iterdir()) or (path / "report.md").is_file()
-                              or (path / "report.html").is_file())
-
-
-def _swap_in(staging: Path, output: Path) -> None:
-    """Replace ``output`` by ``staging`` with renames only: the old folder is moved aside first."""
-    retired = output.with_name(f"{output.name}.old-{os.getpid()}")
-    if output.exists():
-        output.rename(retired)
-    staging.rename(output)
-    shutil.rmtree(retired, ignore_errors=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m analysis.report",
-        description="Write one report (figures, recommendation and agreement tables) from run folders.",
-        epilog="Example: python -m analysis.report results/variance_vs_L/<run_id> results/training/<run_id> "
-        "--output results/report",
-    )
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                        help="run folders written by python -m experiments.run (results/<experiment>/<run_id>)")
-    parser.add_argument("--output", "-o", default=str(DEFAULT_OUTPUT), metavar="DIR",
-                        help="the report folder, replaced if it holds an older report (default: %(default)s)")
-    parser.add_argument("--format", choices=("markdown", "html"), default="markdown",
-                        help="markdown: report.md beside PNG figures; html: one self-contained report.html "
-                        "(default: %(default)s)")
-    parser.add_argument("--title", default="Monte Carlo gradient estimators: report", help="the report's title")
-    args = parser.parse_args(argv)
-    command = "python -m analysis.report " + " ".join(sys.argv[1:] if argv is None else argv)
-    try:
-        path = write_report(args.run_dirs, args.output, args.format, args.title, command)
-    except (FileNotFoundError, ValueError) as error:
-        parser.error(str(error))
-    print(f"report: wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
