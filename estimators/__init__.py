@@ -10,7 +10,7 @@ importing the package imports them all, and exports each registered class under 
 """
 
 from estimators import baselines, control_variates, distributions, registry, relaxation
-from estimators.base import Estimate, EstimatorInfo, GradientEstimator, sample_keys
+from estimators.base import Estimate, EstimatorInfo, GradientEstimator, estimator_dataclass, sample_keys, static
 from estimators.distributions import *  # noqa: F403  (every distribution, listed in its __all__)
 from estimators.interface import StatefulGrad, grad, grad_with_state, value_and_grad, value_and_grad_with_state
 from estimators.objective import Objective
@@ -30,6 +30,7 @@ __all__ = [
     "baselines",
     "control_variates",
     "distributions",
+    "estimator_dataclass",
     "get",
     "grad",
     "grad_with_state",
@@ -37,6 +38,7 @@ __all__ = [
     "registry",
     "relaxation",
     "sample_keys",
+    "static",
     "value_and_grad",
     "value_and_grad_with_state",
 ]
