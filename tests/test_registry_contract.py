@@ -154,3 +154,15 @@ def test_the_library_and_the_benchmark_do_not_reach_into_analysis():
     offenders += [str(path.relative_to(root)) for path in (root / "experiments").rglob("*.py")
                   if path.name != "run.py" and "analysis" in set(imported(path))]
     assert not offenders, f"modules that import against the layering: {offenders}"
+
+
+@pytest.mark.parametrize("name", est.names())
+def test_every_estimator_is_a_pytree_of_its_continuous_options(name):
+    """Rebuilt from its leaves it is the same estimator; its leaves are its numeric options (what a jitted
+    program takes as arguments), and rebuilding it from traced leaves (placeholders here) skips the checks."""
+    estimator = est.get(name)
+    leaves, treedef = jax.tree_util.tree_flatten(estimator)
+    assert jax.tree_util.tree_unflatten(treedef, leaves) == estimator
+    assert all(isinstance(leaf, float) for leaf in leaves), leaves
+    rebuilt = jax.tree_util.tree_unflatten(treedef, [object()] * len(leaves))
+    assert type(rebuilt) is type(estimator)
