@@ -1,8 +1,14 @@
-"""Seaborn figures of a run: one function per figure, from its tidy metrics; ``FIGURES`` lists each
-experiment's."""
+"""Seaborn figures of a run, from its tidy metrics.
+
+Each experiment declares its figures (:class:`~experiments.engine.experiment.FigureSpec`); a figure with a
+:class:`~experiments.engine.experiment.LinePlot` is drawn by :func:`line_plot`, any other by the function
+of this module named like it (``DRAWERS``).  :func:`drawings` gives an experiment's figures with their
+drawing functions.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
 import textwrap
 from pathlib import Path
@@ -17,6 +23,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from analysis.load import load_run, wide  # noqa: E402
+from experiments import catalog  # noqa: E402
+from experiments.engine.experiment import FigureSpec, LinePlot  # noqa: E402
 
 Z_95 = 1.959964  # two-sided 95% normal quantile for the standard-error bands
 PANEL_COLUMNS = 4
@@ -263,22 +271,33 @@ def efficiency_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.F
     return _finish(fig, panels, "Cost-normalized variance: variance × wall time per estimate (lower is better)")
 
 
-def variance_vs_mean(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
-    """Variance of the gradient with respect to μ and σ against the Gaussian's mean μ, one row of panels
-    per test function (and L), exact variances dotted: Mohamed et al. (2020), figure 3."""
+def line_plot(plot: LinePlot, metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
+    """The figure a :class:`LinePlot` declares: one panel per value of ``plot.panels`` (one row per value of
+    the first), a measured line per estimator of ``plot.y`` against ``plot.x`` with its 95% band, and the
+    exact value dotted where the run knows it."""
     table = wide(metrics)
     table = table[table["parameter"] != "all"]
     palette = estimator_palette(table["estimator"], palette)
-    groups = list(table.groupby(["problem", "num_samples", "parameter"], sort=False))
-    columns = table["parameter"].nunique() * table["num_samples"].nunique()
-    fig, panels = _grid(groups, columns=columns)
-    for (problem, num_samples, parameter), frame, ax in panels:
-        frame, exact = _without_exact(frame, "variance", x="mu")
-        _estimator_lines(ax, frame, "mu", "variance", palette, exact="exact_variance")
-        ax.set(yscale="log", title=f"{problem}: ∂/∂{parameter}, L = {num_samples}",
-               xlabel="mean of the Gaussian, μ", ylabel="variance of the estimate")
+    groups = list(table.groupby(list(plot.panels), sort=False))
+    columns = math.prod(table[column].nunique() for column in plot.panels[1:]) if len(plot.panels) > 1 else None
+    fig, panels = _grid(groups, columns=columns or PANEL_COLUMNS)
+    for key, frame, ax in panels:
+        frame, exact = _without_exact(frame, plot.y, x=plot.x)
+        _estimator_lines(ax, frame, plot.x, plot.y, palette, exact=plot.exact)
+        ax.set(xscale="log" if plot.log_x else "linear", yscale="log" if plot.log_y else "linear",
+               title=_panel_title(dict(zip(plot.panels, key))), xlabel=plot.x_label or SYMBOLS.get(plot.x, plot.x),
+               ylabel=plot.y_label)
         _note_exact(ax, exact)
-    return _finish(fig, panels, "Variance of the gradient against the Gaussian's mean μ (σ fixed)")
+    return _finish(fig, panels, plot.title)
+
+
+def _panel_title(values: dict) -> str:
+    """``problem: ∂/∂parameter, L = 16``: the panel's problem, its parameter group and its other labels."""
+    parts = [f"∂/∂{values['parameter']}"] if "parameter" in values else []
+    parts += [f"{SYMBOLS.get(column, column)} = {value}" for column, value in values.items()
+              if column not in ("problem", "parameter")]
+    text = ", ".join(parts)
+    return f"{values['problem']}: {text}" if "problem" in values else text
 
 
 def variance_vs_dimension(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
@@ -428,16 +447,24 @@ def training_curves(metrics: pd.DataFrame, palette: dict | None = None) -> plt.F
     return fig
 
 
-#: The figures drawn for each experiment's run folder.
-FIGURES = {
-    "variance_vs_L": {"variance_vs_L": variance_vs_L, "bias_vs_L": bias_vs_L, "mse_vs_L": mse_vs_L,
-                      "efficiency_vs_L": efficiency_vs_L},
-    "variance_vs_mean": {"variance_vs_mean": variance_vs_mean},
-    "variance_vs_dimension": {"variance_vs_dimension": variance_vs_dimension},
-    "variance_vs_batch": {"variance_vs_batch": variance_vs_batch},
-    "bias_vs_temperature": {"bias_vs_temperature": bias_vs_temperature},
-    "training": {"training_curves": training_curves},
-}
+#: The figures drawn by a function of their own, by name.
+DRAWERS = {draw.__name__: draw for draw in (variance_vs_L, bias_vs_L, mse_vs_L, efficiency_vs_L, variance_vs_dimension,
+                                             variance_vs_batch, bias_vs_temperature, training_curves)}
+
+
+def drawer(figure: FigureSpec):
+    """The function ``draw(metrics, palette)`` that draws ``figure``."""
+    if figure.plot is not None:
+        return functools.partial(line_plot, figure.plot)
+    if figure.name not in DRAWERS:
+        raise ValueError(f"Figure {figure.name!r} has neither a LinePlot nor a drawing function in analysis.figures "
+                         f"(known: {', '.join(DRAWERS)}); give its FigureSpec a LinePlot.")
+    return DRAWERS[figure.name]
+
+
+def drawings(experiment: str) -> list[tuple[FigureSpec, object]]:
+    """``experiment``'s figures, each with the function that draws it."""
+    return [(figure, drawer(figure)) for figure in catalog.get(experiment).figures]
 
 
 class NothingToDraw(ValueError):
@@ -461,9 +488,9 @@ def save_run_figures(run_dir: str | Path) -> list[Path]:
     out = Path(run_dir) / "figures"
     out.mkdir(exist_ok=True)
     written = []
-    for name, draw in FIGURES[run.config.get("experiment", "variance_vs_L")].items():
+    for figure, draw in drawings(run.config.get("experiment", "variance_vs_L")):
         try:
-            written.append(save_figure(draw, run.metrics, out / f"{name}.png", run_palette(run.config)))
+            written.append(save_figure(draw, run.metrics, out / f"{figure.name}.png", run_palette(run.config)))
         except NothingToDraw:
             continue
     return written

@@ -1,4 +1,4 @@
-"""Run folders into pandas DataFrames: the reader of :mod:`experiments.results` (which owns the
+"""Run folders into pandas DataFrames: the reader of :mod:`experiments.engine.results` (which owns the
 run-folder layout, writer and reader side by side), and the wide view the tables and figures use."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.results import Run, load_run
+from experiments.engine.results import Run, load_run
 
 __all__ = ["Run", "load_metrics", "load_run", "wide"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import wide
-from experiments.statistics import bonferroni_z
+from experiments.engine.statistics import bonferroni_z
 
 #: Columns that are neither labels of a row nor metrics.
 _BOOKKEEPING = ("run_id", "replicates", "metric", "value", "std_error")
@@ -35,7 +35,7 @@ def label_columns(metrics: pd.DataFrame) -> list[str]:
 
 
 def bonferroni_threshold(comparisons: int, false_alarm_rate: float = FALSE_ALARM_RATE) -> float:
-    """:func:`experiments.statistics.bonferroni_z` at the report's family-wise rate."""
+    """:func:`experiments.engine.statistics.bonferroni_z` at the report's family-wise rate."""
     return bonferroni_z(false_alarm_rate, comparisons)
 
 

@@ -12,7 +12,7 @@ the ratio measures the estimator's overhead, not its design.
     python -m experiments.bench --problems gaussian_vae --num-samples 4 --replicates 200
     python -m experiments.bench --output bench.csv                # the table as CSV too
 
-With ``--scaling``, the runner's own cell program (:func:`experiments.measure.measure_cell`: sharded,
+With ``--scaling``, the runner's own cell program (:func:`experiments.engine.measure.measure_cell`: sharded,
 chunked) is timed instead at every (R, L) of a grid, compiled once per shape and best of the repeats,
 and the table gives the time per sample (R × L) and the slope of log time against log R·L: 1 when the
 cost grows as the work grows.
@@ -34,7 +34,7 @@ import pandas as pd
 
 import estimators as est
 from experiments import problems
-from experiments.measure import DEFAULT_CHUNK_ELEMENTS, chunk_size, measure_cell
+from experiments.engine.measure import DEFAULT_CHUNK_ELEMENTS, chunk_size, measure_cell
 
 DEFAULT_PROBLEMS = ("gaussian_cosine", "gaussian_quadratic_20d", "bernoulli_toy", "categorical_toy",
                     "logistic_regression", "gaussian_vae", "binary_vae")

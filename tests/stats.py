@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.statistics import bonferroni_z
+from experiments.engine.statistics import bonferroni_z
 
 FALSE_ALARM = 1e-6
 

@@ -17,7 +17,7 @@ from scipy import stats
 
 import estimators as est
 from experiments import problems
-from experiments.measure import measure_cell
+from experiments.engine.measure import measure_cell
 from experiments.problems.bernoulli_exact import (
     antithetic_moments,
     gumbel_rao_separable_moments,

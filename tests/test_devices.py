@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
     import jax, numpy as np
     import estimators as est
     from experiments import problems
-    from experiments.measure import measure_cell, replicate_mesh
+    from experiments.engine.measure import measure_cell, replicate_mesh
 
     key = jax.random.key(3)
     meshes = {n: replicate_mesh(jax.devices()[:n]) for n in (1, 2, 4)}

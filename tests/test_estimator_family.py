@@ -16,7 +16,7 @@ from scipy import integrate
 
 import estimators as est
 from experiments import problems
-from experiments.measure import measure_cell
+from experiments.engine.measure import measure_cell
 from experiments.problems import families
 from tests.stats import FALSE_ALARM, assert_mean_matches, assert_variance_matches, z_threshold
 
@@ -290,7 +290,7 @@ def test_temperature_accepts_any_positive_real_number():
 
 def test_per_replicate_warm_up_runs_one_chain_per_replicate(key):
     # Replicate r: warm up from fold_in(key_r, WARMUP_STREAM) for `steps` updates, then estimate with key_r.
-    from experiments.measure import WARMUP_STREAM
+    from experiments.engine.measure import WARMUP_STREAM
 
     problem, steps = problems.get("bernoulli_toy"), 3
     estimator = est.get("score_function_ema")

@@ -280,7 +280,7 @@ def test_a_traced_temperature_can_be_annealed_inside_scan(key):
 
 
 def test_an_estimator_passed_to_jit_compiles_once_for_every_value_of_its_options(key):
-    from experiments.measure import count_compilations
+    from experiments.engine.measure import count_compilations
 
     objective = bernoulli_objective()
 

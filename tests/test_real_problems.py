@@ -15,12 +15,13 @@ import pytest
 from scipy.stats import t
 
 import estimators as est
-from experiments import problems, variance_vs_L
+from experiments import problems
+from experiments.catalog import variance_vs_L
+from experiments.engine.statistics import bonferroni_z, group_summary
+from experiments.engine.tidy import MAX_COORDINATE_ROWS, parameter_groups
 from experiments.problems import checkpoints, data, reference
 from experiments.problems.logistic_regression import LogisticRegression
 from experiments.problems.vae import BinaryVAE, GaussianVAE
-from experiments.statistics import bonferroni_z, group_summary
-from experiments.tidy import MAX_COORDINATE_ROWS, parameter_groups
 
 FALSE_ALARM = 1e-3
 

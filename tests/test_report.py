@@ -12,8 +12,9 @@ import pytest
 
 from analysis import figures, report, tables
 from analysis.load import load_run
+from experiments import catalog
 from experiments import run as cli
-from experiments import training
+from experiments.catalog import training
 
 ESTIMATORS = "pathwise,score_function,score_function_loo,pathwise_delta,straight_through,gumbel_softmax"
 
@@ -60,15 +61,19 @@ def _markdown_tables(text):
     return found
 
 
+def _figure_names(experiment: str) -> list[str]:
+    return [figure.name for figure in catalog.get(experiment).figures]
+
+
 def test_the_report_has_every_figure_and_table_of_every_run(run_dirs, tmp_path):
-    assert set(run_dirs) == set(report.EXPERIMENT_TITLES)
+    assert set(run_dirs) == set(catalog.names())
     properties = load_run(run_dirs["variance_vs_L"]).config["estimator_properties"]
     assert properties["straight_through"] == {"unbiased": False, "stateful": False}
     assert list(properties)[:2] == ["pathwise", "score_function"]  # the order the run measured them
     path = report.write_report(list(run_dirs.values()), tmp_path / "report")
     text = path.read_text()
     links = _figure_links(text)
-    expected = {f"figures/{experiment}/{name}.png" for experiment in run_dirs for name in figures.FIGURES[experiment]}
+    expected = {f"figures/{experiment}/{name}.png" for experiment in run_dirs for name in _figure_names(experiment)}
     assert set(links) == expected
     for link in links:
         assert (path.parent / link).stat().st_size > 10_000, link
@@ -93,7 +98,8 @@ def test_the_report_has_every_figure_and_table_of_every_run(run_dirs, tmp_path):
 def test_figures_have_labelled_axes_and_a_legend(run_dirs):
     for experiment, path in run_dirs.items():
         metrics = load_run(path).metrics
-        for name, draw in figures.FIGURES[experiment].items():
+        for figure, draw in figures.drawings(experiment):
+            name = figure.name
             fig = draw(metrics, figures.run_palette(load_run(path).config))
             try:
                 axes = [ax for ax in fig.axes if ax.get_visible()]
@@ -115,7 +121,7 @@ def test_html_report_embeds_every_figure(run_dirs, tmp_path):
     path = report.write_report(dirs, tmp_path / "html", fmt="html")
     text = path.read_text()
     assert path.name == "report.html"
-    assert text.count("src='data:image/png;base64,") == len(figures.FIGURES["variance_vs_L"]) + 1
+    assert text.count("src='data:image/png;base64,") == len(_figure_names("variance_vs_L")) + 1
     assert "<table>" in text and "src='figures/" not in text
 
 
@@ -135,7 +141,7 @@ def test_a_failure_leaves_the_previous_report_untouched(run_dirs, tmp_path, monk
     def broken(metrics, palette=None):
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setitem(figures.FIGURES, "variance_vs_dimension", {"variance_vs_dimension": broken})
+    monkeypatch.setitem(figures.DRAWERS, "variance_vs_dimension", broken)
     with pytest.raises(RuntimeError, match="drawing failed"):
         report.write_report([run_dirs["variance_vs_dimension"]], out)
     assert (out / "report.md").read_text() == before

@@ -12,9 +12,10 @@ import pytest
 
 import analysis
 import estimators as est
-from experiments import problems, runner
+from experiments import problems
 from experiments import run as cli
-from experiments.results import COORDINATE_METRIC_COLUMNS, METRIC_COLUMNS
+from experiments.engine import runner
+from experiments.engine.results import COORDINATE_METRIC_COLUMNS, METRIC_COLUMNS
 
 SMALL = ["--problems", "gaussian_quadratic,gaussian_quadratic_20d", "--estimators",
          "pathwise,score_function,score_function_loo", "--num-samples", "1,4", "--replicates", "64", "--quiet"]
@@ -299,8 +300,8 @@ def test_sweep_rows_carry_their_setting(tmp_path):
 
 
 def test_resume_through_the_api_refuses_other_settings(tmp_path, monkeypatch):
-    from experiments import variance_vs_L
-    from experiments.results import ResumeError
+    from experiments.catalog import variance_vs_L
+    from experiments.engine.results import ResumeError
 
     partial = _interrupted_run(tmp_path, monkeypatch, after=1)
     config = json.loads((partial / "config.json").read_text())
@@ -314,7 +315,7 @@ def test_cells_that_differ_only_in_values_share_one_program():
     """A program compiled at one mean is reused at another (no compilation), and gives exactly what a
     program compiled for that mean gives; another temperature reuses its program too; another
     estimator, or another L, compiles its own."""
-    from experiments.measure import measure_cell
+    from experiments.engine.measure import measure_cell
     from experiments.problems.gaussian_1d import gaussian_test_problem
 
     key = jax.random.key(3)

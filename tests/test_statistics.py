@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.statistics import coordinate_summary, group_summary
+from experiments.engine.statistics import coordinate_summary, group_summary
 from tests.stats import FALSE_ALARM, z_threshold
 
 

@@ -8,7 +8,7 @@ import pytest
 from analysis.figures import save_run_figures
 from analysis.load import load_run
 from experiments import run as cli
-from experiments import training
+from experiments.catalog import training
 
 
 def _run(tmp_path, **overrides):

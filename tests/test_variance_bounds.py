@@ -22,9 +22,9 @@ from estimators.base import estimator_dataclass
 from estimators.baselines import Baseline, BaselineInfo
 from experiments import bounds, problems
 from experiments import run as cli
-from experiments.measure import measure_cell
-from experiments.statistics import bonferroni_z
-from experiments.tidy import cell_rows
+from experiments.engine.measure import measure_cell
+from experiments.engine.statistics import bonferroni_z
+from experiments.engine.tidy import cell_rows
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_every_registered_estimator_has_a_cell(committed):
     uncovered = [name for name in est.names() if name not in covered]
     assert not uncovered, (
         f"{uncovered} have no cell in the variance-bound check.  Add a problem they apply to in the ci profile "
-        "(experiments/variance_vs_L.py, PROFILES) and run `python -m experiments.bounds regenerate`."
+        "(experiments/catalog/variance_vs_L.py, PROFILES) and run `python -m experiments.bounds regenerate`."
     )
 
 

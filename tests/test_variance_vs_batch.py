@@ -6,7 +6,7 @@ import pytest
 from analysis.figures import save_run_figures
 from analysis.load import load_run, wide
 from experiments import run as cli
-from experiments import variance_vs_batch
+from experiments.catalog import variance_vs_batch
 
 
 def test_sweep_writes_both_signals_at_every_batch_size_and_its_figure(tmp_path):

@@ -15,10 +15,10 @@ The package: :mod:`~analysis.report.content` (what the report says, per experime
 """
 
 from analysis.report.cli import main
-from analysis.report.content import EXPERIMENT_TITLES, Figure, Section, Table, build_sections
+from analysis.report.content import Figure, Section, Table, build_sections
 from analysis.report.formatting import format_number, formatted
 from analysis.report.render import render_html, render_markdown
 from analysis.report.writing import DEFAULT_OUTPUT, write_report
 
-__all__ = ["DEFAULT_OUTPUT", "EXPERIMENT_TITLES", "Figure", "Section", "Table", "build_sections", "format_number",
+__all__ = ["DEFAULT_OUTPUT", "Figure", "Section", "Table", "build_sections", "format_number",
            "formatted", "main", "render_html", "render_markdown", "write_report"]

@@ -13,55 +13,10 @@ from analysis import figures as figure_module
 from analysis import tables
 from analysis.load import Run
 from analysis.report.formatting import format_number, formatted, slug
+from experiments import catalog
 
 #: The L of the detailed measured-against-exact table (the closest the run has).
 DETAIL_NUM_SAMPLES = 16
-EXPERIMENT_TITLES = {
-    "variance_vs_L": "Bias, variance, MSE and cost against the number of samples L",
-    "variance_vs_mean": "Variance against the mean of the Gaussian",
-    "variance_vs_dimension": "Variance against the dimension",
-    "variance_vs_batch": "Per-example against batch-level learning signals, against the minibatch size",
-    "bias_vs_temperature": "The Gumbel-Softmax family against the temperature",
-    "training": "Training with each estimator at the same budget",
-}
-#: What each figure shows, as its caption says it.
-CAPTIONS = {
-    "variance_vs_L": "Variance (trace of the covariance) of the L-sample gradient estimate against L, per "
-    "problem and parameter group, with 95% bands; dotted: the exact variance where the problem knows it; "
-    "dashed grey: a 1/L line. Unbiased estimators of i.i.d. samples fall as 1/L, parallel to it; the "
-    "vertical gaps are the variance ratios between estimators.",
-    "mse_vs_L": "Mean squared error of the whole gradient against L, biased and unbiased estimators together, "
-    "with 95% bands; dotted: a biased estimator's exact squared bias, the floor its MSE flattens onto. Where "
-    "an unbiased line crosses below a biased one, extra samples have made the unbiased estimator the better.",
-    "efficiency_vs_L": "Cost-normalized variance: variance of the whole gradient × wall time per estimate, "
-    "against L. Lower is better: it is the variance an estimator reaches in a fixed time by averaging "
-    "independent estimates, so it ranks unbiased estimators by value for time.",
-    "bias_vs_L": "Squared bias of each estimator in units of its standard error, against L. Unbiased "
-    "estimators stay in the grey ±1.96 band (95% of cells); biased ones leave it and grow with the number "
-    "of replicates (logarithmic beyond ±3).",
-    "variance_vs_mean": "Variance of the gradient with respect to the mean μ (left) and the standard deviation "
-    "σ (right) of x ~ N(μ, σ²) against μ, for each test function, with 95% bands; dotted: exact variances "
-    "by quadrature (Mohamed et al. 2020, figure 3). The pathwise estimator's variance follows the cost's "
-    "slope, the score function's the cost's size.",
-    "variance_vs_dimension": "Variance per gradient coordinate (trace / D) against the dimension D of "
-    "f(x) = ‖x − k‖² under N(μ, diag σ²), for μ and σ, with 95% bands; dotted: the closed-form variance. "
-    "The pathwise estimator's is flat in D; the score function's grows with D because each coordinate's "
-    "score multiplies the whole D-term cost.",
-    "variance_vs_batch": "Variance (trace) of the encoder gradient of each VAE on its first N training images, "
-    "against N, with each image's own cost as the learning signal of its latents (solid) and one cost for the "
-    "whole batch (dashed), with 95% bands (left); the ratio of the two, with 95% error bars (right). The "
-    "objective is the mean over images, so with per-example signals the variance falls like 1/N; the "
-    "batch-level signal adds the other images' noise to every image's score, and the ratio grows with N.",
-    "bias_vs_temperature": "Squared bias (top), variance (middle) and MSE (bottom) of the whole gradient "
-    "against the relaxation temperature τ, per problem and L, with 95% error bars; dotted: the exact squared "
-    "bias. Low τ: small bias, large variance; high τ the reverse.",
-    "training_curves": "Negative ELBO per example while training each model with each estimator (Adam, the "
-    "same minibatches and the same budget of cost evaluations), mean over the seeds with the range from the "
-    "best to the worst seed shaded: held-out (solid) and training (dashed) against cost evaluations spent "
-    "(left), held-out against training wall time (right). Lower is better.",
-}
-
-
 @dataclasses.dataclass
 class Figure:
     path: Path  #: relative to the report folder
@@ -94,18 +49,14 @@ def build_sections(runs: list[Run], folder: Path) -> list[Section]:
     if len(set(names)) < len(names):  # the same run folder twice
         names = [f"{name}-{i + 1}" for i, name in enumerate(names)]
     for run, name in zip(runs, names):
-        experiment = run.config.get("experiment", "variance_vs_L")
-        section = Section(f"{EXPERIMENT_TITLES[experiment]} (`{run.run_id}`)")
+        experiment = catalog.get(run.config.get("experiment", "variance_vs_L"))
+        section = Section(f"{experiment.title} (`{run.run_id}`)")
         section.blocks.append(_run_summary(run))
-        if experiment == "variance_vs_L":
-            section.blocks += _recommendation_blocks(run, name, folder)
-        if experiment == "bias_vs_temperature":
-            section.blocks += _temperature_blocks(run, name, folder)
-        if experiment == "training":
-            section.blocks += _training_blocks(run, name, folder)
-        section.blocks += _figure_blocks(run, experiment, name, folder, palette)
-        if experiment != "training":
-            section.blocks += _agreement_blocks(run, name, folder)
+        for block in experiment.report:
+            if block == "figures":
+                section.blocks += _figure_blocks(run, experiment.name, name, folder, palette)
+            else:
+                section.blocks += BLOCKS[block](run, name, folder)
         sections.append(section)
     return sections
 
@@ -156,16 +107,15 @@ def _run_summary(run: Run) -> str:
 
 def _figure_blocks(run: Run, experiment: str, name: str, folder: Path, palette: dict) -> list:
     blocks = []
-    drawings = figure_module.FIGURES[experiment]
-    for figure_name, draw in drawings.items():
-        path = Path("figures") / name / f"{figure_name}.png"
+    for figure, draw in figure_module.drawings(experiment):
+        path = Path("figures") / name / f"{figure.name}.png"
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         try:
             figure_module.save_figure(draw, run.metrics, folder / path, palette)
         except figure_module.NothingToDraw as reason:
-            blocks.append(f"*{figure_name}: not drawn, {reason}*")
+            blocks.append(f"*{figure.name}: not drawn, {reason}*")
             continue
-        blocks.append(Figure(path, CAPTIONS[figure_name]))
+        blocks.append(Figure(path, figure.caption))
     return blocks
 
 
@@ -326,3 +276,8 @@ def _training_blocks(run: Run, name: str, folder: Path) -> list:
         "lower is better). ± se is the standard error of that mean across seeds; the best and worst seeds show "
         "the spread. Every estimator spent the same budget of cost evaluations; those that evaluate the cost more "
         "often per step took fewer steps.", csv)]
+
+
+#: The functions that write the report blocks an experiment names (``Experiment.report``), besides its figures.
+BLOCKS = {"recommendation": _recommendation_blocks, "temperature": _temperature_blocks, "training": _training_blocks,
+          "agreement": _agreement_blocks}

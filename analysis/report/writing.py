@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 
 from analysis.load import load_run
-from analysis.report.content import EXPERIMENT_TITLES, build_sections
+from analysis.report.content import build_sections
 from analysis.report.render import render_html, render_markdown
+from experiments import catalog
 
 DEFAULT_OUTPUT = Path("results") / "report"
 
@@ -29,9 +30,9 @@ def write_report(run_dirs: list[str | Path], output: str | Path = DEFAULT_OUTPUT
     runs = [load_run(path) for path in run_dirs]  # refuses missing, partial and non-run folders
     for run in runs:
         experiment = run.config.get("experiment", "variance_vs_L")
-        if experiment not in EXPERIMENT_TITLES:
+        if experiment not in catalog.names():
             raise ValueError(f"{run.path}: experiment {experiment!r} has no report section; known experiments: "
-                             f"{', '.join(EXPERIMENT_TITLES)}.")
+                             f"{', '.join(catalog.names())}.")
     output = Path(output)
     if output.resolve() in {run.path.resolve() for run in runs}:
         raise ValueError(f"--output {output} is a run folder; choose another folder for the report.")

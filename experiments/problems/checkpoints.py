@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments import fit
+from experiments.engine import fit
 from experiments.problems import stored
 from experiments.problems.logistic_regression import LogisticRegression
 from experiments.problems.vae import BinaryVAE, GaussianVAE

@@ -28,7 +28,7 @@ import numpy as np
 
 from estimators import Normal, Objective
 from experiments.problems.base import Problem, iid_variance, u_statistic_variance
-from experiments.quadrature import standard_normal_expectation, standard_normal_expectation_2d
+from experiments.problems.quadrature import standard_normal_expectation, standard_normal_expectation_2d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +84,7 @@ TEST_FUNCTIONS = {
 
 
 #: The shape constant k of each test function in the registered problems (``gaussian_quadratic``, ...)
-#: and in the sweep over the mean (:mod:`experiments.variance_vs_mean`).
+#: and in the sweep over the mean (:mod:`experiments.catalog.variance_vs_mean`).
 DEFAULT_K = {"quadratic": 0.0, "exp": 1.0, "cosine": 2.0}
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from experiments.engine.statistics import bonferroni_z
 from experiments.regression.bounds_file import Bounds
-from experiments.statistics import bonferroni_z
 
 __all__ = ["CELL", "CHECK", "FAMILY_WISE_FALSE_ALARM", "HEAVY_RELATIVE_SPREAD", "HEAVY_TAIL_INFLATION",
            "MAX_RELATIVE_SPREAD", "BoundsMismatch", "build_bounds", "check", "check_order", "measured_statistics",

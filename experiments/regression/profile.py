@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.engine.statistics import bonferroni_z
 from experiments.regression.bands import (
     CHECK,
     HEAVY_TAIL_INFLATION,
@@ -26,7 +27,6 @@ from experiments.regression.bands import (
     reference_against_exact,
 )
 from experiments.regression.bounds_file import BOUNDS_FILE, PROFILE, Bounds, load_bounds
-from experiments.statistics import bonferroni_z
 
 __all__ = ["REFERENCE_REPLICATES", "REFERENCE_SEED", "calibrate", "check_run", "exact_answers", "exact_by_coordinate",
            "extend", "measure_profile", "measured_from_run", "profile_cells", "profile_config", "regenerate"]
@@ -38,14 +38,14 @@ REFERENCE_SEED = 10_000
 
 
 def profile_config(**settings):
-    from experiments import variance_vs_L
+    from experiments.catalog import variance_vs_L
 
     return variance_vs_L.Config.from_profile(PROFILE, **settings)
 
 
 def profile_cells() -> list:
     """The ci profile's cells, planned exactly as ``--profile ci`` plans them (nothing is measured)."""
-    from experiments import variance_vs_L
+    from experiments.catalog import variance_vs_L
 
     return variance_vs_L.plan(profile_config())[0]
 
@@ -54,7 +54,7 @@ def exact_by_coordinate(problem, tree) -> dict[tuple[str, int], float]:
     """A pytree like the problem's params, flattened to {(parameter, coordinate): value}."""
     import jax
 
-    from experiments.tidy import ALL_PARAMETERS, parameter_groups
+    from experiments.engine.tidy import ALL_PARAMETERS, parameter_groups
 
     leaves = jax.tree_util.tree_leaves(tree)
     values = {}
@@ -82,7 +82,7 @@ def exact_answers(cells) -> pd.DataFrame:
 
 def measure_profile(seed: int, output_dir: str, replicates: int | None = None, progress: bool = False) -> Path:
     """Run ``variance_vs_L --profile ci`` (other R for a reference run) and return the run folder."""
-    from experiments import variance_vs_L
+    from experiments.catalog import variance_vs_L
 
     config = profile_config(seed=seed, output_dir=str(output_dir), figures=False)
     if replicates is not None:
@@ -91,7 +91,7 @@ def measure_profile(seed: int, output_dir: str, replicates: int | None = None, p
 
 
 def measured_from_run(run_dir: Path | str) -> pd.DataFrame:
-    from experiments.results import COORDINATE_METRICS_FILE
+    from experiments.engine.results import COORDINATE_METRICS_FILE
 
     return measured_statistics(pd.read_csv(Path(run_dir) / COORDINATE_METRICS_FILE))
 
@@ -111,7 +111,7 @@ def regenerate(path: Path | str = BOUNDS_FILE, replicates: int = REFERENCE_REPLI
     import jax
     import jaxlib
 
-    from experiments.results import git_state
+    from experiments.engine.results import git_state
 
     start = time.perf_counter()
     run_dir = measure_profile(seed, output_dir, replicates=replicates, progress=progress)
@@ -158,7 +158,7 @@ def extend(path: Path | str = BOUNDS_FILE, replicates: int = REFERENCE_REPLICATE
     """Add bounds for the profile's problems that the file does not cover yet, from a reference run of
     those problems alone, leaving every existing check's expected value and standard errors as they are
     (their bands widen slightly: the threshold z grows with the number of checks)."""
-    from experiments.results import git_state
+    from experiments.engine.results import git_state
 
     path = Path(path)
     old = load_bounds(path)
@@ -170,7 +170,7 @@ def extend(path: Path | str = BOUNDS_FILE, replicates: int = REFERENCE_REPLICATE
     start = time.perf_counter()
     config = dataclasses.replace(profile_config(seed=seed, output_dir=str(output_dir), figures=False),
                                  problems=tuple(new_problems), replicates=replicates)
-    from experiments import variance_vs_L
+    from experiments.catalog import variance_vs_L
 
     run_dir = variance_vs_L.run(config, progress=progress)
     reference = measured_from_run(run_dir)

@@ -6,9 +6,9 @@ import jax
 import numpy as np
 
 import estimators as est
-from experiments.measure import CellMeasurement
+from experiments.engine.measure import CellMeasurement
+from experiments.engine.statistics import coordinate_summary, group_summary
 from experiments.problems import Problem
-from experiments.statistics import coordinate_summary, group_summary
 
 #: The ``parameter`` of rows that describe the whole gradient (all parameter groups together) and the
 #: cell's cost metrics.

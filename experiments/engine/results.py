@@ -45,7 +45,9 @@ def metric_columns(label_columns=(), by_coordinate: bool = False) -> list[str]:
     columns = COORDINATE_METRIC_COLUMNS if by_coordinate else METRIC_COLUMNS
     return columns[:2] + list(label_columns) + columns[2:]
 
-_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+#: The project's root: experiments/engine/results.py is two folders below it.
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def git_state(directory: Path = _SOURCE_ROOT) -> dict:

@@ -2,7 +2,7 @@
 
 JAX's own machinery does the work: once initialized, ``jax.devices()`` lists every host's devices, the
 runner's replicate mesh spans them all, each host computes its devices' share, and the results are
-gathered to every host (:func:`experiments.measure.measure_cell`); only process 0 writes the run folder.
+gathered to every host (:func:`experiments.engine.measure.measure_cell`); only process 0 writes the run folder.
 The standard environments are recognized: ``JAX_COORDINATOR_ADDRESS`` (with ``JAX_NUM_PROCESSES`` and
 ``JAX_PROCESS_ID``), or a multi-task Slurm or Open MPI job, whose variables JAX reads itself.
 """

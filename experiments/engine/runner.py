@@ -1,5 +1,5 @@
-"""What every experiment shares: run settings, the (problem, estimator, L) cells, and the loop that
-measures them into a run folder."""
+"""What every measuring experiment shares: the (problem, estimator, L) cells, which of them apply, and
+the loop that measures them into a run folder."""
 
 from __future__ import annotations
 
@@ -16,58 +16,12 @@ from tqdm.auto import tqdm
 
 import estimators as est
 from experiments import problems as problem_registry
-from experiments.distributed import is_writer
-from experiments.measure import (
-    DEFAULT_CHUNK_ELEMENTS,
-    DEFAULT_WARMUP_STEPS,
-    count_compilations,
-    measure_cell,
-    replicate_mesh,
-)
+from experiments.engine.distributed import is_writer
+from experiments.engine.measure import count_compilations, measure_cell, replicate_mesh
+from experiments.engine.results import ResumeError, RunFolder, environment, estimator_properties, git_state
+from experiments.engine.settings import MeasurementSettings
+from experiments.engine.tidy import cell_rows
 from experiments.problems import Problem
-from experiments.results import ResumeError, RunFolder, environment, estimator_properties, git_state
-from experiments.tidy import cell_rows
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSettings:
-    """The settings every experiment has; experiments extend it with what they sweep."""
-
-    replicates: int = 10_000
-    #: Cells whose R estimates would evaluate the cost more often than this use fewer replicates (at
-    #: least ``min_replicates``); each row records its R.  It keeps estimators that evaluate the cost
-    #: many times per sample (measure-valued: 4 per coordinate) from dominating a run.
-    max_cost_evaluations: int = 2**25
-    min_replicates: int = 200
-    seed: int = 0
-    output_dir: str = "results"
-    device: str = "auto"
-    precision: str = "float32"
-    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
-    warmup_steps: int = DEFAULT_WARMUP_STEPS
-    #: How stateful estimators warm up: "shared" (one chain; every replicate starts from its state)
-    #: or "per_replicate" (a chain per replicate: i.i.d. replicates, warmup_steps + 1 times the cost).
-    warmup: str = "shared"
-    figures: bool = True
-    #: Devices the replicates are split across: the first N of the chosen platform's, or all (None).
-    num_devices: int | None = None
-
-    def validate(self) -> None:
-        """Raise ValueError, naming the option and a fix, for any value the run cannot use."""
-        if self.replicates < 2:
-            raise ValueError(f"--replicates must be at least 2 to measure a variance, got {self.replicates}.")
-        if self.min_replicates < 2:
-            raise ValueError(f"min_replicates must be at least 2 to measure a variance, got {self.min_replicates}.")
-        if self.chunk_elements < 1:
-            raise ValueError(f"chunk_elements must be positive, got {self.chunk_elements}.")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be non-negative, got {self.warmup_steps}.")
-        if self.warmup not in ("shared", "per_replicate"):
-            raise ValueError(f"warmup must be 'shared' or 'per_replicate', got {self.warmup!r}.")
-        if self.num_devices is not None and self.num_devices < 1:
-            raise ValueError(f"--num-devices must be positive, got {self.num_devices}.")
-        if self.precision not in ("float32", "float64"):
-            raise ValueError(f"--precision must be float32 or float64, got {self.precision!r}.")
 
 
 def check_names(problems: Sequence[str], estimators: Sequence[str], num_samples: Sequence[int]) -> None:
@@ -150,8 +104,8 @@ def sweep_cells(labelled_problems: Sequence[tuple[dict, Problem]], estimators: S
     return cells, skipped
 
 
-def run_sweep(experiment: str, config: RunSettings, build_problems, label_column: str, device: jax.Device | None,
-              progress: bool = True, resume=None) -> Path:
+def run_sweep(experiment: str, config: MeasurementSettings, build_problems, label_column: str,
+              device: jax.Device | None, progress: bool = True, resume=None) -> Path:
     """Run a sweep: ``build_problems()`` gives the (labels, problem) pairs, measured with every estimator
     of ``config.estimators`` that applies at every L of ``config.num_samples``; the labels' column is
     ``label_column``.  Returns the finished run folder."""
@@ -164,7 +118,7 @@ def run_sweep(experiment: str, config: RunSettings, build_problems, label_column
                          label_columns=[label_column], resume=resume)
 
 
-def cell_replicates(settings: RunSettings, cell: Cell) -> int:
+def cell_replicates(settings: MeasurementSettings, cell: Cell) -> int:
     """R for this cell: the requested replicates, fewer where they would exceed the evaluation budget."""
     per_estimate = cell.problem.cost_evaluations(cell.estimator, cell.num_samples)
     if cell.estimator.stateful and settings.warmup == "per_replicate":
@@ -173,7 +127,7 @@ def cell_replicates(settings: RunSettings, cell: Cell) -> int:
     return int(min(cell.replicates or settings.replicates, affordable))
 
 
-def devices_for(settings: RunSettings, device: jax.Device) -> list:
+def devices_for(settings: MeasurementSettings, device: jax.Device) -> list:
     """The devices a run splits its replicates across: all of ``device``'s platform (on every host),
     or the first ``settings.num_devices``; a clear error if there are fewer."""
     available = jax.devices(device.platform)
@@ -191,7 +145,7 @@ RUN_RECORDS = ("run_id", "experiment", "skipped", "device_used", "devices_used",
                "wall_time_s", "cells", "compilations", "resumed")
 
 
-def run_cells(experiment: str, settings: RunSettings, config: dict, cells: list[Cell], skipped: list[dict],
+def run_cells(experiment: str, settings: MeasurementSettings, config: dict, cells: list[Cell], skipped: list[dict],
               device: jax.Device, progress: bool = True, label_columns: Sequence[str] = (),
               resume: str | Path | None = None) -> Path:
     """Measure every cell into a new run folder (or, with ``resume``, the cells an interrupted run at

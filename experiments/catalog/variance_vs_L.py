@@ -7,6 +7,7 @@ so all cells share common random numbers), summarized on the host in float64, an
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,8 +15,13 @@ from pathlib import Path
 import jax
 
 import estimators as est
-from experiments.measure import score_rows_per_sample
-from experiments.runner import Cell, RunSettings, applicable_pairs, as_json, check_names, run_cells
+from experiments import catalog
+from experiments import problems as problem_registry
+from experiments.engine import options
+from experiments.engine.experiment import Experiment, FigureSpec
+from experiments.engine.measure import score_rows_per_sample
+from experiments.engine.runner import Cell, applicable_pairs, as_json, check_names, run_cells
+from experiments.engine.settings import MeasurementSettings
 
 NAME = "variance_vs_L"
 #: The headline problems: the Gaussian test functions, the 20-D quadratic, the discrete toys (the
@@ -79,7 +85,7 @@ PROFILES = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(RunSettings):
+class Config(MeasurementSettings):
     """Everything that defines a run; written to config.json."""
 
     problems: Sequence[str] = DEFAULT_PROBLEMS
@@ -164,3 +170,73 @@ def quick_skip_reason(problem, estimator: est.GradientEstimator, num_samples: in
                 f"and example; more than {QUICK_REAL_DATA['max_cost_evaluations_per_estimate']}); --no-quick "
                 "measures it")
     return None
+
+
+def add_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--problems", type=options.comma_list, default=None, metavar="NAMES",
+                     help="comma-separated problem names, or 'all' for every registered problem "
+                     f"(default: {','.join(DEFAULT_PROBLEMS)}; with --no-quick also "
+                     "the real-data models at their initial parameters; --list shows them all)")
+    sub.add_argument("--quick", action=argparse.BooleanOptionalAction, default=True,
+                     help="measure the real-data problems (logistic regression, VAEs) at "
+                     f"{QUICK_REAL_DATA['replicates']} replicates and L <= "
+                     f"{QUICK_REAL_DATA['max_num_samples']}, without the estimators that evaluate "
+                     f"the cost more than {QUICK_REAL_DATA['max_cost_evaluations_per_estimate']} "
+                     "times per estimate; --no-quick measures them like the other problems (default: quick)")
+    options.add_estimator_options(sub, DEFAULT_NUM_SAMPLES)
+    sub.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                     help="a named set of cells: 'ci' is the variance-bound regression check's "
+                     "(python -m experiments.bounds); it fixes problems, estimators, L and replicates")
+    options.add_measurement_options(sub, default_replicates=10_000)
+
+
+#: The options a profile fixes.
+PROFILE_FIXES = ("--problems", "--estimators", "--num-samples", "--replicates", "--max-cost-evaluations", "--quick",
+                 "--no-quick")
+
+
+def make_config(args: argparse.Namespace, given: Sequence[str]) -> Config:
+    settings = options.measurement_settings(args)
+    if args.profile:
+        clash = sorted(option for option in PROFILE_FIXES if option in given)
+        if clash:
+            raise ValueError(f"--profile {args.profile} fixes the cells it measures; drop {', '.join(clash)}.")
+        fixed = ("replicates", "max_cost_evaluations")
+        return Config.from_profile(args.profile, **{k: v for k, v in settings.items() if k not in fixed})
+    if args.problems == ["all"]:
+        problems = problem_registry.names()
+    else:
+        problems = args.problems or (DEFAULT_PROBLEMS if args.quick else FULL_PROBLEMS)
+    return Config(problems=tuple(problems), estimators=tuple(args.estimators or est.names()),
+                  num_samples=tuple(args.num_samples), quick=args.quick, **settings)
+
+
+EXPERIMENT = catalog.register(Experiment(
+    name=NAME,
+    summary="bias, variance, MSE and cost of each estimator against the sample count L",
+    description="For every (problem, estimator) pair that applies and every L, draw R replicate "
+    "L-sample gradient estimates and report mean, bias², variance, MSE (with standard errors), "
+    "wall time per estimate and cost in function evaluations.",
+    title="Bias, variance, MSE and cost against the number of samples L",
+    config=Config,
+    add_options=add_options,
+    make_config=make_config,
+    run=run,
+    figures=(
+        FigureSpec("variance_vs_L", "Variance (trace of the covariance) of the L-sample gradient estimate against "
+                   "L, per problem and parameter group, with 95% bands; dotted: the exact variance where the problem "
+                   "knows it; dashed grey: a 1/L line. Unbiased estimators of i.i.d. samples fall as 1/L, parallel "
+                   "to it; the vertical gaps are the variance ratios between estimators."),
+        FigureSpec("bias_vs_L", "Squared bias of each estimator in units of its standard error, against L. Unbiased "
+                   "estimators stay in the grey ±1.96 band (95% of cells); biased ones leave it and grow with the "
+                   "number of replicates (logarithmic beyond ±3)."),
+        FigureSpec("mse_vs_L", "Mean squared error of the whole gradient against L, biased and unbiased estimators "
+                   "together, with 95% bands; dotted: a biased estimator's exact squared bias, the floor its MSE "
+                   "flattens onto. Where an unbiased line crosses below a biased one, extra samples have made the "
+                   "unbiased estimator the better."),
+        FigureSpec("efficiency_vs_L", "Cost-normalized variance: variance of the whole gradient × wall time per "
+                   "estimate, against L. Lower is better: it is the variance an estimator reaches in a fixed time by "
+                   "averaging independent estimates, so it ranks unbiased estimators by value for time."),
+    ),
+    report=("recommendation", "figures", "agreement"),
+))

@@ -15,6 +15,7 @@ carry ``seed`` and ``step`` columns; figures and tables show the spread across s
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -25,12 +26,15 @@ import optax
 from tqdm.auto import tqdm
 
 import estimators as est
-from experiments import fit
-from experiments.measure import objective_score_rows_per_sample
+from experiments import catalog
+from experiments.engine import fit, options
+from experiments.engine.experiment import Experiment, FigureSpec
+from experiments.engine.measure import objective_score_rows_per_sample
+from experiments.engine.results import RunFolder, environment, estimator_properties
+from experiments.engine.settings import RunSettings
 from experiments.problems.checkpoints import INIT_SEED
 from experiments.problems.logistic_regression import LogisticRegression
 from experiments.problems.vae import BinaryVAE, GaussianVAE
-from experiments.results import RunFolder, environment, estimator_properties
 
 NAME = "training"
 MODELS = {"logistic_regression": LogisticRegression(), "gaussian_vae": GaussianVAE(), "binary_vae": BinaryVAE()}
@@ -47,7 +51,7 @@ MAX_BACKWARD_PASSES_PER_STEP = 64
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(RunSettings):
     """Everything that defines a training run; written to config.json."""
 
     problems: Sequence[str] = tuple(MODELS)
@@ -56,13 +60,8 @@ class Config:
     #: Cost evaluations each (model, estimator) may spend; with L = 4, 4,000 steps of a plain estimator.
     budget: int = 16_000
     evaluations: int = 20
-    seed: int = 0
     #: Independent trainings per (model, estimator): seeds ``seed``, ``seed + 1``, ...
     seeds: int = 3
-    output_dir: str = "results"
-    device: str = "auto"
-    precision: str = "float32"
-    figures: bool = True
 
     def validate(self) -> None:
         unknown = [name for name in self.problems if name not in MODELS]
@@ -78,6 +77,7 @@ class Config:
             raise ValueError(f"--budget and --evaluations must be positive, got {self.budget} and {self.evaluations}.")
         if self.seeds < 1:
             raise ValueError(f"--seeds must be a positive number of trainings per pair, got {self.seeds}.")
+        super().validate()
 
 
 def plan(config: Config) -> tuple[list[tuple[str, est.GradientEstimator, int]], list[dict]]:
@@ -163,8 +163,10 @@ def _train_curve(name, estimator, config, model, compiled, state, seed, points, 
     return rows
 
 
-def run(config: Config, device: jax.Device | None = None, progress: bool = True) -> Path:
+def run(config: Config, device: jax.Device | None = None, progress: bool = True, resume=None) -> Path:
     """Train every applicable (model, estimator) pair and write the run folder; return its path."""
+    if resume is not None:
+        raise ValueError("training runs cannot be resumed; start a new run.")
     config.validate()
     device = device or jax.devices()[0]
     payload = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
@@ -190,3 +192,52 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True)
             raise
         return folder.finish()
 
+
+
+def add_options(sub: argparse.ArgumentParser) -> None:
+    defaults = Config()
+    sub.add_argument("--problems", type=options.comma_list, default=list(defaults.problems), metavar="NAMES",
+                     help="comma-separated models (default: %(default)s)")
+    sub.add_argument("--estimators", type=options.comma_list, default=None, metavar="NAMES",
+                     help="comma-separated estimator names (default: every registered estimator that applies)")
+    sub.add_argument("--num-samples", type=int, default=defaults.num_samples, metavar="L",
+                     help="samples per gradient estimate (default: %(default)s)")
+    sub.add_argument("--budget", type=int, default=defaults.budget, metavar="N",
+                     help="cost evaluations each (model, estimator) pair may spend (default: %(default)s)")
+    sub.add_argument("--evaluations", type=int, default=defaults.evaluations, metavar="K",
+                     help="points on each curve where the objective is computed (default: %(default)s)")
+    sub.add_argument("--seeds", type=int, default=defaults.seeds, metavar="S",
+                     help="independent trainings per (model, estimator), seeds SEED to SEED + S - 1 "
+                     "(default: %(default)s)")
+    options.add_run_options(sub)
+
+
+def make_config(args: argparse.Namespace, given: Sequence[str]) -> Config:
+    config = Config(problems=tuple(args.problems), estimators=tuple(args.estimators or est.names()),
+                    num_samples=args.num_samples, budget=args.budget, evaluations=args.evaluations,
+                    seeds=args.seeds, **options.run_settings(args))
+    config.validate()
+    plan(config)  # nothing applicable is a usage error
+    return config
+
+
+EXPERIMENT = catalog.register(Experiment(
+    name=NAME,
+    summary="training curves of the real-data models with each estimator at the same budget of cost evaluations",
+    description="Optimize each real-data model (Bayesian logistic regression, Gaussian and binary VAEs) "
+    "with each applicable estimator by Adam, every estimator spending the same number of cost "
+    "evaluations, and record the training and held-out objective against steps and wall time.",
+    title="Training with each estimator at the same budget",
+    config=Config,
+    add_options=add_options,
+    make_config=make_config,
+    run=run,
+    figures=(
+        FigureSpec("training_curves", "Negative ELBO per example while training each model with each estimator "
+                   "(Adam, the same minibatches and the same budget of cost evaluations), mean over the seeds with "
+                   "the range from the best to the worst seed shaded: held-out (solid) and training (dashed) against "
+                   "cost evaluations spent (left), held-out against training wall time (right). Lower is better."),
+    ),
+    report=("training", "figures"),
+    resumable=False,
+))

@@ -13,6 +13,7 @@ The rows carry a ``dimension`` column.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +21,12 @@ from pathlib import Path
 import jax
 
 import estimators as est
+from experiments import catalog
+from experiments.engine import options
+from experiments.engine.experiment import Experiment, FigureSpec
+from experiments.engine.runner import check_estimators, run_sweep
+from experiments.engine.settings import MeasurementSettings
 from experiments.problems.gaussian_nd import gaussian_quadratic_nd
-from experiments.runner import RunSettings, check_estimators, run_sweep
 
 NAME = "variance_vs_dimension"
 DEFAULT_DIMENSIONS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -30,7 +35,7 @@ DEFAULT_REPLICATES = 2_000
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(RunSettings):
+class Config(MeasurementSettings):
     """Everything that defines a run; written to config.json."""
 
     dimensions: Sequence[int] = DEFAULT_DIMENSIONS
@@ -53,3 +58,34 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True,
         return [({"dimension": int(d)}, gaussian_quadratic_nd(int(d))) for d in sorted(set(config.dimensions))]
 
     return run_sweep(NAME, config, problems, "dimension", device, progress, resume)
+
+
+def add_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--dimensions", type=options.numbers(int), default=list(DEFAULT_DIMENSIONS),
+                     metavar="DS", help="comma-separated dimensions D (default: %(default)s)")
+    options.add_estimator_options(sub, DEFAULT_NUM_SAMPLES)
+    options.add_measurement_options(sub, default_replicates=DEFAULT_REPLICATES)
+
+
+def make_config(args: argparse.Namespace, given: Sequence[str]) -> Config:
+    return Config(dimensions=tuple(args.dimensions), estimators=tuple(args.estimators or est.names()),
+                  num_samples=tuple(args.num_samples), **options.measurement_settings(args))
+
+
+EXPERIMENT = catalog.register(Experiment(
+    name=NAME,
+    summary="variance of each estimator on the D-dimensional Gaussian quadratic against D",
+    description="For the quadratic ||x - k||² under a D-dimensional diagonal Gaussian, sweep D and report "
+    "the variance of every applicable estimator's gradient, with the exact variance where it is known.",
+    title="Variance against the dimension",
+    config=Config,
+    add_options=add_options,
+    make_config=make_config,
+    run=run,
+    figures=(
+        FigureSpec("variance_vs_dimension", "Variance per gradient coordinate (trace / D) against the dimension D "
+                   "of f(x) = ‖x − k‖² under N(μ, diag σ²), for μ and σ, with 95% bands; dotted: the closed-form "
+                   "variance. The pathwise estimator's is flat in D; the score function's grows with D because "
+                   "each coordinate's score multiplies the whole D-term cost."),
+    ),
+))

@@ -1,0 +1,78 @@
+"""Command-line options every experiment shares, and the settings they give."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+
+def comma_list(text: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def numbers(kind):
+    """A parser of comma-separated numbers of type ``kind`` with an error that shows an example."""
+
+    def parse(text: str):
+        try:
+            return [kind(item) for item in comma_list(text)]
+        except ValueError:
+            example = "1,4,16" if kind is int else "0.5,1,2"
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated numbers such as {example}, got {text!r}") from None
+
+    return parse
+
+
+def add_run_options(sub: argparse.ArgumentParser) -> None:
+    """The options of :class:`~experiments.engine.settings.RunSettings` and of the command itself."""
+    sub.add_argument("--seed", type=int, default=0, help="seed of the base key (default: %(default)s)")
+    sub.add_argument("--output-dir", default="results", metavar="DIR",
+                     help="where run folders go (default: %(default)s)")
+    sub.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                     help="where to compute; auto is JAX's default backend (default: %(default)s)")
+    sub.add_argument("--precision", choices=("float32", "float64"), default="float32",
+                     help="device precision; statistics are float64 on the host either way "
+                     "(default: %(default)s)")
+    sub.add_argument("--no-figures", action="store_true", help="skip drawing figures at the end")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_argument("--list", action="store_true", help="list problems and estimators, then exit")
+
+
+def add_measurement_options(sub: argparse.ArgumentParser, default_replicates: int) -> None:
+    """The run options and those of :class:`~experiments.engine.settings.MeasurementSettings`."""
+    sub.add_argument("--replicates", type=int, default=default_replicates, metavar="R",
+                     help="independent estimates per cell; the variance's relative standard error is "
+                     "about sqrt(2/R) for Gaussian-like estimates (default: %(default)s)")
+    sub.add_argument("--max-cost-evaluations", type=int, default=2**25, metavar="N",
+                     help="a cell whose R estimates would evaluate the cost more than N times uses fewer "
+                     "replicates (at least 200; recorded per row) (default: %(default)s)")
+    add_run_options(sub)
+    sub.add_argument("--num-devices", type=int, default=None, metavar="N",
+                     help="split the replicates across the first N devices of the chosen platform "
+                     "(default: all of them, on every host; results do not depend on N)")
+    sub.add_argument("--resume", metavar="RUN_DIR", default=None,
+                     help="continue the interrupted run in RUN_DIR (a results/<experiment>/<run_id>.partial folder) "
+                     "with the settings in its config.json, skipping the cells it finished; only --device, "
+                     "--num-devices, --no-figures and --quiet may be given with it")
+
+
+def add_estimator_options(sub: argparse.ArgumentParser, default_num_samples: Sequence[int]) -> None:
+    """``--estimators`` (default: every registered one that applies) and ``--num-samples``."""
+    sub.add_argument("--estimators", type=comma_list, default=None, metavar="NAMES",
+                     help="comma-separated estimator names (default: every registered estimator that applies)")
+    sub.add_argument("--num-samples", type=numbers(int), default=list(default_num_samples),
+                     metavar="LS", help="comma-separated sample counts L (default: %(default)s)")
+
+
+def run_settings(args: argparse.Namespace) -> dict:
+    """The :class:`~experiments.engine.settings.RunSettings` fields the options give."""
+    return dict(seed=args.seed, output_dir=args.output_dir, device=args.device, precision=args.precision,
+                figures=not args.no_figures)
+
+
+def measurement_settings(args: argparse.Namespace) -> dict:
+    """The :class:`~experiments.engine.settings.MeasurementSettings` fields the options give."""
+    return dict(run_settings(args), replicates=args.replicates, max_cost_evaluations=args.max_cost_evaluations,
+                num_devices=args.num_devices)

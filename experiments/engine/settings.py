@@ -1,0 +1,60 @@
+"""The settings every experiment shares, written to its run folder's config.json; each experiment's
+``Config`` extends one of them with what it sweeps."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from experiments.engine.measure import DEFAULT_CHUNK_ELEMENTS, DEFAULT_WARMUP_STEPS
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """What any run has: its seed, where it writes, where and at what precision it computes."""
+
+    seed: int = 0
+    output_dir: str = "results"
+    device: str = "auto"
+    precision: str = "float32"
+    figures: bool = True
+
+    def validate(self) -> None:
+        """Raise ValueError, naming the option and a fix, for any value the run cannot use."""
+        if self.precision not in ("float32", "float64"):
+            raise ValueError(f"--precision must be float32 or float64, got {self.precision!r}.")
+        if self.device not in ("auto", "cpu", "gpu"):
+            raise ValueError(f"--device must be auto, cpu or gpu, got {self.device!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasurementSettings(RunSettings):
+    """What a run that measures cells of R replicate L-sample estimates has besides."""
+
+    replicates: int = 10_000
+    #: Cells whose R estimates would evaluate the cost more often than this use fewer replicates (at
+    #: least ``min_replicates``); each row records its R.  It keeps estimators that evaluate the cost
+    #: many times per sample (measure-valued: 4 per coordinate) from dominating a run.
+    max_cost_evaluations: int = 2**25
+    min_replicates: int = 200
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
+    warmup_steps: int = DEFAULT_WARMUP_STEPS
+    #: How stateful estimators warm up: "shared" (one chain; every replicate starts from its state)
+    #: or "per_replicate" (a chain per replicate: i.i.d. replicates, warmup_steps + 1 times the cost).
+    warmup: str = "shared"
+    #: Devices the replicates are split across: the first N of the chosen platform's, or all (None).
+    num_devices: int | None = None
+
+    def validate(self) -> None:
+        if self.replicates < 2:
+            raise ValueError(f"--replicates must be at least 2 to measure a variance, got {self.replicates}.")
+        if self.min_replicates < 2:
+            raise ValueError(f"min_replicates must be at least 2 to measure a variance, got {self.min_replicates}.")
+        if self.chunk_elements < 1:
+            raise ValueError(f"chunk_elements must be positive, got {self.chunk_elements}.")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be non-negative, got {self.warmup_steps}.")
+        if self.warmup not in ("shared", "per_replicate"):
+            raise ValueError(f"warmup must be 'shared' or 'per_replicate', got {self.warmup!r}.")
+        if self.num_devices is not None and self.num_devices < 1:
+            raise ValueError(f"--num-devices must be positive, got {self.num_devices}.")
+        super().validate()
