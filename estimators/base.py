@@ -7,7 +7,7 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +15,7 @@ import numpy as np
 
 from estimators.distributions import Distribution
 from estimators.objective import Objective, Params
+from estimators.pytrees import register_frozen_dataclass
 
 if TYPE_CHECKING:
     from typing_extensions import dataclass_transform
@@ -120,7 +121,10 @@ def estimator_dataclass(cls: type[T]) -> type[T]:
     """Make ``cls`` a frozen dataclass registered as a pytree: fields declared with :func:`static` are
     part of the tree's structure, the others (continuous options, nested estimators or baselines) are
     its leaves."""
-    return jax.tree_util.register_dataclass(dataclasses.dataclass(frozen=True)(cls))
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    fields = [field for field in dataclasses.fields(cast(Any, cls)) if field.init]
+    return register_frozen_dataclass(cls, data_fields=[f.name for f in fields if not f.metadata.get("static")],
+                                     meta_fields=[f.name for f in fields if f.metadata.get("static")])
 
 
 def concrete_number(value: Any) -> float | None:

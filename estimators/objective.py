@@ -13,11 +13,12 @@ import jax
 import jax.numpy as jnp
 
 from estimators.distributions import Distribution
+from estimators.pytrees import register_frozen_dataclass
 
 Params = Any  # a pytree of float arrays
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=[], meta_fields=["dist", "cost", "batch_ndims"])
+@functools.partial(register_frozen_dataclass, data_fields=[], meta_fields=["dist", "cost", "batch_ndims"])
 @dataclasses.dataclass(frozen=True)
 class Objective:
     r"""The objective :math:`F(\theta) = \mathbb{E}_{x \sim q(x; \theta)}[f(\theta, x)]`.

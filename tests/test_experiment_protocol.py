@@ -1,10 +1,9 @@
-"""The Experiment protocol: an experiment is one object, the command line, figures and report dispatch
-through the registry, and the packages import in one direction only."""
+"""The Experiment protocol: an experiment is one object, and the command line, figures and report dispatch
+through the registry (tests/test_registry_contract.py checks the direction of imports)."""
 
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,9 +18,6 @@ from experiments.engine.experiment import Experiment, FigureSpec, LinePlot
 from experiments.engine.runner import check_estimators, run_sweep
 from experiments.engine.settings import MeasurementSettings, RunSettings
 from experiments.problems.gaussian_1d import gaussian_test_problem
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 # --- A new experiment, written as a user would write its module: variance against the Gaussian's scale. ---
 
@@ -112,24 +108,3 @@ def test_unknown_experiments_and_blocks_are_named():
         dataclasses.replace(VARIANCE_VS_SCALE, report=("figures", "summary"))
     with pytest.raises(ValueError, match="LinePlot"):
         figures.drawer(FigureSpec("nowhere", "no drawer"))
-
-
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-    return {name.split(".")[0] for name in found}
-
-
-def test_packages_import_in_one_direction():
-    """estimators imports neither experiments nor analysis; experiments imports analysis only in its
-    command line, which draws a finished run's figures."""
-    for path in (ROOT / "estimators").rglob("*.py"):
-        assert not _imports(path) & {"experiments", "analysis", "tests"}, path
-    for path in (ROOT / "experiments").rglob("*.py"):
-        allowed = {"analysis"} if path == ROOT / "experiments" / "run.py" else set()
-        assert not (_imports(path) & {"analysis", "tests"}) - allowed, path

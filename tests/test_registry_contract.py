@@ -166,3 +166,26 @@ def test_every_estimator_is_a_pytree_of_its_continuous_options(name):
     assert all(isinstance(leaf, float) for leaf in leaves), leaves
     rebuilt = jax.tree_util.tree_unflatten(treedef, [object()] * len(leaves))
     assert type(rebuilt) is type(estimator)
+
+
+def test_estimators_of_different_classes_have_different_structures():
+    """A jitted program is cached by the structure of its arguments; two estimator classes with the same
+    fields (gumbel_softmax, straight_through_gumbel) must not share one, nor an objective its subclass."""
+    structures = {}
+    for name in est.names():
+        estimator = est.get(name)
+        structures.setdefault(type(estimator), jax.tree_util.tree_structure(estimator))
+    classes = list(structures)
+    for i, first in enumerate(classes):
+        for second in classes[i + 1:]:
+            assert structures[first] != structures[second], (first.__name__, second.__name__)
+
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Subclass(est.Objective):
+        pass
+
+    est.pytrees.register_frozen_dataclass(Subclass, [], ["dist", "cost", "batch_ndims"])
+    parts = dict(dist=lambda p: est.Normal(p, 1.0), cost=jnp.square)
+    assert jax.tree_util.tree_structure(est.Objective(**parts)) != jax.tree_util.tree_structure(Subclass(**parts))
