@@ -18,7 +18,7 @@ import argparse
 import sys
 
 #: The options that may accompany --resume: they change how, not what, a run measures.
-RESUME_OPTIONS = {"--resume", "--device", "--num-devices", "--no-figures", "--quiet"}
+RESUME_OPTIONS = {"--resume", "--device", "--num-devices", "--no-figures", "--quiet", "--compilation-cache"}
 
 
 def _resumed_config(experiment, path: str, given: list[str], **execution):
@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     initialize_if_configured()  # several hosts: one replicate mesh over all their devices
     if args.precision == "float64":
         jax.config.update("jax_enable_x64", True)
+    if args.compilation_cache != "off":
+        from experiments.engine import compilation_cache
+
+        compilation_cache.enable(args.compilation_cache)
 
     import estimators as est
     from experiments import catalog, problems

@@ -4,11 +4,15 @@ Key-reuse checking is on, so an estimator that consumes a key twice fails every 
 rank promotion raises, so silent broadcasting between mismatched shapes fails too.
 """
 
+import os
 import zlib
 
 import jax
 import pytest
 
+# The command line caches compiled programs on disk by default; the suite counts compilations, so its
+# runs compile everything themselves (tests/test_runner.py checks the cache in subprocesses).
+os.environ["MC_GRADIENT_ESTIMATORS_COMPILATION_CACHE"] = "off"
 jax.config.update("jax_debug_key_reuse", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

@@ -338,3 +338,28 @@ def test_cells_that_differ_only_in_values_share_one_program():
     cold = measure_cell(toy, est.get("gumbel_softmax", temperature=0.3), 4, 64, key)
     assert hot.compilations >= 1 and cold.compilations == 0
     assert not np.array_equal(hot.grads["logits"], cold.grads["logits"])  # the temperature was read
+
+
+def test_a_second_run_loads_its_programs_from_the_compilation_cache(tmp_path):
+    """Two identical runs in fresh processes with one cache folder: the second compiles nothing and
+    measures the same numbers."""
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    env = {**os.environ, "MC_GRADIENT_ESTIMATORS_COMPILATION_CACHE": str(cache)}
+    command = [sys.executable, "-m", "experiments.run", "variance_vs_L", "--problems", "gaussian_quadratic",
+               "--estimators", "pathwise,score_function_loo", "--num-samples", "2,8", "--replicates", "64",
+               "--quiet", "--no-figures"]
+    runs = []
+    for name in ("first", "second"):
+        subprocess.run([*command, "--output-dir", str(tmp_path / name)], env=env, check=True, capture_output=True)
+        (run_dir,) = (tmp_path / name / "variance_vs_L").iterdir()
+        runs.append(analysis.load_run(run_dir))
+    first, second = runs
+    assert first.env["compilation_cache"] == str(cache) and any(cache.iterdir())
+    assert first.config["compilations"] >= 4 and second.config["compilations"] == 0
+    timing = first.metrics["metric"].isin(["time_per_estimate_s", "compile_time_s", "compilations"])
+    pd.testing.assert_frame_equal(first.metrics[~timing].drop(columns="run_id").reset_index(drop=True),
+                                  second.metrics[~timing].drop(columns="run_id").reset_index(drop=True))

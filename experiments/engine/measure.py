@@ -44,6 +44,7 @@ DEFAULT_CHUNK_ELEMENTS = 2**23
 
 REPLICATE_AXIS = "replicates"
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 
 
 def replicate_mesh(devices=None) -> Mesh:
@@ -56,18 +57,25 @@ def replicate_mesh(devices=None) -> Mesh:
 @contextlib.contextmanager
 def count_compilations():
     """Count the XLA compilations made inside the block: ``with count_compilations() as count: ...``,
-    then ``count()``."""
-    events = []
+    then ``count()``.  A program loaded from the persistent compilation cache is not a compilation
+    (JAX reports its loading as a backend compilation and a cache hit)."""
+    events, hits = [], []
 
-    def listener(name, seconds, **kwargs):
+    def on_duration(name, seconds, **kwargs):
         if name == _COMPILE_EVENT:
             events.append(seconds)
 
-    jax.monitoring.register_event_duration_secs_listener(listener)
+    def on_event(name, **kwargs):
+        if name == _CACHE_HIT_EVENT:
+            hits.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    jax.monitoring.register_event_listener(on_event)
     try:
-        yield lambda: len(events)
+        yield lambda: len(events) - len(hits)
     finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
+        jax.monitoring.unregister_event_duration_listener(on_duration)
+        jax.monitoring.unregister_event_listener(on_event)
 
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from experiments.engine import compilation_cache
+
 
 def comma_list(text: str) -> list[str]:
     """``"a, b,c"`` -> ``["a", "b", "c"]``."""
@@ -36,6 +38,9 @@ def add_run_options(sub: argparse.ArgumentParser) -> None:
                      help="device precision; statistics are float64 on the host either way "
                      "(default: %(default)s)")
     sub.add_argument("--no-figures", action="store_true", help="skip drawing figures at the end")
+    sub.add_argument("--compilation-cache", default=compilation_cache.default_directory(), metavar="DIR",
+                     help="keep compiled programs in DIR, so that a second run of the same cells loads them "
+                     "instead of compiling them; 'off' for none (default: %(default)s)")
     sub.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_argument("--list", action="store_true", help="list problems and estimators, then exit")
 
@@ -55,7 +60,7 @@ def add_measurement_options(sub: argparse.ArgumentParser, default_replicates: in
     sub.add_argument("--resume", metavar="RUN_DIR", default=None,
                      help="continue the interrupted run in RUN_DIR (a results/<experiment>/<run_id>.partial folder) "
                      "with the settings in its config.json, skipping the cells it finished; only --device, "
-                     "--num-devices, --no-figures and --quiet may be given with it")
+                     "--num-devices, --no-figures, --quiet and --compilation-cache may be given with it")
 
 
 def add_estimator_options(sub: argparse.ArgumentParser, default_num_samples: Sequence[int]) -> None:

@@ -81,6 +81,8 @@ def environment(seed: int) -> dict:
         "devices": [str(d) for d in devices],
         "device_kind": devices[0].device_kind,
         "x64": bool(jax.config.jax_enable_x64),
+        #: Where compiled programs were cached (a run that found its programs there compiled none).
+        "compilation_cache": jax.config.jax_compilation_cache_dir,
         "seed": seed,
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -244,8 +244,6 @@ def calibrate(seeds, bounds: Bounds) -> pd.DataFrame:
 
 def _enable_compilation_cache() -> None:
     """Reuse compiled programs across runs in this process (they differ only in the seed)."""
-    import jax
+    from experiments.engine import compilation_cache
 
-    jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="jax-cache-"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    compilation_cache.enable(tempfile.mkdtemp(prefix="jax-cache-"))
