@@ -6,7 +6,7 @@ experiments.run`` builds its sub-commands from the registry, :mod:`analysis.figu
 declares and :mod:`analysis.report` writes the sections it names.  Figures are declared as data: a
 :class:`LinePlot` is drawn by a generic function of the analysis package (no drawing code in the
 experiment), and a figure without one names a drawing function that :mod:`analysis.figures` has.  So
-adding an experiment is one module, and ``experiments`` never imports ``analysis``.
+adding an experiment is one module, and only the command line of ``experiments`` imports ``analysis``.
 """
 
 from __future__ import annotations
