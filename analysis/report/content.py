@@ -17,6 +17,8 @@ from experiments import catalog
 
 #: The L of the detailed measured-against-exact table (the closest the run has).
 DETAIL_NUM_SAMPLES = 16
+
+
 @dataclasses.dataclass
 class Figure:
     path: Path  #: relative to the report folder
