@@ -14,6 +14,7 @@ from analysis import figures, report
 from analysis.load import load_run
 from experiments import catalog
 from experiments import run as cli
+from experiments.engine import options
 from experiments.engine.experiment import Experiment, FigureSpec, LinePlot
 from experiments.engine.runner import check_estimators, run_sweep
 from experiments.engine.settings import MeasurementSettings, RunSettings
@@ -34,15 +35,11 @@ class ScaleConfig(MeasurementSettings):
 
 
 def _add_scale_options(sub: argparse.ArgumentParser) -> None:
-    from experiments.engine import options
-
     sub.add_argument("--scales", type=options.numbers(float), default=[0.5, 2.0])
     options.add_measurement_options(sub, default_replicates=64)
 
 
 def _scale_config(args: argparse.Namespace, given: Sequence[str]) -> ScaleConfig:
-    from experiments.engine import options
-
     return ScaleConfig(scales=tuple(args.scales), **options.measurement_settings(args))
 
 
