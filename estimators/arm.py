@@ -102,7 +102,7 @@ class ARM(GradientEstimator):
     r"""ARM: :math:`(f(\tilde b) - f(b))(u - \tfrac12)` per sample, :math:`\tilde b = \mathbb{1}[u > \sigma(-\ell)]`,
     :math:`b = \mathbb{1}[u < \sigma(\ell)]`.  Unbiased.  See :mod:`estimators.arm`."""
 
-    info = EstimatorInfo("arm")
+    info = EstimatorInfo("arm", separable=True)
 
     def supports(self, dist):
         return _unsupported(dist)
@@ -125,7 +125,7 @@ class DisARM(GradientEstimator):
     r"""DisARM: :math:`\tfrac12 (f(b) - f(\tilde b))(-1)^{\tilde b}\mathbb{1}[b \ne \tilde b]\sigma(|\ell|)` per
     sample.  Unbiased, with variance at most ARM's.  See :mod:`estimators.arm`."""
 
-    info = EstimatorInfo("disarm")
+    info = EstimatorInfo("disarm", separable=True)
 
     def supports(self, dist):
         return _unsupported(dist)

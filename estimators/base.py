@@ -44,6 +44,11 @@ class EstimatorInfo(NamedTuple):
     unbiased: bool = True  #: False for estimators biased by design (relaxations); their bias is measured
     stateful: bool = False  #: True where state is carried between calls (use ``grad_with_state``)
     min_num_samples: int = 1  #: the smallest L the estimator is defined for
+    #: True where the L-sample estimate is the mean of L per-sample terms, term i a function of sample i's
+    #: key alone, each computed at the cost of one sample of the estimate (see
+    #: :meth:`GradientEstimator.sample_terms`); False where samples interact (a leave-one-out baseline, a
+    #: fitted coefficient), share a computation, or carry state.
+    separable: bool = False
 
 
 class GradientEstimator(abc.ABC):
@@ -108,7 +113,23 @@ class GradientEstimator(abc.ABC):
     def estimate(
         self, objective: Objective, params: Params, key: jax.Array, num_samples: int, state: PyTree
     ) -> Estimate:
-        """One estimate from ``num_samples`` samples drawn with keys ``fold_in(key, i)``."""
+        """One estimate from ``num_samples`` samples drawn with keys ``fold_in(key, i)`` (see
+        :func:`sample_keys`)."""
+
+    def sample_terms(self, objective: Objective, params: Params, keys: jax.Array, state: PyTree = ()) -> Estimate:
+        """The per-sample terms of a separable estimator (``info.separable``): an :class:`Estimate` whose
+        ``value`` has shape (n,) and whose ``grads`` leaves have a leading axis of n, term i computed from
+        the sample key ``keys[i]`` alone, such that for every L the estimate
+        ``estimate(objective, params, key, L, state)`` is the mean of the first L terms of
+        ``sample_terms(objective, params, sample_keys(key, n))`` (to float rounding).  A benchmark can then
+        form the estimates of every L of a grid from one set of terms.  The default evaluates the
+        one-sample estimate of each key; an estimator with a cost shared by its samples overrides it."""
+        if not self.info.separable:
+            raise ValueError(f"Estimator {self.name!r} is not separable: its samples interact, so it has no "
+                             "per-sample terms; measure each L with its own estimate.")
+        one = lambda sample_key: self.estimate(objective, params, sample_key[None], 1, state)
+        values, grads, _ = jax.vmap(one)(keys)
+        return Estimate(value=values, grads=grads, state=state)
 
 
 def static(*, default: Any) -> Any:
@@ -158,8 +179,22 @@ def check_option(estimator: Any, option: str, is_valid: Callable[[float], bool],
 
 
 def sample_keys(key: jax.Array, num_samples: int) -> jax.Array:
-    """One key per sample, ``fold_in(key, i)``: sample i is the same whatever the number of samples."""
+    """One key per sample, ``fold_in(key, i)``: sample i is the same whatever the number of samples.
+
+    Where ``key`` is already a batch of ``num_samples`` keys, those are the sample keys: that is how
+    :meth:`GradientEstimator.sample_terms` evaluates the term of one sample key as a one-sample estimate
+    (an estimator that used its key otherwise would fail the separability contract test)."""
+    if _is_key_batch(key):
+        if jnp.shape(key)[0] != num_samples:
+            raise ValueError(f"Got a batch of {jnp.shape(key)[0]} sample keys for {num_samples} samples.")
+        return key
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(num_samples))
+
+
+def _is_key_batch(key: jax.Array) -> bool:
+    """A one-axis batch of keys: typed keys of shape (n,), or raw uint32 keys of shape (n, 2)."""
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    return jnp.ndim(key) == (1 if typed else 2)
 
 
 def surrogate_estimate(surrogate, params: Params, state: PyTree = ()) -> Estimate:

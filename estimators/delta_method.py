@@ -142,6 +142,8 @@ class DeltaMethod(GradientEstimator):
 
     @property
     def info(self):
+        # Not separable: a fitted coefficient couples the samples, and with a fixed one the Taylor terms
+        # (the Hessian at the mean) are shared by the samples, so per-sample terms would repeat them.
         return EstimatorInfo(f"{self.base.name}_delta", min_num_samples=2 if self.coefficient is None else 1)
 
     def supports(self, dist):

@@ -44,7 +44,7 @@ class GumbelRao(GradientEstimator):
 
     temperature: float = 1.0
     num_conditional_samples: int = static(default=10)
-    info = EstimatorInfo("gumbel_rao", unbiased=False)
+    info = EstimatorInfo("gumbel_rao", unbiased=False, separable=True)
 
     def __post_init__(self):
         check_temperature(self)

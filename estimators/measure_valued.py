@@ -69,7 +69,7 @@ class MeasureValued(GradientEstimator):
     (static).  See :mod:`estimators.measure_valued` for the formula."""
 
     coupling: bool = static(default=True)
-    info = EstimatorInfo("measure_valued")
+    info = EstimatorInfo("measure_valued", separable=True)
 
     def supports(self, dist):
         if isinstance(dist, Normal):

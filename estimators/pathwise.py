@@ -39,7 +39,7 @@ class Pathwise(GradientEstimator):
       2020, section 5.
     """
 
-    info = EstimatorInfo("pathwise")
+    info = EstimatorInfo("pathwise", separable=True)
 
     def supports(self, dist):
         if dist.reparameterizable:

@@ -73,7 +73,7 @@ class Rebar(GradientEstimator):
 
     temperature: float = 0.5
     scale: float = 1.0
-    info = EstimatorInfo("rebar")
+    info = EstimatorInfo("rebar", separable=True)
 
     def __post_init__(self):
         check_temperature(self)

@@ -62,7 +62,7 @@ class ScoreFunction(GradientEstimator):
     @property
     def info(self):
         if self.baseline is None:
-            return EstimatorInfo("score_function")
+            return EstimatorInfo("score_function", separable=True)
         baseline = self.baseline.info
         return EstimatorInfo(f"score_function_{baseline.suffix}", stateful=baseline.stateful,
                              min_num_samples=baseline.min_num_samples)

@@ -34,7 +34,7 @@ class StraightThrough(GradientEstimator):
     f(\theta, b_i + p_\theta - \mathrm{sg}(p_\theta))`, b_i the hard samples.  Biased.
     See :mod:`estimators.straight_through`."""
 
-    info = EstimatorInfo("straight_through", unbiased=False)
+    info = EstimatorInfo("straight_through", unbiased=False, separable=True)
 
     def supports(self, dist):
         return unsupported(dist)
@@ -56,7 +56,7 @@ class GumbelSoftmax(GradientEstimator):
     See :mod:`estimators.straight_through`."""
 
     temperature: float = 1.0
-    info = EstimatorInfo("gumbel_softmax", unbiased=False)
+    info = EstimatorInfo("gumbel_softmax", unbiased=False, separable=True)
 
     def __post_init__(self):
         check_temperature(self)
@@ -80,7 +80,7 @@ class StraightThroughGumbel(GradientEstimator):
     See :mod:`estimators.straight_through`."""
 
     temperature: float = 1.0
-    info = EstimatorInfo("straight_through_gumbel", unbiased=False)
+    info = EstimatorInfo("straight_through_gumbel", unbiased=False, separable=True)
 
     def __post_init__(self):
         check_temperature(self)

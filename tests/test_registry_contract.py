@@ -189,3 +189,38 @@ def test_estimators_of_different_classes_have_different_structures():
     est.pytrees.register_frozen_dataclass(Subclass, [], ["dist", "cost", "batch_ndims"])
     parts = dict(dist=lambda p: est.Normal(p, 1.0), cost=jnp.square)
     assert jax.tree_util.tree_structure(est.Objective(**parts)) != jax.tree_util.tree_structure(Subclass(**parts))
+
+
+SEPARABLE = [name for name in est.names() if est.get(name).info.separable]
+
+
+@pytest.mark.parametrize("batch_ndims", [0, 1])
+@pytest.mark.parametrize("name", SEPARABLE)
+def test_a_separable_estimate_is_the_mean_of_its_per_sample_terms(name, batch_ndims, key):
+    """``sample_terms`` (what the benchmark forms every L of a grid from): the mean of the first L terms
+    of ``sample_keys(key, n)`` is the L-sample estimate from ``key``, value and gradient, to float32
+    rounding; a term depends on its own sample alone."""
+    estimator, objective, params, _ = serving_case(name, batch_ndims)
+
+    def terms_and_estimates(objective, params, key):
+        # The same samples, on purpose, several times: each use gets its own clone of the key.
+        keys = est.sample_keys(jax.random.clone(key), 5)
+        estimates = [estimator.estimate(objective, params, jax.random.clone(key), n, ()) for n in (1, 5)]
+        later = estimator.sample_terms(objective, params, jax.random.clone(keys)[1:])
+        return estimator.sample_terms(objective, params, keys), later, estimates
+
+    terms, later, estimates = jax.jit(terms_and_estimates)(objective, params, key)
+    assert terms.value.shape == (5,)
+    for num_samples, estimate in zip((1, 5), estimates):
+        first = jax.tree_util.tree_map(lambda t, n=num_samples: jnp.mean(t[:n], axis=0), terms.grads)
+        assert_trees_close(first, estimate.grads, rtol=1e-5)
+        np.testing.assert_allclose(jnp.mean(terms.value[:num_samples]), estimate.value, rtol=1e-5)
+    # The terms of keys 1..4 do not depend on key 0: a term is its own sample's alone.
+    assert_trees_close(jax.tree_util.tree_map(lambda t: t[1:], terms.grads), later.grads, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(set(est.names()) - set(SEPARABLE)))
+def test_an_estimator_whose_samples_interact_has_no_per_sample_terms(name, key):
+    estimator, objective, params, _ = serving_case(name, 0)
+    with pytest.raises(ValueError, match="not separable"):
+        estimator.sample_terms(objective, params, est.sample_keys(key, 4), estimator.init(objective, params, key))

@@ -91,7 +91,7 @@ def test_same_seed_reproduces_the_estimates(small_run, tmp_path):
 
 def test_an_interrupted_run_keeps_finished_cells_in_a_partial_folder(tmp_path, monkeypatch):
     calls = []
-    original = runner.measure_cell
+    original = runner.measure_cells
 
     def measure_then_stop(*args, **kwargs):
         if len(calls) == 2:
@@ -99,19 +99,20 @@ def test_an_interrupted_run_keeps_finished_cells_in_a_partial_folder(tmp_path, m
         calls.append(None)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "measure_cell", measure_then_stop)
+    monkeypatch.setattr(runner, "measure_cells", measure_then_stop)
     assert cli.main(["variance_vs_L", *SMALL, "--output-dir", str(tmp_path)]) == 130
     (partial,) = (tmp_path / "variance_vs_L").iterdir()
     assert partial.name.endswith(".partial")
     with pytest.raises(ValueError, match="incomplete run"):
         analysis.load_run(partial)
     finished = analysis.load_run(partial, allow_partial=True).metrics
-    assert finished.groupby(["problem", "estimator", "num_samples"]).ngroups == 2
+    # Two programs: pathwise and score function, each at both L (separable: one program for the L grid).
+    assert finished.groupby(["problem", "estimator", "num_samples"]).ngroups == 4
 
 
 def _interrupted_run(tmp_path, monkeypatch, after: int):
     calls = []
-    original = runner.measure_cell
+    original = runner.measure_cells
 
     def measure_then_stop(*args, **kwargs):
         if len(calls) == after:
@@ -119,9 +120,9 @@ def _interrupted_run(tmp_path, monkeypatch, after: int):
         calls.append(None)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "measure_cell", measure_then_stop)
+    monkeypatch.setattr(runner, "measure_cells", measure_then_stop)
     assert cli.main(["variance_vs_L", *SMALL, "--output-dir", str(tmp_path)]) == 130
-    monkeypatch.setattr(runner, "measure_cell", original)
+    monkeypatch.setattr(runner, "measure_cells", original)
     (partial,) = (tmp_path / "variance_vs_L").iterdir()
     return partial
 
@@ -130,16 +131,18 @@ def test_a_resumed_run_matches_an_uninterrupted_one(small_run, tmp_path, monkeyp
     partial = _interrupted_run(tmp_path, monkeypatch, after=3)
     assert "--resume" in capsys.readouterr().out  # the message says how to continue
     # A cell being written when the run stopped leaves only a temporary file, never read as a result.
-    (partial / "cells" / "00003.csv.tmp").write_text("problem,estim")
+    (partial / "cells" / "00005.csv.tmp").write_text("problem,estim")
     measured = []
-    original = runner.measure_cell
-    monkeypatch.setattr(runner, "measure_cell", lambda *a, **k: measured.append(a[:3]) or original(*a, **k))
+    original = runner.measure_cells
+    monkeypatch.setattr(runner, "measure_cells", lambda *a, **k: measured.append(a[2]) or original(*a, **k))
     assert cli.main(["variance_vs_L", "--resume", str(partial), "--quiet", "--no-figures"]) == 0
-    assert len(measured) == SMALL_CELLS - 3  # the finished cells are not measured again
+    # Three programs (pathwise and score function at L = 1 and 4, leave-one-out at 4) made the first problem's
+    # five cells; the second problem's are measured, and the finished ones not again.
+    assert measured == [[1, 4], [1, 4], [4]]
     resumed = partial.with_name(partial.name[: -len(".partial")])
     assert resumed.is_dir() and not partial.exists() and not (resumed / "cells").exists()
     first, second = (analysis.load_run(p) for p in (small_run, resumed))
-    assert second.config["resumed"][0]["cells_already_done"] == 3
+    assert second.config["resumed"][0]["cells_already_done"] == 5
     for frame in ("metrics", "coordinate_metrics"):
         a, b = getattr(first, frame), getattr(second, frame)
         keep = lambda m: m[~m["metric"].isin(["time_per_estimate_s", "compile_time_s", "compilations"])].drop(
@@ -170,7 +173,8 @@ def test_resume_refuses_what_it_cannot_continue(case, message, small_run, tmp_pa
     with pytest.raises(SystemExit):
         cli.main([experiment, "--resume", str(target), "--quiet", *extra])
     assert re.search(message, capsys.readouterr().err)
-    assert partial.exists() and len(list((partial / "cells").glob("*.csv"))) == 2  # left as it was
+    # Left as it was: the first program's two cells (pathwise at L = 1 and 4), two files each.
+    assert partial.exists() and len(list((partial / "cells").glob("*.csv"))) == 4
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -359,7 +363,31 @@ def test_a_second_run_loads_its_programs_from_the_compilation_cache(tmp_path):
         runs.append(analysis.load_run(run_dir))
     first, second = runs
     assert first.env["compilation_cache"] == str(cache) and any(cache.iterdir())
-    assert first.config["compilations"] >= 4 and second.config["compilations"] == 0
+    # pathwise: one program for L = 2 and 8 (separable); leave-one-out: one per L.
+    assert first.config["compilations"] >= 3 and second.config["compilations"] == 0
     timing = first.metrics["metric"].isin(["time_per_estimate_s", "compile_time_s", "compilations"])
     pd.testing.assert_frame_equal(first.metrics[~timing].drop(columns="run_id").reset_index(drop=True),
                                   second.metrics[~timing].drop(columns="run_id").reset_index(drop=True))
+
+
+def test_a_separable_estimator_serves_the_whole_L_grid_from_one_program(tmp_path):
+    """A run's cells of a separable estimator share one program (one compilation for the L grid) and give
+    the estimates that a program per L gives, replicate for replicate; a coupled estimator (leave-one-out)
+    compiles a program per L."""
+    from experiments.catalog import variance_vs_L
+    from experiments.engine.measure import measure_cell
+
+    jax.clear_caches()
+    config = variance_vs_L.Config(problems=("bernoulli_toy",), estimators=("disarm", "score_function_loo"),
+                                  num_samples=(2, 8, 32), replicates=64, output_dir=str(tmp_path), figures=False)
+    run = analysis.load_run(variance_vs_L.run(config, progress=False))
+    compilations = run.metrics[run.metrics.metric == "compilations"].groupby("estimator")["value"].sum()
+    assert compilations["disarm"] == 1 and compilations["score_function_loo"] >= 3
+    programs = run.metrics[run.metrics.metric == "program_num_samples"].set_index(["estimator", "num_samples"])["value"]
+    assert programs["disarm"].tolist() == [32, 32, 32] and programs["score_function_loo"].tolist() == [2, 8, 32]
+    detail = run.coordinate_metrics
+    by_coordinate = detail[(detail.estimator == "disarm") & (detail.metric == "mean")]
+    for num_samples in (2, 8, 32):
+        alone = measure_cell(problems.get("bernoulli_toy"), est.get("disarm"), num_samples, 64, jax.random.key(0))
+        shared = by_coordinate[by_coordinate.num_samples == num_samples].sort_values("coordinate")["value"]
+        np.testing.assert_allclose(shared, alone.grads["logits"].mean(axis=0), rtol=1e-6, atol=1e-9)

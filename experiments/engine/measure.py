@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import math
 import time
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -91,6 +92,10 @@ class CellMeasurement:
     chunk_size: int  #: replicates evaluated at once on each device
     devices: int = 1  #: devices the replicates were split across
     compilations: int = 1  #: XLA compilations the cell made (its program, and a shared warm-up's)
+    #: The L of the program that computed and timed the estimates: this cell's L, or the largest L of a
+    #: grid measured from shared per-sample terms (:func:`measure_grid`), whose run time is then shared out
+    #: in proportion to each L's cost evaluations.
+    program_num_samples: int | None = None
 
 
 #: The replicates of a cell are cut into at least this many chunks (when there are that many), so
@@ -165,12 +170,62 @@ def measure_cell(
         raise ValueError(f"warmup must be 'shared' or 'per_replicate', got {warmup!r}.")
     mesh = mesh if mesh is not None else replicate_mesh()
     per_replicate = estimator.stateful and warmup == "per_replicate"
-    devices = mesh.size
     batch = chunk_size(problem, estimator, num_samples, num_replicates, chunk_elements,
                        warmup_steps + 1 if per_replicate else 1)
-    chunks_per_device = -(-num_replicates // (batch * devices))  # the last chunks may be padding
-    layout = _Layout(num_samples, warmup_steps, per_replicate, chunks_per_device * devices * batch, batch, mesh)
+    layout = _layout(num_samples, (), warmup_steps, per_replicate, num_replicates, batch, mesh)
+    return _measure(problem, estimator, layout, num_replicates, key)
+
+
+def measure_grid(
+    problem: Problem,
+    estimator: est.GradientEstimator,
+    grid: Sequence[int],
+    num_replicates: int,
+    key: jax.Array,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    mesh: Mesh | None = None,
+) -> dict[int, CellMeasurement]:
+    """R replicate estimates at every L of ``grid`` from one program, for a separable estimator
+    (``estimator.info.separable``): replicate r evaluates the per-sample terms of the sample keys
+    ``fold_in(fold_in(key, r), i)``, i < max(grid), and its L-sample estimate is the mean of the first L,
+    so every estimate is the one :func:`measure_cell` gives at that L (to float rounding), from one
+    compilation instead of one per L.  Each L's run time is the program's, shared out in proportion to
+    its cost evaluations (``program_num_samples`` records the L that was timed); the compilation is
+    counted at the smallest L."""
+    grid = tuple(sorted(set(grid)))
+    if not estimator.info.separable or estimator.stateful:
+        raise ValueError(f"{estimator.name} is not separable: measure each L with measure_cell.")
+    mesh = mesh if mesh is not None else replicate_mesh()
+    largest = grid[-1]
+    batch = chunk_size(problem, estimator, largest, num_replicates, chunk_elements)
+    layout = _layout(largest, grid, 0, False, num_replicates, batch, mesh)
+    shared = _measure(problem, estimator, layout, num_replicates, key)
+    total_cost = problem.cost_evaluations(estimator, largest)
+    measurements = {}
+    for index, num_samples in enumerate(grid):
+        share = problem.cost_evaluations(estimator, num_samples) / total_cost
+        measurements[num_samples] = dataclasses.replace(
+            shared,
+            grads=jax.tree_util.tree_map(lambda leaf: leaf[:, index], shared.grads),
+            values=shared.values[:, index],
+            compile_time_s=shared.compile_time_s if index == 0 else 0.0,
+            run_time_s=shared.run_time_s * share,
+            compilations=shared.compilations if index == 0 else 0,
+            program_num_samples=largest,
+        )
+    return measurements
+
+
+def _layout(num_samples, grid, warmup_steps, per_replicate, num_replicates, batch, mesh) -> _Layout:
+    chunks_per_device = -(-num_replicates // (batch * mesh.size))  # the last chunks may be padding
+    return _Layout(num_samples, grid, warmup_steps, per_replicate, chunks_per_device * mesh.size * batch, batch, mesh)
+
+
+def _measure(problem: Problem, estimator: est.GradientEstimator, layout: _Layout, num_replicates: int,
+             key: jax.Array) -> CellMeasurement:
+    """Compile and run the program of ``layout``; the first ``num_replicates`` estimates on the host."""
     objective, params = problem.objective, problem.params
+    num_samples, warmup_steps, per_replicate = layout.num_samples, layout.warmup_steps, layout.per_replicate
 
     with count_compilations() as compilations:
         if estimator.stateful:  # one program, rather than an eager compilation per operation of the init
@@ -200,8 +255,8 @@ def measure_cell(
         values=to_host(values),
         compile_time_s=compile_time,
         run_time_s=run_time,
-        chunk_size=batch,
-        devices=devices,
+        chunk_size=layout.batch,
+        devices=layout.mesh.size,
         compilations=compilations(),
     )
 
@@ -209,7 +264,8 @@ def measure_cell(
 class _Layout(NamedTuple):
     """The static shape of a cell's program: L, the warm-up, and how the replicates are laid out."""
 
-    num_samples: int
+    num_samples: int  #: L, or the largest L of ``grid``
+    grid: tuple[int, ...]  #: the L values formed from one replicate's per-sample terms; () for one L-sample estimate
     warmup_steps: int
     per_replicate: bool  #: each replicate warms up its own chain
     padded: int  #: replicates computed, a whole number of chunks on every device
@@ -240,6 +296,10 @@ def _all_replicates(objective, estimator, layout, params, key, state):
     update = est.value_and_grad_with_state(objective, estimator, layout.num_samples).update
 
     def one_replicate(params, key, state):
+        if layout.grid:  # a separable estimator: the mean of the first L per-sample terms, for each L
+            terms = estimator.sample_terms(objective, params, est.sample_keys(key, layout.num_samples), state)
+            means = lambda t: jnp.stack([jnp.mean(t[:n], axis=0) for n in layout.grid])
+            return means(terms.value), jax.tree_util.tree_map(means, terms.grads)
         if layout.per_replicate:
             state = _chain(objective, estimator, layout.num_samples, layout.warmup_steps, params, key, state)
         return update(params, key, state)[:2]

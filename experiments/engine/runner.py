@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 import estimators as est
 from experiments import problems as problem_registry
 from experiments.engine.distributed import is_writer
-from experiments.engine.measure import count_compilations, measure_cell, replicate_mesh
+from experiments.engine.measure import CellMeasurement, count_compilations, measure_cell, measure_grid, replicate_mesh
 from experiments.engine.results import ResumeError, RunFolder, environment, estimator_properties, git_state
 from experiments.engine.settings import MeasurementSettings
 from experiments.engine.tidy import cell_rows
@@ -127,6 +127,33 @@ def cell_replicates(settings: MeasurementSettings, cell: Cell) -> int:
     return int(min(cell.replicates or settings.replicates, affordable))
 
 
+def program_groups(settings: MeasurementSettings, cells: Sequence[Cell]) -> dict[int, tuple[list[int], int]]:
+    """The cells measured together, by their first cell's index: ``{index: (cell indices, R)}``.
+
+    The cells of a separable estimator (``info.separable``) that differ only in L form one group,
+    measured by one program from shared per-sample terms (:func:`measure_grid`) at one R, the smallest
+    of their :func:`cell_replicates` (the largest L's, where the evaluation budget binds); every other
+    cell is a group of its own.  The groups depend on the planned cells alone, so a resumed run measures
+    the same estimates."""
+    members: dict[tuple, list[int]] = {}
+    for index, cell in enumerate(cells):
+        shared = cell.estimator.info.separable and not cell.estimator.stateful
+        identity = ((id(cell.problem), cell.estimator, tuple(cell.labels.items()), cell.replicates) if shared
+                    else index)
+        members.setdefault(identity, []).append(index)
+    return {group[0]: (group, min(cell_replicates(settings, cells[i]) for i in group)) for group in members.values()}
+
+
+def measure_cells(settings: MeasurementSettings, cell: Cell, grid: Sequence[int], replicates: int, key: jax.Array,
+                  mesh) -> dict[int, CellMeasurement]:
+    """The measurements of ``cell``'s problem and estimator at every L of ``grid``: one program over the grid
+    (:func:`measure_grid`) for several L, :func:`measure_cell` for one."""
+    if len(grid) > 1:
+        return measure_grid(cell.problem, cell.estimator, grid, replicates, key, settings.chunk_elements, mesh)
+    return {grid[0]: measure_cell(cell.problem, cell.estimator, grid[0], replicates, key, settings.chunk_elements,
+                                  settings.warmup_steps, settings.warmup, mesh)}
+
+
 def devices_for(settings: MeasurementSettings, device: jax.Device) -> list:
     """The devices a run splits its replicates across: all of ``device``'s platform (on every host),
     or the first ``settings.num_devices``; a clear error if there are fewer."""
@@ -169,17 +196,24 @@ def run_cells(experiment: str, settings: MeasurementSettings, config: dict, cell
     start = time.perf_counter()
     try:
         bar = tqdm(list(enumerate(cells)), desc=experiment, unit="cell", disable=not progress, dynamic_ncols=True)
+        groups = program_groups(settings, cells)
         with count_compilations() as compilations:
             for index, cell in bar:
-                if index in done:
+                if index not in groups:  # measured with the first cell of its group
                     continue
+                members, replicates = groups[index]
+                members = [i for i in members if i not in done]
+                if not members:
+                    continue
+                grid = [cells[i].num_samples for i in members]
                 labels = "".join(f" {k}={v}" for k, v in cell.labels.items())
-                bar.set_postfix_str(f"{cell.problem.name} {cell.estimator.name}{labels} L={cell.num_samples}")
-                measurement = measure_cell(cell.problem, cell.estimator, cell.num_samples,
-                                           cell_replicates(settings, cell), key, settings.chunk_elements,
-                                           settings.warmup_steps, settings.warmup, mesh)
-                folder.append(*cell_rows(cell.problem, cell.estimator, cell.num_samples, measurement, cell.labels),
-                              index=index)
+                bar.set_postfix_str(f"{cell.problem.name} {cell.estimator.name}{labels} "
+                                    f"L={','.join(map(str, grid))}")
+                measurements = measure_cells(settings, cell, grid, replicates, key, mesh)
+                for i in members:
+                    member = cells[i]
+                    folder.append(*cell_rows(member.problem, member.estimator, member.num_samples,
+                                             measurements[member.num_samples], member.labels), index=i)
             bar.close()
             total_compilations = compilations()
         folder.update_config(wall_time_s=round(time.perf_counter() - start, 3), cells=len(cells),

@@ -78,6 +78,7 @@ def cell_rows(problem: Problem, estimator: est.GradientEstimator, num_samples: i
         "compile_time_s": (m.compile_time_s, 0.0),
         "compilations": (float(m.compilations), 0.0),
         "cost_evaluations": (float(problem.cost_evaluations(estimator, num_samples)), 0.0),
+        "program_num_samples": (float(m.program_num_samples or num_samples), 0.0),
     }
     rows.extend(row(ALL_PARAMETERS, metric, value, se) for metric, (value, se) in cost.items())
     return rows, coordinate_rows
