@@ -27,8 +27,8 @@ NAME = "variance_vs_L"
 #: The headline problems: the Gaussian test functions, the 20-D quadratic, the discrete toys (the
 #: Bernoulli toy at t = 0.45 and at t = 0.499, where the gradient is 10⁻³ of the cost, and the
 #: categorical toy) and the real-data models at their trained checkpoints, with every estimator that
-#: applies, in about twenty minutes on 2 CPU cores.  ``--problems all`` adds the other registered problems
-#: (one per distribution family, the real-data models at their initial parameters).
+#: applies.  ``--problems all`` adds the other registered problems (one per distribution family, the
+#: real-data models at their initial parameters).
 DEFAULT_PROBLEMS = (
     "gaussian_quadratic",
     "gaussian_exp",
@@ -44,7 +44,14 @@ DEFAULT_PROBLEMS = (
 #: The problems of a full (``--no-quick``) run: the headline ones and the real-data models at their
 #: initial parameters too.
 FULL_PROBLEMS = DEFAULT_PROBLEMS + ("logistic_regression_init", "gaussian_vae_init", "binary_vae_init")
-DEFAULT_NUM_SAMPLES = (1, 16, 128, 1024)
+#: The default run's L grid: three decades, in three points (each coupled or stateful estimator compiles a
+#: program per L; a separable one serves the grid from one).
+DEFAULT_NUM_SAMPLES = (1, 32, 1024)
+#: The default run's R, and its evaluation budget per cell: R = 1000 up to L = 1024 for an estimator of one
+#: cost evaluation per sample (the variance's relative standard error is then about 4.5% for
+#: Gaussian-like estimates), fewer (at least ``min_replicates``) for the costlier cells.
+DEFAULT_REPLICATES = 1_000
+DEFAULT_MAX_COST_EVALUATIONS = 2**20
 
 #: A quick run (the default) measures the real-data problems, whose every cost evaluation runs a
 #: model on its data, at fewer replicates, at L up to ``max_num_samples``, and without the cells whose
@@ -68,6 +75,13 @@ QUICK_REAL_DATA = {"replicates": 500, "max_num_samples": 128, "max_cost_evaluati
 #: (RELAX's chain trains a network with second derivatives: 50 steps per replicate would make it
 #: the most of the check's time).
 PROFILES = {
+    # The reference sweep: four L values, ten times the replicates, 32 times the evaluation budget.
+    "full": {
+        "problems": DEFAULT_PROBLEMS,
+        "num_samples": (1, 16, 128, 1024),
+        "replicates": 10_000,
+        "max_cost_evaluations": 2**25,
+    },
     "ci": {
         "problems": ("gaussian_cosine", "gaussian_elbo", "bernoulli_toy", "categorical_toy", "bernoulli_plate",
                      "gaussian_plate"),
@@ -91,6 +105,8 @@ class Config(MeasurementSettings):
     problems: Sequence[str] = DEFAULT_PROBLEMS
     estimators: Sequence[str] = tuple(est.names())
     num_samples: Sequence[int] = DEFAULT_NUM_SAMPLES
+    replicates: int = DEFAULT_REPLICATES
+    max_cost_evaluations: int = DEFAULT_MAX_COST_EVALUATIONS
     #: The smallest L at which stateful estimators are measured (their replicates share a warm state).
     stateful_min_num_samples: int = 1
     #: (problem, estimator) pairs not measured, though the estimator applies.
@@ -185,9 +201,12 @@ def add_options(sub: argparse.ArgumentParser) -> None:
                      "times per estimate; --no-quick measures them like the other problems (default: quick)")
     options.add_estimator_options(sub, DEFAULT_NUM_SAMPLES)
     sub.add_argument("--profile", choices=sorted(PROFILES), default=None,
-                     help="a named set of cells: 'ci' is the variance-bound regression check's "
-                     "(python -m experiments.bounds); it fixes problems, estimators, L and replicates")
-    options.add_measurement_options(sub, default_replicates=10_000)
+                     help="a named set of cells, which fixes problems, estimators, L and replicates: 'full' "
+                     "is the reference sweep (L = 1, 16, 128, 1024, 10,000 replicates, an evaluation budget of "
+                     "2^25 per cell; about half an hour on 2 CPU cores), 'ci' the variance-bound regression "
+                     "check's (python -m experiments.bounds)")
+    options.add_measurement_options(sub, default_replicates=DEFAULT_REPLICATES,
+                                    default_max_cost_evaluations=DEFAULT_MAX_COST_EVALUATIONS)
 
 
 #: The options a profile fixes.

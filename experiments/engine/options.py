@@ -45,14 +45,16 @@ def add_run_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--list", action="store_true", help="list problems and estimators, then exit")
 
 
-def add_measurement_options(sub: argparse.ArgumentParser, default_replicates: int) -> None:
+def add_measurement_options(sub: argparse.ArgumentParser, default_replicates: int,
+                            default_max_cost_evaluations: int = 2**25) -> None:
     """The run options and those of :class:`~experiments.engine.settings.MeasurementSettings`."""
     sub.add_argument("--replicates", type=int, default=default_replicates, metavar="R",
                      help="independent estimates per cell; the variance's relative standard error is "
                      "about sqrt(2/R) for Gaussian-like estimates (default: %(default)s)")
-    sub.add_argument("--max-cost-evaluations", type=int, default=2**25, metavar="N",
+    sub.add_argument("--max-cost-evaluations", type=int, default=default_max_cost_evaluations, metavar="N",
                      help="a cell whose R estimates would evaluate the cost more than N times uses fewer "
-                     "replicates (at least 200; recorded per row) (default: %(default)s)")
+                     "replicates (at least 200; recorded per row); the cells of one program (a separable "
+                     "estimator's L grid) share the R of its largest L (default: %(default)s)")
     add_run_options(sub)
     sub.add_argument("--num-devices", type=int, default=None, metavar="N",
                      help="split the replicates across the first N devices of the chosen platform "
