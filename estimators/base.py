@@ -131,6 +131,32 @@ class GradientEstimator(abc.ABC):
         values, grads, _ = jax.vmap(one)(keys)
         return Estimate(value=values, grads=grads, state=state)
 
+    def has_sample_statistics(self, objective: Objective) -> bool:
+        """Whether :meth:`sample_statistics` serves ``objective``: every separable estimator, and a coupled
+        one whose estimate is a function of its samples' own statistics (a score function with a
+        baseline fitted from the costs)."""
+        del objective
+        return self.info.separable
+
+    def sample_statistics(self, objective: Objective, params: Params, keys: jax.Array) -> PyTree:
+        """Per-sample statistics (a pytree, leading axis n), statistic i from the sample key ``keys[i]``
+        alone, from which :meth:`estimate_from_statistics` forms the estimate of the first L samples, for
+        every L: ``estimate(objective, params, key, L, state)`` equals
+        ``estimate_from_statistics(objective, params, first_L, state)``, ``first_L`` the first L entries of
+        ``sample_statistics(objective, params, sample_keys(key, n))``, to float rounding.  The samples may
+        interact in that function (a leave-one-out baseline), and the state enters only there, so a
+        benchmark forms the estimates of every L of a grid from one set of statistics.  The default: a
+        separable estimator's per-sample terms (:meth:`sample_terms`)."""
+        return self.sample_terms(objective, params, keys)
+
+    def estimate_from_statistics(self, objective: Objective, params: Params, statistics: PyTree,
+                                 state: PyTree = ()) -> Estimate:
+        """The estimate of the samples whose :meth:`sample_statistics` are ``statistics`` (their number is
+        L); the default is the mean of a separable estimator's per-sample terms."""
+        del objective, params
+        value, grads = jax.tree_util.tree_map(lambda t: jnp.mean(t, axis=0), (statistics.value, statistics.grads))
+        return Estimate(value=value, grads=grads, state=state)
+
 
 def static(*, default: Any) -> Any:
     """A dataclass field that is static in the pytree: a structural option such as a number of draws."""

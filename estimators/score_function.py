@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from estimators.base import (
     Estimate,
@@ -86,6 +87,56 @@ class ScoreFunction(GradientEstimator):
         log_prob = log_prob[None] if objective.batch_ndims else log_prob  # against the stacked values
         terms = values + jax.lax.stop_gradient(values) * log_prob
         return objective.sum_examples(terms), jax.lax.stop_gradient(objective.sum_examples(cost))
+
+    def has_sample_statistics(self, objective):
+        # With a plate, a baseline fitted per example from the costs alone (leave-one-out, the moving
+        # average) weights each example's own score, which per-sample statistics would have to keep
+        # (a backward pass per example); the optimal baseline needs those scores anyway.
+        if self.baseline is None:
+            return True
+        return self.baseline.info.needs_scores or objective.batch_ndims == 0
+
+    def sample_statistics(self, objective, params, keys):
+        """Without a baseline, the per-sample terms.  With one: each sample's costs (its batch shape), the
+        flat gradient of its cost in θ (the direct term) and its flat score, one per example for a baseline
+        fitted per coordinate with a plate: what the baseline and the estimate are functions of."""
+        if self.baseline is None:
+            return super().sample_statistics(objective, params, keys)
+        if not self.has_sample_statistics(objective):
+            raise ValueError(f"{self.name} with a plate has no per-sample statistics; measure each L alone.")
+        samples = jax.vmap(objective.distribution(params).sample)(keys)  # no gradient
+        flat = lambda tree: ravel_pytree(tree)[0]
+        plate = objective.batch_ndims > 0
+
+        def one_sample(x):
+            direct = flat(jax.grad(lambda p: jnp.sum(objective.checked_cost(p, x)))(params))
+            if plate:  # needs_scores: one score per example
+                scores, _, _ = per_sample_jacobians(
+                    lambda p, x: (objective.example_log_prob(objective.distribution(p), x).reshape(-1), None),
+                    params, x[None])
+                scores = scores[0]
+            else:
+                scores = flat(jax.grad(lambda p: objective.example_log_prob(objective.distribution(p), x))(params))
+            return objective.checked_cost(params, x), direct, scores
+
+        costs, direct, scores = jax.vmap(one_sample)(samples)
+        return {"costs": costs, "direct": direct, "scores": scores}
+
+    def estimate_from_statistics(self, objective, params, statistics, state=()):
+        if self.baseline is None:
+            return super().estimate_from_statistics(objective, params, statistics, state)
+        costs, direct, scores = statistics["costs"], statistics["direct"], statistics["scores"]
+        plate = objective.batch_ndims > 0
+        if plate:
+            costs = costs.reshape(costs.shape[0], -1)  # (L, E)
+        needs_scores = self.baseline.info.needs_scores
+        baseline, state = self.baseline.values(costs, state, scores if needs_scores else None)
+        weights = costs[..., None] - baseline if needs_scores else (costs - baseline)[..., None]
+        per_sample = weights * scores
+        score_term = jnp.mean(jnp.sum(per_sample, axis=1) if plate else per_sample, axis=0)
+        unravel = ravel_pytree(params)[1]
+        value = jnp.mean(jnp.sum(costs, axis=1) if plate else costs)
+        return Estimate(value=value, grads=unravel(score_term + jnp.mean(direct, axis=0)), state=state)
 
     def estimate(self, objective, params, key, num_samples, state):
         samples = jax.vmap(objective.distribution(params).sample)(sample_keys(key, num_samples))  # no gradient

@@ -195,28 +195,41 @@ SEPARABLE = [name for name in est.names() if est.get(name).info.separable]
 
 
 @pytest.mark.parametrize("batch_ndims", [0, 1])
-@pytest.mark.parametrize("name", SEPARABLE)
-def test_a_separable_estimate_is_the_mean_of_its_per_sample_terms(name, batch_ndims, key):
-    """``sample_terms`` (what the benchmark forms every L of a grid from): the mean of the first L terms
-    of ``sample_keys(key, n)`` is the L-sample estimate from ``key``, value and gradient, to float32
-    rounding; a term depends on its own sample alone."""
+@pytest.mark.parametrize("name", est.names())
+def test_an_estimate_is_a_function_of_its_samples_own_statistics(name, batch_ndims, key):
+    """``sample_statistics`` and ``estimate_from_statistics`` (what the benchmark forms every L of a grid
+    from, in one program): the estimate from the first L statistics of ``sample_keys(key, n)`` is the
+    L-sample estimate from ``key``, value, gradient and next state, to float32 rounding, at a warm state
+    for a stateful estimator; a statistic depends on its own sample alone.  For a separable estimator
+    the statistics are the per-sample terms, and the estimate their mean."""
     estimator, objective, params, _ = serving_case(name, batch_ndims)
+    if not estimator.has_sample_statistics(objective):
+        assert not estimator.info.separable
+        pytest.skip(f"{name} has no per-sample statistics with batch_ndims={batch_ndims}")
+    state = estimator.init(objective, params, jax.random.key(1))
+    if estimator.stateful:  # a state that has seen one estimate
+        state = estimator.estimate(objective, params, jax.random.key(2), 3, state).state
+    sizes = sorted({estimator.min_num_samples, 5})
 
-    def terms_and_estimates(objective, params, key):
+    def statistics_and_estimates(objective, params, key, state):
         # The same samples, on purpose, several times: each use gets its own clone of the key.
         keys = est.sample_keys(jax.random.clone(key), 5)
-        estimates = [estimator.estimate(objective, params, jax.random.clone(key), n, ()) for n in (1, 5)]
-        later = estimator.sample_terms(objective, params, jax.random.clone(keys)[1:])
-        return estimator.sample_terms(objective, params, keys), later, estimates
+        estimates = [estimator.estimate(objective, params, jax.random.clone(key), n, state) for n in sizes]
+        statistics = estimator.sample_statistics(objective, params, keys)
+        later = estimator.sample_statistics(objective, params, jax.random.clone(keys)[1:])
+        from_statistics = [estimator.estimate_from_statistics(
+            objective, params, jax.tree_util.tree_map(lambda t, n=n: t[:n], statistics), state) for n in sizes]
+        return statistics, later, estimates, from_statistics
 
-    terms, later, estimates = jax.jit(terms_and_estimates)(objective, params, key)
-    assert terms.value.shape == (5,)
-    for num_samples, estimate in zip((1, 5), estimates):
-        first = jax.tree_util.tree_map(lambda t, n=num_samples: jnp.mean(t[:n], axis=0), terms.grads)
-        assert_trees_close(first, estimate.grads, rtol=1e-5)
-        np.testing.assert_allclose(jnp.mean(terms.value[:num_samples]), estimate.value, rtol=1e-5)
-    # The terms of keys 1..4 do not depend on key 0: a term is its own sample's alone.
-    assert_trees_close(jax.tree_util.tree_map(lambda t: t[1:], terms.grads), later.grads, rtol=1e-5)
+    statistics, later, estimates, from_statistics = jax.jit(statistics_and_estimates)(objective, params, key, state)
+    for estimate, formed in zip(estimates, from_statistics):
+        assert_trees_close(formed.grads, estimate.grads, rtol=1e-5)
+        assert_trees_close(formed.state, estimate.state, rtol=1e-5)
+        np.testing.assert_allclose(formed.value, estimate.value, rtol=1e-5)
+    # The statistics of keys 1..4 do not depend on key 0: a statistic is its own sample's alone.
+    assert_trees_close(jax.tree_util.tree_map(lambda t: t[1:], statistics), later, rtol=1e-5)
+    if estimator.info.separable:
+        assert statistics.value.shape == (5,)
 
 
 @pytest.mark.parametrize("name", sorted(set(est.names()) - set(SEPARABLE)))

@@ -183,22 +183,26 @@ def measure_grid(
     num_replicates: int,
     key: jax.Array,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    warmup_steps: int = DEFAULT_WARMUP_STEPS,
     mesh: Mesh | None = None,
 ) -> dict[int, CellMeasurement]:
-    """R replicate estimates at every L of ``grid`` from one program, for a separable estimator
-    (``estimator.info.separable``): replicate r evaluates the per-sample terms of the sample keys
-    ``fold_in(fold_in(key, r), i)``, i < max(grid), and its L-sample estimate is the mean of the first L,
-    so every estimate is the one :func:`measure_cell` gives at that L (to float rounding), from one
-    compilation instead of one per L.  Each L's run time is the program's, shared out in proportion to
-    its cost evaluations (``program_num_samples`` records the L that was timed); the compilation is
-    counted at the smallest L."""
+    """R replicate estimates at every L of ``grid`` from one program, for an estimator with per-sample
+    statistics (:meth:`~estimators.GradientEstimator.has_sample_statistics`: every separable one, the
+    score function with a baseline fitted from the costs): replicate r computes the statistics of the
+    sample keys ``fold_in(fold_in(key, r), i)``, i < max(grid), and its L-sample estimate from the first L
+    of them, so every estimate is the one :func:`measure_cell` gives at that L (to float rounding), from
+    one compilation instead of one per L.  A stateful estimator's replicates at L start from the state
+    of a shared warm-up chain at L (``warmup="shared"`` of :func:`measure_cell`; a chain per L).  Each L's
+    run time is the program's, shared out in proportion to its cost evaluations
+    (``program_num_samples`` records the L that was timed); the compilations are counted at the smallest L."""
     grid = tuple(sorted(set(grid)))
-    if not estimator.info.separable or estimator.stateful:
-        raise ValueError(f"{estimator.name} is not separable: measure each L with measure_cell.")
+    if not estimator.has_sample_statistics(problem.objective):
+        raise ValueError(f"{estimator.name} has no per-sample statistics on {problem.name}: measure each L with "
+                         "measure_cell.")
     mesh = mesh if mesh is not None else replicate_mesh()
     largest = grid[-1]
     batch = chunk_size(problem, estimator, largest, num_replicates, chunk_elements)
-    layout = _layout(largest, grid, 0, False, num_replicates, batch, mesh)
+    layout = _layout(largest, grid, warmup_steps, False, num_replicates, batch, mesh)
     shared = _measure(problem, estimator, layout, num_replicates, key)
     total_cost = problem.cost_evaluations(estimator, largest)
     measurements = {}
@@ -228,11 +232,13 @@ def _measure(problem: Problem, estimator: est.GradientEstimator, layout: _Layout
     num_samples, warmup_steps, per_replicate = layout.num_samples, layout.warmup_steps, layout.per_replicate
 
     with count_compilations() as compilations:
-        if estimator.stateful:  # one program, rather than an eager compilation per operation of the init
+        if layout.grid:  # the states the replicates at each L start from, stacked
+            state = _grid_states(objective, estimator, layout, params, key)
+        elif estimator.stateful:  # one program, rather than an eager compilation per operation of the init
             state = _initial_state(objective, estimator, num_samples, params)
         else:
             state = est.value_and_grad_with_state(objective, estimator, num_samples).init(params)
-        if estimator.stateful and not per_replicate:  # one chain, compiled and run apart: not in the timing
+        if estimator.stateful and not per_replicate and not layout.grid:  # one chain, run apart: not timed
             state = _warm_up(objective, estimator, num_samples, warmup_steps, params, key, state)
 
         start = time.perf_counter()
@@ -279,6 +285,34 @@ def _initial_state(objective, estimator, num_samples, params):
     return est.value_and_grad_with_state(objective, estimator, num_samples).init(params)
 
 
+def _grid_states(objective, estimator, layout, params, key):
+    """The state of a shared warm-up chain at each L of the grid, stacked along a leading axis; () for a
+    stateless estimator."""
+    if not estimator.stateful:
+        return ()
+    initial = _initial_state(objective, estimator, layout.grid[0], params)  # the initial state has no L
+    return _grid_warm_up(objective, estimator, layout, params, key, initial)
+
+
+@functools.partial(jax.jit, static_argnames=("layout",))
+def _grid_warm_up(objective, estimator, layout, params, key, initial):
+    """The warm-up chain of :func:`_chain` at every L of the grid, as one program: the statistics of each
+    step's samples do not depend on the state, so they are computed once for the largest L (vmapped over
+    the steps) and each chain at L folds its first L of them into the state, step by step; the states are
+    those of ``_chain`` at each L (the same samples), stacked along a leading axis."""
+    step_keys = est.sample_keys(jax.random.fold_in(key, WARMUP_STREAM), layout.warmup_steps)
+    statistics = jax.vmap(
+        lambda k: estimator.sample_statistics(objective, params, est.sample_keys(k, layout.num_samples)))(step_keys)
+    states = []
+    for n in layout.grid:
+        def step(state, step_statistics, n=n):
+            first = jax.tree_util.tree_map(lambda t: t[:n], step_statistics)
+            return estimator.estimate_from_statistics(objective, params, first, state).state, None
+
+        states.append(jax.lax.scan(step, initial, statistics)[0])
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states)
+
+
 def _chain(objective, estimator, num_samples, warmup_steps, params, key, state):
     """``warmup_steps`` updates of the state, with keys from ``fold_in(key, WARMUP_STREAM)``."""
     update = est.value_and_grad_with_state(objective, estimator, num_samples).update
@@ -296,10 +330,16 @@ def _all_replicates(objective, estimator, layout, params, key, state):
     update = est.value_and_grad_with_state(objective, estimator, layout.num_samples).update
 
     def one_replicate(params, key, state):
-        if layout.grid:  # a separable estimator: the mean of the first L per-sample terms, for each L
-            terms = estimator.sample_terms(objective, params, est.sample_keys(key, layout.num_samples), state)
-            means = lambda t: jnp.stack([jnp.mean(t[:n], axis=0) for n in layout.grid])
-            return means(terms.value), jax.tree_util.tree_map(means, terms.grads)
+        if layout.grid:  # the estimate of the first L samples' statistics, for each L
+            statistics = estimator.sample_statistics(objective, params, est.sample_keys(key, layout.num_samples))
+            estimates = [
+                estimator.estimate_from_statistics(
+                    objective, params, jax.tree_util.tree_map(lambda t, n=n: t[:n], statistics),
+                    jax.tree_util.tree_map(lambda s, g=g: s[g], state))
+                for g, n in enumerate(layout.grid)]
+            stack = lambda *leaves: jnp.stack(leaves)
+            return (jnp.stack([e.value for e in estimates]),
+                    jax.tree_util.tree_map(stack, *[e.grads for e in estimates]))
         if layout.per_replicate:
             state = _chain(objective, estimator, layout.num_samples, layout.warmup_steps, params, key, state)
         return update(params, key, state)[:2]

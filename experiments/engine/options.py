@@ -59,6 +59,10 @@ def add_measurement_options(sub: argparse.ArgumentParser, default_replicates: in
     sub.add_argument("--num-devices", type=int, default=None, metavar="N",
                      help="split the replicates across the first N devices of the chosen platform "
                      "(default: all of them, on every host; results do not depend on N)")
+    sub.add_argument("--shared-programs", action=argparse.BooleanOptionalAction, default=True,
+                     help="measure every L of an estimator with per-sample statistics (the separable ones, the "
+                     "score function with a baseline) from one program, whose time is shared out among the L by "
+                     "cost evaluations; --no-shared-programs compiles and times a program per L (default: shared)")
     sub.add_argument("--resume", metavar="RUN_DIR", default=None,
                      help="continue the interrupted run in RUN_DIR (a results/<experiment>/<run_id>.partial folder) "
                      "with the settings in its config.json, skipping the cells it finished; only --device, "
@@ -82,4 +86,4 @@ def run_settings(args: argparse.Namespace) -> dict:
 def measurement_settings(args: argparse.Namespace) -> dict:
     """The :class:`~experiments.engine.settings.MeasurementSettings` fields the options give."""
     return dict(run_settings(args), replicates=args.replicates, max_cost_evaluations=args.max_cost_evaluations,
-                num_devices=args.num_devices)
+                num_devices=args.num_devices, share_programs=args.shared_programs)

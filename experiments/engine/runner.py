@@ -130,14 +130,17 @@ def cell_replicates(settings: MeasurementSettings, cell: Cell) -> int:
 def program_groups(settings: MeasurementSettings, cells: Sequence[Cell]) -> dict[int, tuple[list[int], int]]:
     """The cells measured together, by their first cell's index: ``{index: (cell indices, R)}``.
 
-    The cells of a separable estimator (``info.separable``) that differ only in L form one group,
-    measured by one program from shared per-sample terms (:func:`measure_grid`) at one R, the smallest
-    of their :func:`cell_replicates` (the largest L's, where the evaluation budget binds); every other
-    cell is a group of its own.  The groups depend on the planned cells alone, so a resumed run measures
-    the same estimates."""
+    With ``settings.share_programs``, the cells of an estimator with per-sample statistics (every
+    separable estimator, the score function with a baseline fitted from the costs; a stateful one where
+    it warms up on a shared chain) that differ only in L form one group, measured by one program from
+    shared per-sample statistics (:func:`measure_grid`) at one R, the smallest of their
+    :func:`cell_replicates` (the largest L's, where the evaluation budget binds); every other cell is a
+    group of its own.  The groups depend on the planned cells alone, so a resumed run measures the same
+    estimates."""
     members: dict[tuple, list[int]] = {}
     for index, cell in enumerate(cells):
-        shared = cell.estimator.info.separable and not cell.estimator.stateful
+        shared = (settings.share_programs and cell.estimator.has_sample_statistics(cell.problem.objective)
+                  and not (cell.estimator.stateful and settings.warmup == "per_replicate"))
         identity = ((id(cell.problem), cell.estimator, tuple(cell.labels.items()), cell.replicates) if shared
                     else index)
         members.setdefault(identity, []).append(index)
@@ -149,7 +152,8 @@ def measure_cells(settings: MeasurementSettings, cell: Cell, grid: Sequence[int]
     """The measurements of ``cell``'s problem and estimator at every L of ``grid``: one program over the grid
     (:func:`measure_grid`) for several L, :func:`measure_cell` for one."""
     if len(grid) > 1:
-        return measure_grid(cell.problem, cell.estimator, grid, replicates, key, settings.chunk_elements, mesh)
+        return measure_grid(cell.problem, cell.estimator, grid, replicates, key, settings.chunk_elements,
+                            settings.warmup_steps, mesh)
     return {grid[0]: measure_cell(cell.problem, cell.estimator, grid[0], replicates, key, settings.chunk_elements,
                                   settings.warmup_steps, settings.warmup, mesh)}
 

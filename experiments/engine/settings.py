@@ -43,6 +43,10 @@ class MeasurementSettings(RunSettings):
     warmup: str = "shared"
     #: Devices the replicates are split across: the first N of the chosen platform's, or all (None).
     num_devices: int | None = None
+    #: Measure the L grid of an estimator with per-sample statistics with one program (the same estimates;
+    #: each L's time per estimate is then the shared program's, shared out by cost evaluations) rather
+    #: than a program per L (each L timed on its own, at a compilation per L).
+    share_programs: bool = True
 
     def validate(self) -> None:
         if self.replicates < 2:
