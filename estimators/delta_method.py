@@ -79,10 +79,10 @@ def _example_hessians(total_cost, flat_centre):
     return jnp.transpose(columns, (1, 2, 0))
 
 
-def _taylor(objective, params, dist):
-    """(h, expected_h): the expansion of x ↦ f(params, x) around stop_gradient(dist.loc), per example
-    (with a plate, each example's cost in that example's latents only: E blocks of K × K, and h(x) has
-    the batch shape), and E_q[h] summed over the examples."""
+def _expansion(objective, params, dist):
+    """``(coefficients, centre)``: the expansion's value, gradient and Hessian at the centre
+    ``stop_gradient(dist.loc)``, flat per example ((), (K,), (K, K) without a plate; a leading axis of E
+    examples with one); they depend on the parameters only through the cost."""
     centre = jax.lax.stop_gradient(dist.loc)
     shape = centre.shape
     batch_shape = objective.batch_shape(dist)
@@ -91,13 +91,8 @@ def _taylor(objective, params, dist):
             return objective.checked_cost(p, flat_x.reshape(shape))
 
         flat_centre = centre.reshape(-1)
-        parts = (flat_cost(params, flat_centre), jax.grad(flat_cost, argnums=1)(params, flat_centre),
-                 jax.hessian(flat_cost, argnums=1)(params, flat_centre), flat_centre)
-
-        def h(x):
-            return _quadratic(*parts, x.reshape(-1))
-
-        return h, _quadratic_mean(*parts, dist.loc.reshape(-1), (dist.scale**2).reshape(-1))
+        return (flat_cost(params, flat_centre), jax.grad(flat_cost, argnums=1)(params, flat_centre),
+                jax.hessian(flat_cost, argnums=1)(params, flat_centre)), flat_centre
 
     num_examples = math.prod(batch_shape)
     flat_centre = centre.reshape(num_examples, -1)
@@ -108,15 +103,35 @@ def _taylor(objective, params, dist):
     def total_cost(flat_x):
         return jnp.sum(example_costs(flat_x))
 
-    parts = (example_costs(flat_centre), jax.grad(total_cost)(flat_centre),
-             _example_hessians(total_cost, flat_centre), flat_centre)
+    return (example_costs(flat_centre), jax.grad(total_cost)(flat_centre),
+            _example_hessians(total_cost, flat_centre)), flat_centre
 
-    def h(x):
-        return jax.vmap(_quadratic)(*parts, x.reshape(num_examples, -1)).reshape(batch_shape)
 
-    expected = jax.vmap(_quadratic_mean)(*parts, dist.loc.reshape(num_examples, -1),
-                                         (dist.scale**2).reshape(num_examples, -1))
-    return h, jnp.sum(expected)
+def _expansion_at(objective, dist, coefficients, centre, x):
+    """h(x): the expansion of :func:`_expansion` at a sample x (the batch shape with a plate)."""
+    batch_shape = objective.batch_shape(dist)
+    if not batch_shape:
+        return _quadratic(*coefficients, centre, x.reshape(-1))
+    examples = centre.shape[0]
+    return jax.vmap(_quadratic)(*coefficients, centre, x.reshape(examples, -1)).reshape(batch_shape)
+
+
+def _expansion_mean(objective, dist, coefficients, centre):
+    """E_q[h], summed over the examples."""
+    if not objective.batch_shape(dist):
+        return _quadratic_mean(*coefficients, centre, dist.loc.reshape(-1), (dist.scale**2).reshape(-1))
+    examples = centre.shape[0]
+    return jnp.sum(jax.vmap(_quadratic_mean)(*coefficients, centre, dist.loc.reshape(examples, -1),
+                                             (dist.scale**2).reshape(examples, -1)))
+
+
+def _taylor(objective, params, dist):
+    """(h, expected_h): the expansion of x ↦ f(params, x) around stop_gradient(dist.loc), per example
+    (with a plate, each example's cost in that example's latents only: E blocks of K × K, and h(x) has
+    the batch shape), and E_q[h] summed over the examples."""
+    coefficients, centre = _expansion(objective, params, dist)
+    return (lambda x: _expansion_at(objective, dist, coefficients, centre, x),
+            _expansion_mean(objective, dist, coefficients, centre))
 
 
 @export
@@ -143,7 +158,8 @@ class DeltaMethod(GradientEstimator):
     @property
     def info(self):
         # Not separable: a fitted coefficient couples the samples, and with a fixed one the Taylor terms
-        # (the Hessian at the mean) are shared by the samples, so per-sample terms would repeat them.
+        # (the Hessian at the mean) are shared by the samples, so per-sample terms would repeat them
+        # (sample_statistics keeps them apart instead).
         return EstimatorInfo(f"{self.base.name}_delta", min_num_samples=2 if self.coefficient is None else 1)
 
     def supports(self, dist):
@@ -160,6 +176,56 @@ class DeltaMethod(GradientEstimator):
         """The base estimator's surrogates of one sample for f and for the expansion h, stacked, and the
         sample's cost (for the value)."""
         return self.base.sample_surrogate(objective, p, key, controls=(h,))  # h carries p's gradient
+
+    def has_sample_statistics(self, objective):
+        # A fitted coefficient couples the samples beyond their statistics.
+        return self.coefficient is not None
+
+    def sample_statistics(self, objective, params, keys):
+        r"""Per sample i, with the expansion's coefficients a(θ) held constant: the flat gradient of
+        :math:`\hat g_i[f] - c\,\hat g_i[h]`, the sensitivity of its h term to the coefficients,
+        :math:`\partial h(x_i)/\partial a`, and its cost.  :meth:`estimate_from_statistics` adds what flows
+        through a(θ) and :math:`c\,\nabla_\theta E_q[h]` with one backward pass through the expansion per
+        estimate, as the estimate does (per-sample terms would repeat it for every sample)."""
+        if self.coefficient is None:
+            raise ValueError(f"{self.name} with a fitted coefficient has no per-sample statistics.")
+        c = self.coefficient
+        dist = objective.distribution(params)
+        coefficients, centre = jax.lax.stop_gradient(_expansion(objective, params, dist))
+        h = lambda a, x: _expansion_at(objective, dist, a, centre, x)
+
+        def one_sample(key):
+            sample_key = jax.random.clone(key)  # the same sample again, on purpose, for its sensitivity
+
+            def term(p):
+                parts, cost = self._sample_terms(objective, p, key, lambda x: h(coefficients, x))
+                return parts[0] - c * parts[1], cost
+
+            gradient, cost = jax.grad(term, has_aux=True)(params)
+            x = jax.lax.stop_gradient(dist.sample(sample_key))  # the sample of both bases (a value)
+            sensitivity = jax.grad(lambda a: jnp.sum(h(a, x)))(coefficients)
+            return ravel_pytree(gradient)[0], sensitivity, cost
+
+        gradients, sensitivities, costs = jax.vmap(one_sample)(keys)
+        return {"gradients": gradients, "sensitivities": sensitivities, "costs": costs}
+
+    def estimate_from_statistics(self, objective, params, statistics, state=()):
+        c = self.coefficient
+        mean = lambda tree: jax.tree_util.tree_map(lambda t: jnp.mean(t, axis=0), tree)
+
+        def expansion(p):
+            dist = objective.distribution(p)
+            coefficients, centre = _expansion(objective, p, dist)
+            return coefficients, _expansion_mean(objective, dist, coefficients, centre)
+
+        (coefficients, expected), pullback = jax.vjp(expansion, params)
+        # d/dθ of c E_q[h] - c mean_i h(x_i), through the coefficients and (for E_q[h]) the distribution.
+        cotangent = (jax.tree_util.tree_map(lambda s: -c * s, mean(statistics["sensitivities"])),
+                     jnp.full_like(expected, c))
+        (through_expansion,) = pullback(cotangent)
+        grads = jax.tree_util.tree_map(jnp.add, ravel_pytree(params)[1](mean(statistics["gradients"])),
+                                       through_expansion)
+        return Estimate(value=jnp.mean(statistics["costs"]), grads=grads, state=state)
 
     def estimate(self, objective, params, key, num_samples, state):
         keys = sample_keys(key, num_samples)
