@@ -12,7 +12,9 @@ last bits).  The programs are jitted functions of the objective, the estimator, 
 the key: the objective's functions and the estimator's structural options are static, the parameters'
 values and the estimator's continuous options (a temperature) are arguments, so JAX's own cache gives
 one compilation to every cell that differs only in those values (the means of ``variance_vs_mean``, the
-temperatures of ``bias_vs_temperature``).  :func:`count_compilations` counts the compilations.
+temperatures of ``bias_vs_temperature``).  :func:`measure_grid` measures every L of a grid with one
+program, for the estimators whose estimate is a function of its samples' own statistics.
+:func:`count_compilations` counts the compilations.
 """
 
 from __future__ import annotations
@@ -192,7 +194,8 @@ def measure_grid(
     sample keys ``fold_in(fold_in(key, r), i)``, i < max(grid), and its L-sample estimate from the first L
     of them, so every estimate is the one :func:`measure_cell` gives at that L (to float rounding), from
     one compilation instead of one per L.  A stateful estimator's replicates at L start from the state
-    of a shared warm-up chain at L (``warmup="shared"`` of :func:`measure_cell`; a chain per L).  Each L's
+    of a shared warm-up chain at L (``warmup="shared"`` of :func:`measure_cell`; the chains of every L run
+    as one more program).  Each L's
     run time is the program's, shared out in proportion to its cost evaluations
     (``program_num_samples`` records the L that was timed); the compilations are counted at the smallest L."""
     grid = tuple(sorted(set(grid)))
@@ -271,7 +274,7 @@ class _Layout(NamedTuple):
     """The static shape of a cell's program: L, the warm-up, and how the replicates are laid out."""
 
     num_samples: int  #: L, or the largest L of ``grid``
-    grid: tuple[int, ...]  #: the L values formed from one replicate's per-sample terms; () for one L-sample estimate
+    grid: tuple[int, ...]  #: the L values formed from one replicate's per-sample statistics; () for one L
     warmup_steps: int
     per_replicate: bool  #: each replicate warms up its own chain
     padded: int  #: replicates computed, a whole number of chunks on every device

@@ -141,7 +141,7 @@ def program_groups(settings: MeasurementSettings, cells: Sequence[Cell]) -> dict
     for index, cell in enumerate(cells):
         shared = (settings.share_programs and cell.estimator.has_sample_statistics(cell.problem.objective)
                   and not (cell.estimator.stateful and settings.warmup == "per_replicate"))
-        identity = ((id(cell.problem), cell.estimator, tuple(cell.labels.items()), cell.replicates) if shared
+        identity = ((id(cell.problem), id(cell.estimator), tuple(cell.labels.items()), cell.replicates) if shared
                     else index)
         members.setdefault(identity, []).append(index)
     return {group[0]: (group, min(cell_replicates(settings, cells[i]) for i in group)) for group in members.values()}
