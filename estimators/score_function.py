@@ -173,7 +173,7 @@ class ScoreFunction(GradientEstimator):
         baseline, state = self.baseline.values(costs, state, scores)
         per_sample = (costs[..., None] - baseline) * scores
         score_term = unravel(jnp.mean(jnp.sum(per_sample, axis=1) if plate else per_sample, axis=0))
-        value = jnp.mean(objective.sum_examples(costs) if plate else costs)
+        value = jnp.mean(jnp.sum(costs, axis=1) if plate else costs)  # costs (L, E): the examples are axis 1
         direct = surrogate_estimate(lambda p: (jnp.mean(objective.sum_examples(objective.costs(p, samples))), value),
                                     params, state)
         grads = jax.tree_util.tree_map(jnp.add, score_term, direct.grads)

@@ -318,3 +318,14 @@ def test_linear_law_moments_equal_the_per_atom_ones():
                 rtol=1e-10,
                 atol=1e-14,
             )
+
+
+def test_the_optimal_baselines_value_is_the_mean_cost_with_two_plate_axes(key):
+    """With two axes of examples the optimal baseline's value is the mean over samples of the summed
+    costs, as every estimator's is (the samples are the score function's own: the same key)."""
+    objective = est.Objective(dist=lambda p: est.Normal(p["loc"], jnp.ones_like(p["loc"])),
+                              cost=lambda p, x: jnp.sum(x**2, axis=-1), batch_ndims=2)
+    params = {"loc": jnp.linspace(-1.0, 1.0, 12).reshape(2, 3, 2)}
+    optimal, _ = est.value_and_grad(objective, "score_function_optimal", 4)(params, jax.random.clone(key))
+    plain, _ = est.value_and_grad(objective, "score_function", 4)(params, key)
+    np.testing.assert_allclose(optimal, plain, rtol=1e-6)

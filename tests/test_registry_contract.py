@@ -36,7 +36,10 @@ def _family_objective(family: str, batch_ndims: int, traces: list):
             return est.Normal(loc, jnp.broadcast_to(jnp.exp(p["spread"][0])[None, :], loc.shape))
 
         def example_costs(p, z):
-            return jnp.sum(jnp.cos(z - targets), axis=-1) + regularizer(p)
+            # The last term makes the cost's gradient and Hessian in z depend on θ as well (the delta
+            # method's expansion coefficients then all carry a gradient).
+            return (jnp.sum(jnp.cos(z - targets), axis=-1) + regularizer(p)
+                    + 0.1 * jnp.tanh(p["location"]["weights"][0, 0]) * jnp.sum(z**2, axis=-1))
     elif family == "bernoulli":
         params = {"location": {"weights": jnp.array([[0.4, -0.3, 0.8], [-0.6, 0.2, 0.5]])}, "spread": (jnp.zeros(()),)}
 

@@ -371,24 +371,37 @@ def test_a_second_run_loads_its_programs_from_the_compilation_cache(tmp_path):
 
 
 def test_an_estimator_with_per_sample_statistics_serves_the_whole_L_grid_from_one_program(tmp_path):
-    """A run's cells of a separable estimator, or of the score function with a leave-one-out baseline,
-    share one program (one compilation for the L grid) and give the estimates that a program per L gives
-    (``share_programs=False``, which compiles one per L), replicate for replicate."""
+    """A run's cells of a separable estimator, of the score function with a leave-one-out baseline, or with
+    a moving average (stateful: its warm-up chains at every L run as one program too) share one program
+    over the L grid and give the estimates that a program per L gives (``share_programs=False``, which
+    compiles one per L, and a warm-up chain per L), replicate for replicate."""
     from experiments.catalog import variance_vs_L
 
     runs = {}
     for shared in (True, False):
         jax.clear_caches()
-        config = variance_vs_L.Config(problems=("bernoulli_toy",), estimators=("disarm", "score_function_loo"),
-                                      num_samples=(2, 8, 32), replicates=64, share_programs=shared,
+        config = variance_vs_L.Config(problems=("bernoulli_toy",),
+                                      estimators=("disarm", "score_function_loo", "score_function_ema"),
+                                      num_samples=(2, 8), replicates=64, share_programs=shared,
                                       output_dir=str(tmp_path / str(shared)), figures=False)
         runs[shared] = analysis.load_run(variance_vs_L.run(config, progress=False))
-    for shared, per_estimator in ((True, 1), (False, 3)):
-        metrics = runs[shared].metrics
-        compilations = metrics[metrics.metric == "compilations"].groupby("estimator")["value"].sum()
-        assert (compilations == per_estimator).all(), compilations
-        programs = metrics[metrics.metric == "program_num_samples"].groupby("estimator")["value"].apply(list)
-        assert all(p == ([32] * 3 if shared else [2, 8, 32]) for p in programs)
+    compilations = {shared: run.metrics[run.metrics.metric == "compilations"].groupby("estimator")["value"].sum()
+                    for shared, run in runs.items()}
+    assert compilations[True]["disarm"] == compilations[True]["score_function_loo"] == 1
+    assert compilations[False]["disarm"] == compilations[False]["score_function_loo"] == 2
+    # The moving average: its initial state, one warm-up program and one measurement, against a warm-up
+    # chain and a program per L.
+    assert compilations[True]["score_function_ema"] <= 3 < 4 <= compilations[False]["score_function_ema"]
+    for shared, run in runs.items():
+        programs = run.metrics[run.metrics.metric == "program_num_samples"].groupby("estimator")["value"].apply(list)
+        assert all(p == ([8, 8] if shared else [2, 8]) for p in programs)
     statistics = lambda run: run.coordinate_metrics.query("metric in ['mean', 'variance']").drop(columns="run_id")
     pd.testing.assert_frame_equal(statistics(runs[True]).reset_index(drop=True),
                                   statistics(runs[False]).reset_index(drop=True), rtol=1e-5)
+
+
+def test_a_shared_program_refuses_an_L_its_estimator_cannot_serve():
+    from experiments.engine.measure import measure_grid
+
+    with pytest.raises(ValueError, match="at L = 1: needs L >= 2"):
+        measure_grid(problems.get("bernoulli_toy"), est.get("score_function_loo"), (1, 4), 8, jax.random.key(0))

@@ -44,14 +44,16 @@ DEFAULT_PROBLEMS = (
 #: The problems of a full (``--no-quick``) run: the headline ones and the real-data models at their
 #: initial parameters too.
 FULL_PROBLEMS = DEFAULT_PROBLEMS + ("logistic_regression_init", "gaussian_vae_init", "binary_vae_init")
-#: The default run's L grid: three decades, in three points (each coupled or stateful estimator compiles a
-#: program per L; a separable one serves the grid from one).
+#: The default run's L grid: three decades, in three points (an estimator with per-sample statistics
+#: serves the grid from one program; relax, and leave-one-out and the moving average with a plate,
+#: compile one per L).
 DEFAULT_NUM_SAMPLES = (1, 32, 1024)
-#: The default run's R, and its evaluation budget per cell: R = 1000 up to L = 1024 for an estimator of one
-#: cost evaluation per sample (the variance's relative standard error is then about 4.5% for
-#: Gaussian-like estimates), fewer (at least ``min_replicates``) for the costlier cells.
+#: The default run's R, and its evaluation budget per cell: R = 1000 up to L = 1024 for an estimator of up
+#: to four cost evaluations per sample (the variance's relative standard error is then about 4.5% for
+#: Gaussian-like estimates), fewer (at least ``min_replicates``) for the costlier cells (the
+#: measure-valued estimator); the cells of one shared program take the R of its largest L.
 DEFAULT_REPLICATES = 1_000
-DEFAULT_MAX_COST_EVALUATIONS = 2**20
+DEFAULT_MAX_COST_EVALUATIONS = 2**22
 
 #: A quick run (the default) measures the real-data problems, whose every cost evaluation runs a
 #: model on its data, at fewer replicates, at L up to ``max_num_samples``, and without the cells whose

@@ -122,9 +122,10 @@ def objective_score_rows_per_sample(objective: est.Objective, dist, estimator: e
 
 
 def chunk_size(problem: Problem, estimator: est.GradientEstimator, num_samples: int, num_replicates: int,
-               chunk_elements: int, estimates_per_replicate: int = 1) -> int:
+               chunk_elements: int, estimates_per_replicate: int = 1, elements_per_sample: int = 0) -> int:
     """Replicates per chunk: the largest divisor of R that fits in ``chunk_elements`` elements and
-    leaves at least ``MIN_CHUNKS`` chunks.
+    leaves at least ``MIN_CHUNKS`` chunks (``elements_per_sample``: what a replicate holds per sample
+    besides, such as a shared program's per-sample statistics).
 
     A divisor, so that no chunk is padding, unless R has no divisor within a factor of two of the limit.
     It depends on the cell and R only, never on the devices.
@@ -136,7 +137,8 @@ def chunk_size(problem: Problem, estimator: est.GradientEstimator, num_samples: 
     # (a per-coordinate baseline: one per example).
     evaluations = problem.cost_evaluations(estimator, num_samples)
     gradients = num_samples * (score_rows_per_sample(problem, estimator))
-    per_replicate = max(evaluations * sample_size, gradients * param_size, 1) * estimates_per_replicate
+    per_replicate = max(evaluations * sample_size, gradients * param_size, num_samples * elements_per_sample, 1)
+    per_replicate *= estimates_per_replicate
     limit = max(1, min(-(-num_replicates // MIN_CHUNKS), chunk_elements // per_replicate))
     divisor = max(d for d in range(1, limit + 1) if num_replicates % d == 0)
     return divisor if 2 * divisor >= limit else limit
@@ -190,7 +192,8 @@ def measure_grid(
 ) -> dict[int, CellMeasurement]:
     """R replicate estimates at every L of ``grid`` from one program, for an estimator with per-sample
     statistics (:meth:`~estimators.GradientEstimator.has_sample_statistics`: every separable one, the
-    score function with a baseline fitted from the costs): replicate r computes the statistics of the
+    score function with a baseline fitted from the costs, the delta method with a fixed coefficient):
+    replicate r computes the statistics of the
     sample keys ``fold_in(fold_in(key, r), i)``, i < max(grid), and its L-sample estimate from the first L
     of them, so every estimate is the one :func:`measure_cell` gives at that L (to float rounding), from
     one compilation instead of one per L.  A stateful estimator's replicates at L start from the state
@@ -202,9 +205,16 @@ def measure_grid(
     if not estimator.has_sample_statistics(problem.objective):
         raise ValueError(f"{estimator.name} has no per-sample statistics on {problem.name}: measure each L with "
                          "measure_cell.")
+    for num_samples in grid:
+        reason = estimator.applicability(problem.distribution(), num_samples)
+        if reason is not None:
+            raise ValueError(f"{estimator.name} cannot be measured on {problem.name} at L = {num_samples}: {reason}.")
     mesh = mesh if mesh is not None else replicate_mesh()
     largest = grid[-1]
-    batch = chunk_size(problem, estimator, largest, num_replicates, chunk_elements)
+    one_sample = jax.eval_shape(  # abstract: nothing runs, no key is used
+        lambda k: estimator.sample_statistics(problem.objective, problem.params, est.sample_keys(k, 1)), key)
+    statistics_size = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(one_sample))
+    batch = chunk_size(problem, estimator, largest, num_replicates, chunk_elements, elements_per_sample=statistics_size)
     layout = _layout(largest, grid, warmup_steps, False, num_replicates, batch, mesh)
     shared = _measure(problem, estimator, layout, num_replicates, key)
     total_cost = problem.cost_evaluations(estimator, largest)
@@ -294,20 +304,20 @@ def _grid_states(objective, estimator, layout, params, key):
     if not estimator.stateful:
         return ()
     initial = _initial_state(objective, estimator, layout.grid[0], params)  # the initial state has no L
-    return _grid_warm_up(objective, estimator, layout, params, key, initial)
+    return _grid_warm_up(objective, estimator, layout.grid, layout.warmup_steps, params, key, initial)
 
 
-@functools.partial(jax.jit, static_argnames=("layout",))
-def _grid_warm_up(objective, estimator, layout, params, key, initial):
+@functools.partial(jax.jit, static_argnames=("grid", "warmup_steps"))
+def _grid_warm_up(objective, estimator, grid, warmup_steps, params, key, initial):
     """The warm-up chain of :func:`_chain` at every L of the grid, as one program: the statistics of each
     step's samples do not depend on the state, so they are computed once for the largest L (vmapped over
     the steps) and each chain at L folds its first L of them into the state, step by step; the states are
     those of ``_chain`` at each L (the same samples), stacked along a leading axis."""
-    step_keys = est.sample_keys(jax.random.fold_in(key, WARMUP_STREAM), layout.warmup_steps)
-    statistics = jax.vmap(
-        lambda k: estimator.sample_statistics(objective, params, est.sample_keys(k, layout.num_samples)))(step_keys)
+    step_keys = est.sample_keys(jax.random.fold_in(key, WARMUP_STREAM), warmup_steps)
+    statistics = jax.vmap(lambda k: estimator.sample_statistics(objective, params, est.sample_keys(k, grid[-1])))(
+        step_keys)
     states = []
-    for n in layout.grid:
+    for n in grid:
         def step(state, step_statistics, n=n):
             first = jax.tree_util.tree_map(lambda t: t[:n], step_statistics)
             return estimator.estimate_from_statistics(objective, params, first, state).state, None

@@ -130,9 +130,9 @@ def cell_replicates(settings: MeasurementSettings, cell: Cell) -> int:
 def program_groups(settings: MeasurementSettings, cells: Sequence[Cell]) -> dict[int, tuple[list[int], int]]:
     """The cells measured together, by their first cell's index: ``{index: (cell indices, R)}``.
 
-    With ``settings.share_programs``, the cells of an estimator with per-sample statistics (every
-    separable estimator, the score function with a baseline fitted from the costs; a stateful one where
-    it warms up on a shared chain) that differ only in L form one group, measured by one program from
+    With ``settings.share_programs``, the cells of an estimator with per-sample statistics
+    (:meth:`~estimators.GradientEstimator.has_sample_statistics`; a stateful one where it warms up on a
+    shared chain) that differ only in L form one group, measured by one program from
     shared per-sample statistics (:func:`measure_grid`) at one R, the smallest of their
     :func:`cell_replicates` (the largest L's, where the evaluation budget binds); every other cell is a
     group of its own.  The groups depend on the planned cells alone, so a resumed run measures the same
