@@ -179,7 +179,7 @@ def test_vae_parameters_are_grouped_into_encoder_and_decoder():
 
 
 def test_the_quick_plan_measures_real_data_cheaply_and_the_full_plan_does_not():
-    config = variance_vs_L.Config(problems=("gaussian_vae", "logistic_regression"))
+    config = variance_vs_L.Config(problems=("gaussian_vae", "logistic_regression"), num_samples=(1, 16, 128, 1024))
     cells, skipped = variance_vs_L.plan(config)
     assert cells and all(c.replicates == variance_vs_L.QUICK_REAL_DATA["replicates"] for c in cells)
     assert max(c.num_samples for c in cells) == variance_vs_L.QUICK_REAL_DATA["max_num_samples"]
