@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from estimators.sample_axis import map_samples
+
 
 def leave_one_out_mean(values: jax.Array) -> jax.Array:
     """Along the leading (sample) axis, the mean of all the other samples: (Σ_j v_j − v_i) / (L − 1)."""
@@ -55,7 +57,7 @@ def per_sample_jacobians(fn, params, per_sample_inputs):
     params pytree.  One vmapped reverse pass per output; inputs (keys or samples) are used once.
     """
     _, unravel = ravel_pytree(params)
-    jacobians, aux = jax.vmap(jax.jacrev(fn, has_aux=True), in_axes=(None, 0))(params, per_sample_inputs)
+    jacobians, aux = map_samples(jax.jacrev(fn, has_aux=True), params, per_sample_inputs, in_axes=(None, 0))
     leaves = jax.tree_util.tree_leaves(jacobians)
     num_samples, num_outputs = leaves[0].shape[:2]
     flat = jnp.concatenate([leaf.reshape(num_samples, num_outputs, -1) for leaf in leaves], axis=-1)

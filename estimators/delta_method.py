@@ -51,6 +51,7 @@ from estimators.control_variates import leave_one_out_coefficient, per_sample_ja
 from estimators.distributions import Normal
 from estimators.pathwise import Pathwise
 from estimators.registry import export, register
+from estimators.sample_axis import map_samples
 from estimators.score_function import ScoreFunction
 
 
@@ -206,7 +207,7 @@ class DeltaMethod(GradientEstimator):
             sensitivity = jax.grad(lambda a: jnp.sum(h(a, x)))(coefficients)
             return ravel_pytree(gradient)[0], sensitivity, cost
 
-        gradients, sensitivities, costs = jax.vmap(one_sample)(keys)
+        gradients, sensitivities, costs = map_samples(one_sample, keys)
         return {"gradients": gradients, "sensitivities": sensitivities, "costs": costs}
 
     def estimate_from_statistics(self, objective, params, statistics, state=()):
@@ -234,7 +235,7 @@ class DeltaMethod(GradientEstimator):
 
             def surrogate(p):
                 h, expected = _taylor(objective, p, objective.distribution(p))  # formed once for all samples
-                parts, costs = jax.vmap(lambda k: self._sample_terms(objective, p, k, h))(keys)
+                parts, costs = map_samples(lambda k: self._sample_terms(objective, p, k, h), keys)
                 return jnp.mean(parts[:, 0] - c * parts[:, 1]) + c * expected, jnp.mean(costs)
 
             return surrogate_estimate(surrogate, params, state)

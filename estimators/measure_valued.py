@@ -46,6 +46,7 @@ from estimators.base import (
 )
 from estimators.distributions import Normal
 from estimators.registry import register
+from estimators.sample_axis import map_samples
 
 
 def _weak_derivative_noise(key, shape, dtype, coupled: bool):
@@ -110,7 +111,7 @@ class MeasureValued(GradientEstimator):
             scale_part = derivatives(loc + scale * maxwell, loc + scale * normal)
             return loc_part / (scale * math.sqrt(2 * math.pi)), scale_part / scale, common
 
-        loc_grads, scale_grads, commons = jax.vmap(one_sample)(sample_keys(key, num_samples))
+        loc_grads, scale_grads, commons = map_samples(one_sample, sample_keys(key, num_samples))
         loc_grad = jax.lax.stop_gradient(jnp.mean(loc_grads, axis=0).reshape(dist.event_shape))
         scale_grad = jax.lax.stop_gradient(jnp.mean(scale_grads, axis=0).reshape(dist.event_shape))
         commons = commons.reshape(num_samples, *dist.event_shape)

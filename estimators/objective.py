@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from estimators.distributions import Distribution
 from estimators.pytrees import register_frozen_dataclass
+from estimators.sample_axis import map_samples
 
 Params = Any  # a pytree of float arrays
 
@@ -105,13 +106,13 @@ class Objective:
 
     def costs(self, params: Params, samples: jax.Array) -> jax.Array:
         """The cost of each sample along the leading axis of ``samples``: shape (L, *batch_shape)."""
-        costs = jax.vmap(self.cost, in_axes=(None, 0))(params, samples)
+        costs = map_samples(self.cost, params, samples, in_axes=(None, 0))
         self._check_cost_shape(jnp.shape(costs)[1:], jnp.shape(samples)[1:])
         return costs
 
     def log_probs(self, dist: Distribution, samples: jax.Array) -> jax.Array:
         """The log density of each sample (of each example, with a plate): shape (L, *batch_shape)."""
-        return jax.vmap(lambda x: self.example_log_prob(dist, x))(samples)
+        return map_samples(lambda x: self.example_log_prob(dist, x), samples)
 
     def example_log_prob(self, dist: Distribution, sample: jax.Array) -> jax.Array:
         """The log density of one sample, per example: shape ``batch_shape`` (a scalar without a plate)."""

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from estimators.base import Estimate, check_option, sample_keys, surrogate_estimate
 from estimators.distributions import Categorical
+from estimators.sample_axis import map_samples
 
 
 def unsupported(dist) -> str | None:
@@ -94,7 +95,7 @@ def control_variate_surrogate(objective, keys, control, learned: bool = False):
             term = weight * objective.example_log_prob(dist, b) + c_z - c_conditional + cost
             return objective.sum_examples(term), objective.sum_examples(cost)
 
-        terms, costs = jax.vmap(one_sample)(keys)
+        terms, costs = map_samples(one_sample, keys)
         return jnp.mean(terms), jnp.mean(costs)
 
     return surrogate

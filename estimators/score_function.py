@@ -17,6 +17,7 @@ from estimators.base import (
 from estimators.baselines import Baseline, LeaveOneOut, MovingAverage, OptimalConstant
 from estimators.control_variates import per_sample_jacobians
 from estimators.registry import register
+from estimators.sample_axis import map_samples
 
 
 @register("score_function", family="score_function")
@@ -119,7 +120,7 @@ class ScoreFunction(GradientEstimator):
                 scores = flat(jax.grad(lambda p: objective.example_log_prob(objective.distribution(p), x))(params))
             return objective.checked_cost(params, x), direct, scores
 
-        costs, direct, scores = jax.vmap(one_sample)(samples)
+        costs, direct, scores = map_samples(one_sample, samples)
         return {"costs": costs, "direct": direct, "scores": scores}
 
     def estimate_from_statistics(self, objective, params, statistics, state=()):

@@ -314,8 +314,9 @@ def _grid_warm_up(objective, estimator, grid, warmup_steps, params, key, initial
     the steps) and each chain at L folds its first L of them into the state, step by step; the states are
     those of ``_chain`` at each L (the same samples), stacked along a leading axis."""
     step_keys = est.sample_keys(jax.random.fold_in(key, WARMUP_STREAM), warmup_steps)
-    statistics = jax.vmap(lambda k: estimator.sample_statistics(objective, params, est.sample_keys(k, grid[-1])))(
-        step_keys)
+    sample_keys = jax.vmap(lambda k: est.sample_keys(k, grid[-1]))(step_keys)  # one flat batch, as in grid_chunk
+    statistics = estimator.sample_statistics(objective, params, sample_keys.reshape(-1))
+    statistics = jax.tree_util.tree_map(lambda t: t.reshape(*sample_keys.shape, *t.shape[1:]), statistics)
     states = []
     for n in grid:
         def step(state, step_statistics, n=n):
@@ -343,19 +344,28 @@ def _all_replicates(objective, estimator, layout, params, key, state):
     update = est.value_and_grad_with_state(objective, estimator, layout.num_samples).update
 
     def one_replicate(params, key, state):
-        if layout.grid:  # the estimate of the first L samples' statistics, for each L
-            statistics = estimator.sample_statistics(objective, params, est.sample_keys(key, layout.num_samples))
-            estimates = [
-                estimator.estimate_from_statistics(
-                    objective, params, jax.tree_util.tree_map(lambda t, n=n: t[:n], statistics),
-                    jax.tree_util.tree_map(lambda s, g=g: s[g], state))
-                for g, n in enumerate(layout.grid)]
-            stack = lambda *leaves: jnp.stack(leaves)
-            return (jnp.stack([e.value for e in estimates]),
-                    jax.tree_util.tree_map(stack, *[e.grads for e in estimates]))
         if layout.per_replicate:
             state = _chain(objective, estimator, layout.num_samples, layout.warmup_steps, params, key, state)
         return update(params, key, state)[:2]
+
+    def grid_estimates(params, statistics, state):
+        """One replicate's estimate of the first L samples' statistics, for each L of the grid."""
+        estimates = [
+            estimator.estimate_from_statistics(
+                objective, params, jax.tree_util.tree_map(lambda t, n=n: t[:n], statistics),
+                jax.tree_util.tree_map(lambda s, g=g: s[g], state))
+            for g, n in enumerate(layout.grid)]
+        stack = lambda *leaves: jnp.stack(leaves)
+        return jnp.stack([e.value for e in estimates]), jax.tree_util.tree_map(stack, *[e.grads for e in estimates])
+
+    def grid_chunk(params, keys, state):
+        # The statistics of the chunk's replicates × L samples as one flat batch of sample keys: a vmap
+        # over samples nested in one over replicates would lay a cost's data axis out as [data, B, L] and
+        # transpose it (XLA on CPU), where one vmap over B·L keys gives the [B·L, data] of a single sample.
+        sample_keys = jax.vmap(lambda k: est.sample_keys(k, layout.num_samples))(keys)
+        statistics = estimator.sample_statistics(objective, params, sample_keys.reshape(-1))
+        statistics = jax.tree_util.tree_map(lambda t: t.reshape(*sample_keys.shape, *t.shape[1:]), statistics)
+        return jax.vmap(grid_estimates, in_axes=(None, 0, None))(params, statistics, state)
 
     def device_share(params, state, keys):
         # Each device's copy of the parameters is its own: gradients with respect to them must not be
@@ -363,6 +373,9 @@ def _all_replicates(objective, estimator, layout, params, key, state):
         params, state = jax.tree_util.tree_map(
             lambda x: jax.lax.pcast(x, REPLICATE_AXIS, to="varying"), (params, state)
         )
+        if layout.grid:
+            values, grads = jax.lax.map(lambda k: grid_chunk(params, k, state), keys.reshape(-1, layout.batch))
+            return jax.tree_util.tree_map(lambda t: t.reshape(-1, *t.shape[2:]), (values, grads))
         return jax.lax.map(lambda k: one_replicate(params, k, state), keys, batch_size=layout.batch)
 
     split = PartitionSpec(REPLICATE_AXIS)
