@@ -8,6 +8,11 @@ log-likelihood ``mean(log_sigmoid(y * (X @ w)))``, is then laid out as [data, N,
 the reduction, which XLA on CPU runs at a third of the speed of the [N, data] layout it gets without the
 inner vmap.  :func:`map_samples` evaluates a one-element axis directly, so a one-sample estimate is the
 hand-written ``jax.grad`` of one sample, whatever encloses it; the values are those of the vmap.
+
+N estimates of L > 1 samples each, vmapped over N keys, are two nested maps whatever is written, and
+XLA lays them out as a hand-written nested vmap would ([data, N, L]); where their statistics allow it,
+the benchmark's runner draws them as one flat batch of N·L sample keys instead
+(``experiments.engine.measure``), and ``python -m experiments.throughput`` times both forms.
 """
 
 from __future__ import annotations

@@ -389,9 +389,9 @@ def test_an_estimator_with_per_sample_statistics_serves_the_whole_L_grid_from_on
                     for shared, run in runs.items()}
     assert compilations[True]["disarm"] == compilations[True]["score_function_loo"] == 1
     assert compilations[False]["disarm"] == compilations[False]["score_function_loo"] == 2
-    # The moving average: its initial state, one warm-up program and one measurement, against a warm-up
-    # chain and a program per L.
-    assert compilations[True]["score_function_ema"] <= 3 < 4 <= compilations[False]["score_function_ema"]
+    # The moving average: one warm-up program (from the initial state) for every L and one measurement,
+    # against a warm-up program and a measurement per L.
+    assert compilations[True]["score_function_ema"] == 2 and compilations[False]["score_function_ema"] == 4
     for shared, run in runs.items():
         programs = run.metrics[run.metrics.metric == "program_num_samples"].groupby("estimator")["value"].apply(list)
         assert all(p == ([8, 8] if shared else [2, 8]) for p in programs)

@@ -247,12 +247,11 @@ def _measure(problem: Problem, estimator: est.GradientEstimator, layout: _Layout
     with count_compilations() as compilations:
         if layout.grid:  # the states the replicates at each L start from, stacked
             state = _grid_states(objective, estimator, layout, params, key)
-        elif estimator.stateful:  # one program, rather than an eager compilation per operation of the init
-            state = _initial_state(objective, estimator, num_samples, params)
+        elif estimator.stateful:  # the initial state and its shared warm-up chain (run apart: not timed)
+            state = _warmed_state(objective, estimator, num_samples, 0 if per_replicate else warmup_steps, params,
+                                  key)
         else:
             state = est.value_and_grad_with_state(objective, estimator, num_samples).init(params)
-        if estimator.stateful and not per_replicate and not layout.grid:  # one chain, run apart: not timed
-            state = _warm_up(objective, estimator, num_samples, warmup_steps, params, key, state)
 
         start = time.perf_counter()
         compiled = _all_replicates.lower(objective, estimator, layout, params, key, state).compile()
@@ -292,10 +291,12 @@ class _Layout(NamedTuple):
     mesh: Mesh
 
 
-@functools.partial(jax.jit, static_argnames=("num_samples",))
-def _initial_state(objective, estimator, num_samples, params):
-    """The estimator's initial state, as one program (not an eager compilation per operation)."""
-    return est.value_and_grad_with_state(objective, estimator, num_samples).init(params)
+@functools.partial(jax.jit, static_argnames=("num_samples", "warmup_steps"))
+def _warmed_state(objective, estimator, num_samples, warmup_steps, params, key):
+    """The estimator's initial state after ``warmup_steps`` updates of :func:`_chain` (none: the initial
+    state), as one program: neither an eager compilation per operation of the init nor a program for it."""
+    state = est.value_and_grad_with_state(objective, estimator, num_samples).init(params)
+    return _chain(objective, estimator, num_samples, warmup_steps, params, key, state) if warmup_steps else state
 
 
 def _grid_states(objective, estimator, layout, params, key):
@@ -303,16 +304,17 @@ def _grid_states(objective, estimator, layout, params, key):
     stateless estimator."""
     if not estimator.stateful:
         return ()
-    initial = _initial_state(objective, estimator, layout.grid[0], params)  # the initial state has no L
-    return _grid_warm_up(objective, estimator, layout.grid, layout.warmup_steps, params, key, initial)
+    return _grid_warm_up(objective, estimator, layout.grid, layout.warmup_steps, params, key)
 
 
 @functools.partial(jax.jit, static_argnames=("grid", "warmup_steps"))
-def _grid_warm_up(objective, estimator, grid, warmup_steps, params, key, initial):
-    """The warm-up chain of :func:`_chain` at every L of the grid, as one program: the statistics of each
-    step's samples do not depend on the state, so they are computed once for the largest L (vmapped over
-    the steps) and each chain at L folds its first L of them into the state, step by step; the states are
-    those of ``_chain`` at each L (the same samples), stacked along a leading axis."""
+def _grid_warm_up(objective, estimator, grid, warmup_steps, params, key):
+    """The warm-up chain of :func:`_chain` at every L of the grid from the initial state (which has no L),
+    as one program with that state: the statistics of each step's samples do not depend on the state, so
+    they are computed once for the largest L and each chain at L folds its first L of them into the state,
+    step by step; the states are those of ``_chain`` at each L (the same samples), stacked along a
+    leading axis."""
+    initial = est.value_and_grad_with_state(objective, estimator, grid[0]).init(params)
     step_keys = est.sample_keys(jax.random.fold_in(key, WARMUP_STREAM), warmup_steps)
     sample_keys = jax.vmap(lambda k: est.sample_keys(k, grid[-1]))(step_keys)  # one flat batch, as in grid_chunk
     statistics = estimator.sample_statistics(objective, params, sample_keys.reshape(-1))
@@ -333,8 +335,6 @@ def _chain(objective, estimator, num_samples, warmup_steps, params, key, state):
     warmup_keys = est.sample_keys(jax.random.fold_in(key, WARMUP_STREAM), warmup_steps)
     return jax.lax.scan(lambda s, k: (update(params, k, s)[2], None), state, warmup_keys)[0]
 
-
-_warm_up = jax.jit(_chain, static_argnames=("num_samples", "warmup_steps"))
 
 
 @functools.partial(jax.jit, static_argnames=("layout",))
