@@ -204,7 +204,10 @@ def test_every_estimator_runs_on_every_problem_it_applies_to(problem_name, key):
     assert "score_function" in applicable
     for name, estimator_key in zip(applicable, jax.random.split(key, len(applicable))):
         init, update = est.value_and_grad_with_state(problem.objective, name, 2)
-        value, grads, _ = update(problem.params, estimator_key, init(problem.params))
+        # Jitted, as a model's training step is (one compilation, where running eagerly compiles each of
+        # the real models' many operations apart, at twice the time); tests/test_registry_contract.py
+        # runs every estimator eagerly too.
+        value, grads, _ = jax.jit(update)(problem.params, estimator_key, init(problem.params))
         assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(problem.params)
         assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)) and np.isfinite(value), name
 
