@@ -208,11 +208,15 @@ def _finish(fig: plt.Figure, panels, title: str) -> plt.Figure:
 
 LEGEND_ROW_INCHES = 0.28
 LEGEND_COLUMN_INCHES = 2.4
+#: The band kept above the panels for the figure's title (tight_layout leaves it out of its layout).
+TITLE_INCHES = 0.45
 
 
 def _figure_legend(fig: plt.Figure, axes) -> None:
     """One legend below all panels (each label once), in as many columns as the figure is wide, with
-    the panels laid out above it so that it never covers an axis label."""
+    the panels laid out between it and the title so that neither covers an axis label or a panel's
+    title.  The layout is final: figures are saved without ``bbox_inches="tight"``, which would lay
+    every tick label out a second time."""
     handles = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -221,11 +225,14 @@ def _figure_legend(fig: plt.Figure, axes) -> None:
     columns = max(1, min(len(handles), int(width // LEGEND_COLUMN_INCHES)))
     rows = math.ceil(len(handles) / columns)
     legend_height = rows * LEGEND_ROW_INCHES + 0.15
-    fig.set_size_inches(width, height + legend_height)  # the panels keep their height
-    bottom = legend_height / (height + legend_height)
+    title_height = TITLE_INCHES if fig.get_suptitle() else 0.0
+    total = height + legend_height + title_height
+    fig.set_size_inches(width, total)  # the panels keep their height
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=columns, frameon=False,
                bbox_to_anchor=(0.5, 0.0))
-    fig.tight_layout(rect=(0, bottom, 1, 1))
+    if title_height:
+        fig.suptitle(fig.get_suptitle(), y=1 - 0.12 / total, va="top")
+    fig.tight_layout(rect=(0, legend_height / total, 1, 1 - title_height / total))
 
 
 def mse_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
@@ -476,7 +483,7 @@ def save_figure(draw, metrics: pd.DataFrame, path: str | Path, palette: dict | N
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
         fig = draw(metrics, palette)
         try:
-            fig.savefig(path, dpi=120, bbox_inches="tight")
+            fig.savefig(path, dpi=120)  # laid out by _figure_legend
         finally:
             plt.close(fig)
     return Path(path)
