@@ -336,7 +336,6 @@ def _chain(objective, estimator, num_samples, warmup_steps, params, key, state):
     return jax.lax.scan(lambda s, k: (update(params, k, s)[2], None), state, warmup_keys)[0]
 
 
-
 @functools.partial(jax.jit, static_argnames=("layout",))
 def _all_replicates(objective, estimator, layout, params, key, state):
     """``layout.padded`` replicate estimates ``(values, grads)``: replicate r from ``fold_in(key, r)``,
