@@ -40,4 +40,6 @@ def map_samples(fn: Callable[..., Any], *args: Any, in_axes: int | None | tuple[
         return jax.vmap(fn, in_axes=axes)(*args)
     element = [arg if axis is None else jax.tree_util.tree_map(lambda leaf: leaf[0], arg)
                for arg, axis in zip(args, axes)]
-    return jax.tree_util.tree_map(lambda leaf: leaf[None], fn(*element))
+    # As vmap does, a Python number among the outputs becomes an array with the sample axis.
+    return jax.tree_util.tree_map(lambda leaf: (leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf))[None],
+                                  fn(*element))

@@ -32,6 +32,8 @@ def test_map_samples_is_the_vmap(size):
     for a, b in zip(jax.tree_util.tree_leaves(mapped), jax.tree_util.tree_leaves(vmapped)):
         assert a.shape == b.shape
         np.testing.assert_array_equal(a, b)
+    # A constant output gets the sample axis, as from the vmap.
+    np.testing.assert_array_equal(map_samples(lambda x: 3.0, xs), jax.vmap(lambda x: 3.0)(xs))
     # Under an enclosing vmap too, and over keys (one per sample).
     outer = jax.vmap(lambda x: map_samples(lambda y: jnp.sum(y**2), x))(jnp.stack([xs, 2 * xs]))
     assert outer.shape == (2, size)
