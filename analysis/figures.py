@@ -215,8 +215,8 @@ TITLE_INCHES = 0.45
 def _figure_legend(fig: plt.Figure, axes) -> None:
     """One legend below all panels (each label once), in as many columns as the figure is wide, with
     the panels laid out between it and the title so that neither covers an axis label or a panel's
-    title.  The layout is final: figures are saved without ``bbox_inches="tight"``, which would lay
-    every tick label out a second time."""
+    title.  Figures are saved with ``bbox_inches="tight"``, which widens the image for a title or a
+    legend row wider than the panels."""
     handles = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -483,7 +483,7 @@ def save_figure(draw, metrics: pd.DataFrame, path: str | Path, palette: dict | N
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85):
         fig = draw(metrics, palette)
         try:
-            fig.savefig(path, dpi=120)  # laid out by _figure_legend
+            fig.savefig(path, dpi=120, bbox_inches="tight")
         finally:
             plt.close(fig)
     return Path(path)

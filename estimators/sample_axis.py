@@ -38,8 +38,9 @@ def map_samples(fn: Callable[..., Any], *args: Any, in_axes: int | None | tuple[
              for leaf in jax.tree_util.tree_leaves(arg)}
     if sizes != {1}:
         return jax.vmap(fn, in_axes=axes)(*args)
-    element = [arg if axis is None else jax.tree_util.tree_map(lambda leaf: leaf[0], arg)
-               for arg, axis in zip(args, axes)]
+    # The element as the vmap's body would see it: a JAX array (not a NumPy one) without the axis.
+    first = lambda leaf: (leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf))[0]
+    element = [arg if axis is None else jax.tree_util.tree_map(first, arg) for arg, axis in zip(args, axes)]
     # As vmap does, a Python number among the outputs becomes an array with the sample axis.
     return jax.tree_util.tree_map(lambda leaf: (leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf))[None],
                                   fn(*element))

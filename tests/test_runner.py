@@ -405,3 +405,15 @@ def test_a_shared_program_refuses_an_L_its_estimator_cannot_serve():
 
     with pytest.raises(ValueError, match="at L = 1: needs L >= 2"):
         measure_grid(problems.get("bernoulli_toy"), est.get("score_function_loo"), (1, 4), 8, jax.random.key(0))
+
+
+def test_a_shared_program_takes_raw_keys_as_it_takes_typed_ones():
+    # Its replicates' sample keys are flattened into one batch: a raw uint32 key keeps its last axis.
+    from experiments.engine.measure import measure_grid
+
+    problem, estimator = problems.get("bernoulli_toy"), est.get("score_function_loo")
+    typed = measure_grid(problem, estimator, (2, 8), 24, jax.random.key(3))
+    raw = measure_grid(problem, estimator, (2, 8), 24, jax.random.key_data(jax.random.key(3)))
+    for n in (2, 8):
+        np.testing.assert_array_equal(typed[n].values, raw[n].values)
+        np.testing.assert_array_equal(typed[n].grads["logits"], raw[n].grads["logits"])

@@ -317,8 +317,8 @@ def _grid_warm_up(objective, estimator, grid, warmup_steps, params, key):
     initial = est.value_and_grad_with_state(objective, estimator, grid[0]).init(params)
     step_keys = est.sample_keys(jax.random.fold_in(key, WARMUP_STREAM), warmup_steps)
     sample_keys = jax.vmap(lambda k: est.sample_keys(k, grid[-1]))(step_keys)  # one flat batch, as in grid_chunk
-    statistics = estimator.sample_statistics(objective, params, sample_keys.reshape(-1))
-    statistics = jax.tree_util.tree_map(lambda t: t.reshape(*sample_keys.shape, *t.shape[1:]), statistics)
+    statistics = estimator.sample_statistics(objective, params, _flat_keys(sample_keys))
+    statistics = jax.tree_util.tree_map(lambda t: t.reshape(*sample_keys.shape[:2], *t.shape[1:]), statistics)
     states = []
     for n in grid:
         def step(state, step_statistics, n=n):
@@ -327,6 +327,11 @@ def _grid_warm_up(objective, estimator, grid, warmup_steps, params, key):
 
         states.append(jax.lax.scan(step, initial, statistics)[0])
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states)
+
+
+def _flat_keys(keys: jax.Array) -> jax.Array:
+    """A (B, L) batch of keys as one batch of B·L, row by row; raw uint32 keys keep their last axis."""
+    return keys.reshape(-1, *keys.shape[2:])
 
 
 def _chain(objective, estimator, num_samples, warmup_steps, params, key, state):
@@ -361,9 +366,9 @@ def _all_replicates(objective, estimator, layout, params, key, state):
         # The statistics of the chunk's replicates × L samples as one flat batch of sample keys: a vmap
         # over samples nested in one over replicates would lay a cost's data axis out as [data, B, L] and
         # transpose it (XLA on CPU), where one vmap over B·L keys gives the [B·L, data] of a single sample.
-        sample_keys = jax.vmap(lambda k: est.sample_keys(k, layout.num_samples))(keys)
-        statistics = estimator.sample_statistics(objective, params, sample_keys.reshape(-1))
-        statistics = jax.tree_util.tree_map(lambda t: t.reshape(*sample_keys.shape, *t.shape[1:]), statistics)
+        sample_keys = jax.vmap(lambda k: est.sample_keys(k, layout.num_samples))(keys)  # (B, L), typed or raw
+        statistics = estimator.sample_statistics(objective, params, _flat_keys(sample_keys))
+        statistics = jax.tree_util.tree_map(lambda t: t.reshape(*sample_keys.shape[:2], *t.shape[1:]), statistics)
         return jax.vmap(grid_estimates, in_axes=(None, 0, None))(params, statistics, state)
 
     def device_share(params, state, keys):
@@ -373,7 +378,8 @@ def _all_replicates(objective, estimator, layout, params, key, state):
             lambda x: jax.lax.pcast(x, REPLICATE_AXIS, to="varying"), (params, state)
         )
         if layout.grid:
-            values, grads = jax.lax.map(lambda k: grid_chunk(params, k, state), keys.reshape(-1, layout.batch))
+            chunks = keys.reshape(-1, layout.batch, *keys.shape[1:])  # raw uint32 keys keep their last axis
+            values, grads = jax.lax.map(lambda k: grid_chunk(params, k, state), chunks)
             return jax.tree_util.tree_map(lambda t: t.reshape(-1, *t.shape[2:]), (values, grads))
         return jax.lax.map(lambda k: one_replicate(params, k, state), keys, batch_size=layout.batch)
 
