@@ -316,9 +316,7 @@ def _grid_warm_up(objective, estimator, grid, warmup_steps, params, key):
     leading axis."""
     initial = est.value_and_grad_with_state(objective, estimator, grid[0]).init(params)
     step_keys = est.sample_keys(jax.random.fold_in(key, WARMUP_STREAM), warmup_steps)
-    sample_keys = jax.vmap(lambda k: est.sample_keys(k, grid[-1]))(step_keys)  # one flat batch, as in grid_chunk
-    statistics = estimator.sample_statistics(objective, params, _flat_keys(sample_keys))
-    statistics = jax.tree_util.tree_map(lambda t: t.reshape(*sample_keys.shape[:2], *t.shape[1:]), statistics)
+    statistics = _batch_statistics(objective, estimator, params, step_keys, grid[-1])
     states = []
     for n in grid:
         def step(state, step_statistics, n=n):
@@ -329,9 +327,13 @@ def _grid_warm_up(objective, estimator, grid, warmup_steps, params, key):
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *states)
 
 
-def _flat_keys(keys: jax.Array) -> jax.Array:
-    """A (B, L) batch of keys as one batch of B·L, row by row; raw uint32 keys keep their last axis."""
-    return keys.reshape(-1, *keys.shape[2:])
+def _batch_statistics(objective, estimator, params, keys, num_samples):
+    """The per-sample statistics of the ``num_samples`` sample keys of each of the B ``keys``, leaves of
+    shape (B, L, ...), computed as one flat batch of B·L sample keys (typed, or raw uint32 keys, which
+    keep their last axis)."""
+    sample_keys = jax.vmap(lambda k: est.sample_keys(k, num_samples))(keys)  # (B, L)
+    statistics = estimator.sample_statistics(objective, params, sample_keys.reshape(-1, *sample_keys.shape[2:]))
+    return jax.tree_util.tree_map(lambda t: t.reshape(*sample_keys.shape[:2], *t.shape[1:]), statistics)
 
 
 def _chain(objective, estimator, num_samples, warmup_steps, params, key, state):
@@ -366,9 +368,7 @@ def _all_replicates(objective, estimator, layout, params, key, state):
         # The statistics of the chunk's replicates × L samples as one flat batch of sample keys: a vmap
         # over samples nested in one over replicates would lay a cost's data axis out as [data, B, L] and
         # transpose it (XLA on CPU), where one vmap over B·L keys gives the [B·L, data] of a single sample.
-        sample_keys = jax.vmap(lambda k: est.sample_keys(k, layout.num_samples))(keys)  # (B, L), typed or raw
-        statistics = estimator.sample_statistics(objective, params, _flat_keys(sample_keys))
-        statistics = jax.tree_util.tree_map(lambda t: t.reshape(*sample_keys.shape[:2], *t.shape[1:]), statistics)
+        statistics = _batch_statistics(objective, estimator, params, keys, layout.num_samples)
         return jax.vmap(grid_estimates, in_axes=(None, 0, None))(params, statistics, state)
 
     def device_share(params, state, keys):
