@@ -106,9 +106,9 @@ def load(name: str):
     if not file.exists():
         print(f"Training the {name} checkpoint (once; cached in {file.parent})...", file=sys.stderr, flush=True)
         file = save(name, train(name))
-    template = init_params(name)
+    template = jax.eval_shape(lambda: init_params(name))  # the shapes and dtypes alone: nothing is computed
     with np.load(file) as arrays:
-        expected = stored.flatten(template)
+        expected = stored.leaves_by_key(template)
         if set(arrays) != set(expected) or any(arrays[k].shape != v.shape for k, v in expected.items()):
             raise ValueError(
                 f"{file} does not match the model's parameters (expected {sorted(expected)} with their shapes). "

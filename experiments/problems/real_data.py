@@ -110,7 +110,7 @@ def _binary_vae_answers(checkpoint: str, per_example: bool):
     images = model.training_batch()[:EVALUATION_BATCH]
     with jax.enable_x64(True):
         params64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
-        exact = _to_numpy(jax.grad(model.exact_objective)(params64, jnp.asarray(images, jnp.float64)))
+        exact = _to_numpy(jax.jit(jax.grad(model.exact_objective))(params64, jnp.asarray(images, jnp.float64)))
     variances = binary_vae_exact_variances(model, params, images) if per_example else {}
     return exact, variances
 
@@ -132,7 +132,7 @@ def vae_on_images(name: str, num_images: int, per_example: bool = True) -> Probl
     if name == "binary_vae":
         with jax.enable_x64(True):
             params64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
-            exact = _to_numpy(jax.grad(model.exact_objective)(params64, jnp.asarray(images, jnp.float64)))
+            exact = _to_numpy(jax.jit(jax.grad(model.exact_objective))(params64, jnp.asarray(images, jnp.float64)))
     signal = "a cost per image" if per_example else "one cost for the batch"
     return Problem(
         name=name,

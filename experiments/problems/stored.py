@@ -14,14 +14,20 @@ import numpy as np
 
 def flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
     """``{"<prefix>/<path>": array}`` for each leaf, the path as ``encoder/hidden/w``."""
+    return {key: np.asarray(leaf) for key, leaf in leaves_by_key(tree, prefix).items()}
+
+
+def leaves_by_key(tree, prefix: str = "") -> dict:
+    """The leaves of ``tree`` (arrays, or shapes from :func:`jax.eval_shape`) under the keys of :func:`flatten`."""
     head = f"{prefix}/" if prefix else ""
-    return {head + jax.tree_util.keystr(path, simple=True, separator="/"): np.asarray(leaf)
+    return {head + jax.tree_util.keystr(path, simple=True, separator="/"): leaf
             for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 def unflatten(template, arrays, prefix: str = ""):
-    """The pytree of ``template``'s structure whose leaves are ``arrays`` under the keys of :func:`flatten`."""
-    leaves = [np.asarray(arrays[key]) for key in flatten(template, prefix)]
+    """The pytree of ``template``'s structure (arrays or shapes) whose leaves are ``arrays`` under the keys of
+    :func:`flatten`."""
+    leaves = [np.asarray(arrays[key]) for key in leaves_by_key(template, prefix)]
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
 
 

@@ -44,14 +44,18 @@ def binary_vae_exact_variances(model: BinaryVAE, params, images) -> dict:
         num_images = images.shape[0]
         encoder_flat, unravel_encoder = ravel_pytree(params["encoder"])
         decoder_flat, unravel_decoder = ravel_pytree(params["decoder"])
-        logits = np.asarray(_mlp(params["encoder"], images))  # (N, K)
-        jacobians = np.asarray(jax.jacrev(lambda w: _mlp(unravel_encoder(w), images))(encoder_flat))  # (N, K, P)
         states = model.latent_states().astype(jnp.float64)  # (S, K), the first latent most significant
-        decoded = _mlp(params["decoder"], states)  # (S, 64)
-        reconstruction = -np.asarray(
-            jax.vmap(lambda x: bernoulli_log_likelihood(decoded, x[None, :]))(images)
-        )  # (N, S)
-        kl = np.asarray(model.kl(params, images))  # (N,)
+
+        @jax.jit
+        def enumerated(params, images):  # one program, not an eager compilation per operation
+            logits = _mlp(params["encoder"], images)  # (N, K)
+            jacobians = jax.jacrev(lambda w: _mlp(unravel_encoder(w), images))(encoder_flat)  # (N, K, P)
+            decoded = _mlp(params["decoder"], states)  # (S, 64)
+            reconstruction = -jax.vmap(lambda x: bernoulli_log_likelihood(decoded, x[None, :]))(images)  # (N, S)
+            return logits, jacobians, decoded, reconstruction, model.kl(params, images)
+
+        logits, jacobians, decoded, reconstruction, kl = enumerated(params, images)
+        logits, jacobians, reconstruction, kl = (np.asarray(x) for x in (logits, jacobians, reconstruction, kl))
 
         def decoder_direct(image):
             """∇_dec f_n at every state: the decoder's vector-Jacobian product with ∂f_n/∂logits / N."""
