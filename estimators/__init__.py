@@ -12,6 +12,7 @@ importing the package imports them all, and exports each registered class under 
 from estimators import baselines, control_variates, distributions, registry, relaxation
 from estimators.base import Estimate, EstimatorInfo, GradientEstimator, estimator_dataclass, sample_keys, static
 from estimators.distributions import *  # noqa: F403  (every distribution, listed in its __all__)
+from estimators.importance_weighted import ImportanceWeightedObjective
 from estimators.interface import StatefulGrad, grad, grad_with_state, value_and_grad, value_and_grad_with_state
 from estimators.objective import Objective
 from estimators.registry import get, names
@@ -25,6 +26,7 @@ __all__ = [
     "Estimate",
     "EstimatorInfo",
     "GradientEstimator",
+    "ImportanceWeightedObjective",
     "Objective",
     "StatefulGrad",
     "baselines",

@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 #: The families, in the order :func:`names` lists them (and tables and legends show them).
 FAMILIES = ("pathwise", "score_function", "control_variate", "measure_valued", "relaxation", "antithetic",
-            "conditional_relaxation")
+            "conditional_relaxation", "importance_weighted")
 
 _FACTORIES: dict[str, Callable[..., GradientEstimator]] = {}
 _FAMILY: dict[str, str] = {}

@@ -180,7 +180,7 @@ def test_moving_average_baseline_state_and_bias_correction(key):
 
 DESIGN_NAMES = ["pathwise", "score_function", "score_function_ema", "score_function_loo", "score_function_optimal",
                 "pathwise_delta", "score_function_delta", "measure_valued", "straight_through", "gumbel_softmax",
-                "straight_through_gumbel"]
+                "straight_through_gumbel", "vimco", "dreg", "stl"]
 
 
 def test_names_lists_every_estimator_of_the_design_table():

@@ -1,12 +1,12 @@
 """Every registered estimator through the contract of DESIGN §2, with and without a plate (§2.1).
 
 One list drives it, ``est.names()``: a new estimator is covered without editing this file.  For each name
-and ``batch_ndims`` in {0, 1}, on the first objective below whose distribution it serves (parameters a
-nested pytree of dicts and tuples, a cost that depends on the parameters too): the output has the
-structure, shapes and dtypes of the parameters and a scalar value; eager, jit and vmap over keys agree;
-the same key gives the same estimate and another key another one; a second jitted call with new values
-does not retrace; no key is consumed twice (the suite runs with ``jax_debug_key_reuse``); and the state
-threads through ``lax.scan`` as through a Python loop.
+and ``batch_ndims`` in {0, 1}, on the first objective below whose distribution it serves (the importance-
+weighted bounds of §2.2 last; parameters a nested pytree of dicts and tuples, a cost that depends on the
+parameters too): the output has the structure, shapes and dtypes of the parameters and a scalar value;
+eager, jit and vmap over keys agree; the same key gives the same estimate and another key another one; a
+second jitted call with new values does not retrace; no key is consumed twice (the suite runs with
+``jax_debug_key_reuse``); and the state threads through ``lax.scan`` as through a Python loop.
 """
 
 from __future__ import annotations
@@ -22,7 +22,14 @@ COVARIATES = jnp.array([[1.0, 0.5], [-0.5, 1.0], [0.3, -1.0]])  # 3 examples
 
 
 def _family_objective(family: str, batch_ndims: int, traces: list):
-    """(objective, params) for one family; ``traces`` records each trace of the cost."""
+    """(objective, params) for one family; ``traces`` records each trace of the cost.  ``iw_<family>``: the
+    importance-weighted bound whose proposal is that family's distribution and whose log joint is minus
+    its cost (one particle for the Gaussian, which STL needs; two for the Bernoulli, which VIMCO needs)."""
+    if family.startswith("iw_"):
+        plain, params = _family_objective(family[3:], batch_ndims, traces)
+        return est.ImportanceWeightedObjective(
+            dist=plain.dist, log_joint=lambda p, z: -plain.cost(p, z),
+            num_particles=1 if family == "iw_normal" else 2, batch_ndims=batch_ndims), params
 
     def regularizer(p):
         return 0.01 * jnp.sum(p["location"]["weights"] ** 2)  # the direct term: the cost reads θ
@@ -68,7 +75,7 @@ def _family_objective(family: str, batch_ndims: int, traces: list):
 def serving_case(name: str, batch_ndims: int):
     """(estimator, objective, params, traces) on the first family the estimator serves."""
     estimator = est.get(name)
-    for family in ("normal", "bernoulli", "categorical"):
+    for family in ("normal", "bernoulli", "categorical", "iw_normal", "iw_bernoulli"):
         traces: list = []
         objective, params = _family_objective(family, batch_ndims, traces)
         if estimator.supports(objective.distribution(params)) is None:

@@ -14,6 +14,7 @@ from estimators.distributions.location_scale import LocationScale
 from estimators.distributions.logistic import Logistic
 from estimators.distributions.normal import Normal
 from estimators.distributions.pareto import Pareto
+from estimators.distributions.particles import Particles
 from estimators.distributions.rayleigh import Rayleigh
 from estimators.distributions.student_t import StudentT
 
@@ -32,6 +33,7 @@ __all__ = [
     "Logistic",
     "Normal",
     "Pareto",
+    "Particles",
     "Rayleigh",
     "StudentT",
 ]

@@ -27,18 +27,26 @@ class Distribution(abc.ABC):
     Every distribution is a pytree whose leaves are its parameters (the arguments of its constructor,
     stored under their names), so it can be passed to, and returned from, ``jit``, ``vmap`` and
     ``lax.scan``; rebuilding one from its leaves skips the constructor's conversions and checks.
+    Constructor arguments named in ``static_arguments`` (a count, an axis) are part of the pytree's
+    structure instead.
     """
+
+    #: Constructor arguments that are structure, not parameters: static under ``jit`` and ``vmap``.
+    static_arguments: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        names = tuple(name for name in inspect.signature(cls.__init__).parameters if name != "self")
+        static = tuple(cls.static_arguments)
+        names = tuple(name for name in inspect.signature(cls.__init__).parameters
+                      if name != "self" and name not in static)
 
         def flatten(dist):
-            return tuple(getattr(dist, name) for name in names), None
+            return tuple(getattr(dist, name) for name in names), tuple(getattr(dist, name) for name in static)
 
-        def unflatten(_, parameters):
+        def unflatten(static_values, parameters):
             dist = object.__new__(cls)
             dist.__dict__.update(zip(names, parameters))
+            dist.__dict__.update(zip(static, static_values))
             return dist
 
         jax.tree_util.register_pytree_node(cls, flatten, unflatten)

@@ -7,7 +7,7 @@ import functools
 import re
 from collections.abc import Callable
 
-from experiments.problems import families, plates, real_data
+from experiments.problems import families, importance_weighted, plates, real_data
 from experiments.problems.base import Problem, iid_variance
 from experiments.problems.discrete import bernoulli_toy, categorical_toy
 from experiments.problems.gaussian_1d import DEFAULT_K, gaussian_test_problem
@@ -32,6 +32,9 @@ _FACTORIES: dict[str, Callable[[], Problem]] = {
     "gaussian_plate": plates.gaussian_plate,
     "gaussian_plate_summed": functools.partial(plates.gaussian_plate, per_example=False),
     **families.PROBLEMS,
+    "bernoulli_iw3": functools.partial(importance_weighted.bernoulli_bound, 3),
+    "linear_gaussian_elbo": functools.partial(importance_weighted.linear_gaussian_bound, 1),
+    "linear_gaussian_iw2": functools.partial(importance_weighted.linear_gaussian_bound, 2),
     "logistic_regression": real_data.logistic_regression,
     "logistic_regression_init": functools.partial(real_data.logistic_regression, "init"),
     "gaussian_vae": real_data.gaussian_vae,
