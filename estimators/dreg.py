@@ -5,16 +5,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclass, sample_keys, surrogate_estimate
+from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclass, surrogate_estimate
 from estimators.importance_weighted import (
-    checked_objective,
     importance_weighted_reason,
     log_mean_exp,
     log_weights,
     normalized_weights,
+    surrogate_of_samples,
 )
 from estimators.registry import register
-from estimators.sample_axis import map_samples
 
 
 @register("dreg", family="importance_weighted")
@@ -56,24 +55,18 @@ class DReG(GradientEstimator):
         return importance_weighted_reason(dist, self.name) or _reparameterizable_reason(dist, self.name)
 
     def estimate(self, objective, params, key, num_samples, state):
-        objective = checked_objective(objective, self.name)
-        keys = sample_keys(key, num_samples)
-
-        def one_sample(p, sample_key):
-            particles = objective.distribution(p).rsample(sample_key)
-            fixed_p, fixed_particles = jax.lax.stop_gradient((p, particles))
-            through_model = log_weights(objective, p, fixed_p, fixed_particles)  # ∇: the model's term
-            through_particles = log_weights(objective, fixed_p, fixed_p, particles)  # ∇: the path through z
-            weights = jax.lax.stop_gradient(normalized_weights(through_model))
-            surrogate = jnp.sum(weights * through_model + weights**2 * through_particles, axis=-1)
-            bound = jax.lax.stop_gradient(log_mean_exp(through_model))
-            return objective.sum_examples(surrogate), objective.sum_examples(bound)
-
-        def surrogate(p):
-            surrogates, bounds = map_samples(lambda k: one_sample(p, k), keys)
-            return jnp.mean(surrogates), jnp.mean(bounds)
-
+        surrogate = surrogate_of_samples(objective, self.name, params, key, num_samples, _dreg_sample)
         return surrogate_estimate(surrogate, params, state)
+
+
+def _dreg_sample(objective, p, sample_key):
+    particles = objective.distribution(p).rsample(sample_key)
+    fixed_p, fixed_particles = jax.lax.stop_gradient((p, particles))
+    through_model = log_weights(objective, p, fixed_p, fixed_particles)  # ∇: the model's term
+    through_particles = log_weights(objective, fixed_p, fixed_p, particles)  # ∇: the path through z
+    weights = jax.lax.stop_gradient(normalized_weights(through_model))
+    surrogate = jnp.sum(weights * through_model + weights**2 * through_particles, axis=-1)
+    return surrogate, log_mean_exp(through_model)
 
 
 def _reparameterizable_reason(dist, name: str) -> str | None:

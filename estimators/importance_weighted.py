@@ -26,9 +26,11 @@ from typing import cast
 import jax
 import jax.numpy as jnp
 
+from estimators.base import sample_keys
 from estimators.distributions import Distribution, Particles
 from estimators.objective import Objective, Params
 from estimators.pytrees import register_frozen_dataclass
+from estimators.sample_axis import map_samples
 
 
 @functools.partial(register_frozen_dataclass, data_fields=[],
@@ -153,13 +155,25 @@ def normalized_weights(log_weights: jax.Array) -> jax.Array:
     return jax.nn.softmax(log_weights, axis=-1)
 
 
-def checked_objective(objective, estimator_name: str) -> ImportanceWeightedObjective:
-    """``objective``, or a ValueError naming what ``estimator_name`` needs."""
+def surrogate_of_samples(objective, estimator_name: str, params: Params, key: jax.Array, num_samples: int,
+                         one_sample: Callable) -> Callable:
+    """The surrogate of an L-sample estimate of an importance-weighted bound: the mean over the L sample
+    keys of ``one_sample(objective, params, sample_key)``, which returns one K-particle sample's
+    ``(surrogate, bound estimate)``, each per example; a ValueError naming what ``estimator_name`` needs
+    where ``objective`` is not an :class:`ImportanceWeightedObjective`.  For
+    :func:`~estimators.base.surrogate_estimate`."""
     if not isinstance(objective, ImportanceWeightedObjective):
         raise ValueError(
             f"{estimator_name} estimates the gradient of an importance-weighted bound: give it an "
             f"est.ImportanceWeightedObjective(dist, log_joint, num_particles), not a {type(objective).__name__}.")
-    return objective
+    keys = sample_keys(key, num_samples)
+
+    def surrogate(p):
+        surrogates, bounds = map_samples(lambda k: one_sample(objective, p, k), keys)
+        return (jnp.mean(objective.sum_examples(surrogates)),
+                jax.lax.stop_gradient(jnp.mean(objective.sum_examples(bounds))))
+
+    return surrogate
 
 
 def importance_weighted_reason(dist: Distribution, estimator_name: str) -> str | None:

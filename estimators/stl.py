@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
-from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclass, sample_keys, surrogate_estimate
+from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclass, surrogate_estimate
 from estimators.distributions import Particles
 from estimators.dreg import _reparameterizable_reason
-from estimators.importance_weighted import checked_objective, importance_weighted_reason, log_weights
+from estimators.importance_weighted import importance_weighted_reason, log_weights, surrogate_of_samples
 from estimators.registry import register
-from estimators.sample_axis import map_samples
 
 
 @register("stl", family="importance_weighted")
@@ -50,16 +48,11 @@ class STL(GradientEstimator):
         return reason
 
     def estimate(self, objective, params, key, num_samples, state):
-        objective = checked_objective(objective, self.name)
-        keys = sample_keys(key, num_samples)
-
-        def one_sample(p, sample_key):
-            particles = objective.distribution(p).rsample(sample_key)
-            log_w = log_weights(objective, p, jax.lax.stop_gradient(p), particles)[..., 0]
-            return objective.sum_examples(log_w), jax.lax.stop_gradient(objective.sum_examples(log_w))
-
-        def surrogate(p):
-            surrogates, values = map_samples(lambda k: one_sample(p, k), keys)
-            return jnp.mean(surrogates), jnp.mean(values)
-
+        surrogate = surrogate_of_samples(objective, self.name, params, key, num_samples, _stl_sample)
         return surrogate_estimate(surrogate, params, state)
+
+
+def _stl_sample(objective, p, sample_key):
+    particles = objective.distribution(p).rsample(sample_key)
+    log_w = log_weights(objective, p, jax.lax.stop_gradient(p), particles)[..., 0]  # the one particle's
+    return log_w, log_w

@@ -5,11 +5,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclass, sample_keys, surrogate_estimate
+from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclass, surrogate_estimate
 from estimators.distributions import Particles
-from estimators.importance_weighted import checked_objective, importance_weighted_reason, log_mean_exp, log_weights
+from estimators.importance_weighted import importance_weighted_reason, log_mean_exp, log_weights, surrogate_of_samples
 from estimators.registry import register
-from estimators.sample_axis import map_samples
 
 
 @register("vimco", family="importance_weighted")
@@ -51,24 +50,18 @@ class VIMCO(GradientEstimator):
         return reason
 
     def estimate(self, objective, params, key, num_samples, state):
-        objective = checked_objective(objective, self.name)
-        keys = sample_keys(key, num_samples)
-
-        def one_sample(p, sample_key):
-            particles = objective.distribution(p).sample(sample_key)
-            log_w = log_weights(objective, p, p, particles)  # (*examples, K), the direct term's path
-            bound = log_mean_exp(log_w)
-            signal = jax.lax.stop_gradient(bound[..., None] - leave_one_out_bounds(log_w))
-            # Its gradient is −∇ log q(z_k; θ) for each particle: the scores.
-            minus_log_q = log_weights(objective, jax.lax.stop_gradient(p), p, particles)
-            surrogate = bound - jnp.sum(signal * minus_log_q, axis=-1)
-            return objective.sum_examples(surrogate), objective.sum_examples(bound)
-
-        def surrogate(p):
-            surrogates, bounds = map_samples(lambda k: one_sample(p, k), keys)
-            return jnp.mean(surrogates), jax.lax.stop_gradient(jnp.mean(bounds))
-
+        surrogate = surrogate_of_samples(objective, self.name, params, key, num_samples, _vimco_sample)
         return surrogate_estimate(surrogate, params, state)
+
+
+def _vimco_sample(objective, p, sample_key):
+    particles = objective.distribution(p).sample(sample_key)
+    log_w = log_weights(objective, p, p, particles)  # (*examples, K), the direct term's path
+    bound = log_mean_exp(log_w)
+    signal = jax.lax.stop_gradient(bound[..., None] - leave_one_out_bounds(log_w))
+    # Its gradient is −∇ log q(z_k; θ) for each particle: the scores.
+    minus_log_q = log_weights(objective, jax.lax.stop_gradient(p), p, particles)
+    return bound - jnp.sum(signal * minus_log_q, axis=-1), bound
 
 
 def leave_one_out_bounds(log_w: jax.Array) -> jax.Array:
