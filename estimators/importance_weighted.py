@@ -50,7 +50,10 @@ class ImportanceWeightedObjective(Objective):
 
     A sample of this objective is K particles stacked at axis ``batch_ndims`` (shape
     ``(*examples, K, *latent)``); its cost is the bound's estimate, so ``value`` estimates F (a bound
-    to maximize) and ``num_samples = L`` averages L independent K-particle estimates.
+    to maximize) and ``num_samples = L`` averages L independent K-particle estimates.  As an
+    :class:`~estimators.Objective`, its ``dist`` gives the distribution of a whole sample
+    (:class:`~estimators.Particles`) and its ``cost`` the bound's estimate; the functions given here are
+    kept as ``proposal`` and ``log_joint``.
     """
 
     # Keyword-only: they follow the inherited batch_ndims, which has a default (the constructor is below).
