@@ -40,9 +40,9 @@ class DReG(GradientEstimator):
     both.  L samples average L independent K-particle estimates; with independent examples each example
     has its own weights.
 
-    Assumptions: an importance-weighted objective whose proposal is reparameterizable, with
-    :math:`\log p` and :math:`\log q` differentiable in z.  Unbiased for every K (at K = 1 it is
-    sticking-the-landing, ``stl``).
+    Assumptions: an importance-weighted objective whose proposal is reparameterizable, with a support that
+    does not move with θ (not Pareto's), and :math:`\log p`, :math:`\log q` differentiable in z.  Unbiased
+    for every K (at K = 1 it is sticking-the-landing, ``stl``).
 
     Reference:
       Tucker, Lawson, Gu & Maddison, *Doubly Reparameterized Gradient Estimators for Monte Carlo
@@ -70,7 +70,11 @@ def _dreg_sample(objective, p, sample_key):
 
 
 def _reparameterizable_reason(dist, name: str) -> str | None:
-    if dist.reparameterizable:
-        return None
-    return (f"{name} differentiates through the particles, but {type(dist.proposal).__name__} samples are not a "
-            "differentiable function of its parameters; use vimco (K >= 2) or score_function")
+    """Why ``name`` (DReG, STL) cannot differentiate through the particles of ``dist``: None where it can."""
+    if not dist.reparameterizable:
+        return (f"{name} differentiates through the particles, but {type(dist.proposal).__name__} samples are "
+                "not a differentiable function of its parameters; use vimco (K >= 2) or score_function")
+    if dist.support_depends_on_parameters:
+        return (f"{name} trades q's score term for a path term, which needs a support that does not move with "
+                f"the parameters, and {type(dist.proposal).__name__}'s does; use pathwise")
+    return None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import operator
 from collections.abc import Callable
 from typing import cast
 
@@ -50,7 +51,8 @@ class ImportanceWeightedObjective(Objective):
 
     A sample of this objective is K particles stacked at axis ``batch_ndims`` (shape
     ``(*examples, K, *latent)``); its cost is the bound's estimate, so ``value`` estimates F (a bound
-    to maximize) and ``num_samples = L`` averages L independent K-particle estimates.  As an
+    to maximize: ``grads`` point uphill, so negate them for a minimizing optimizer such as optax's) and
+    ``num_samples = L`` averages L independent K-particle estimates.  As an
     :class:`~estimators.Objective`, its ``dist`` gives the distribution of a whole sample
     (:class:`~estimators.Particles`) and its ``cost`` the bound's estimate; the functions given here are
     kept as ``proposal`` and ``log_joint``.
@@ -69,9 +71,16 @@ class ImportanceWeightedObjective(Objective):
         if not callable(log_joint):
             raise TypeError(f"ImportanceWeightedObjective.log_joint must be a function of (params, z), got "
                             f"{type(log_joint).__name__}.")
-        if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
+        count = None
+        if not isinstance(num_particles, bool):
+            try:
+                count = operator.index(num_particles)
+            except TypeError:
+                pass
+        if count is None or count < 1:
             raise ValueError(f"ImportanceWeightedObjective.num_particles must be a positive integer (K particles "
                              f"per bound; 1 is the ELBO), got {num_particles!r}.")
+        num_particles = count
         object.__setattr__(self, "proposal", dist)
         object.__setattr__(self, "log_joint", log_joint)
         object.__setattr__(self, "num_particles", num_particles)
@@ -79,6 +88,11 @@ class ImportanceWeightedObjective(Objective):
         object.__setattr__(self, "dist", _ParticlesOf(dist, num_particles, batch_ndims))
         object.__setattr__(self, "cost", _Bound(self))
         self.__post_init__()
+
+    def with_num_particles(self, num_particles: int) -> ImportanceWeightedObjective:
+        """The same bound with K = ``num_particles`` (``dataclasses.replace`` cannot rebuild the derived
+        ``dist`` and ``cost``)."""
+        return ImportanceWeightedObjective(self.proposal, self.log_joint, num_particles, self.batch_ndims)
 
     def proposal_distribution(self, params: Params) -> Distribution:
         """``dist(params)``, the proposal of one particle, checked like :meth:`Objective.distribution`."""
@@ -131,9 +145,8 @@ def log_weights(objective: ImportanceWeightedObjective, joint_params: Params, pr
     r""":math:`\log w_k = \log p(x, z_k; \theta_p) - \log q(z_k; \theta_q)` for each particle of one sample,
     with the log joint at ``joint_params`` and the proposal's density at ``proposal_params`` (the same
     parameters, or one of them with its gradient stopped): shape ``(*examples, K)``."""
-    proposal = objective.proposal_distribution(proposal_params)
     batch_ndims = objective.batch_ndims
-    batch_shape = proposal.event_shape[:batch_ndims]
+    batch_shape = objective.proposal_distribution(proposal_params).event_shape[:batch_ndims]
 
     def one(z):
         log_joint = objective.log_joint(joint_params, z)
@@ -142,8 +155,19 @@ def log_weights(objective: ImportanceWeightedObjective, joint_params: Params, pr
                 f"ImportanceWeightedObjective.log_joint must return "
                 f"{'a scalar' if not batch_ndims else f'one value per example, shape {batch_shape}'} for one "
                 f"particle of shape {jnp.shape(z)}, but returned shape {jnp.shape(log_joint)}.")
-        log_q = proposal.example_log_prob(z, batch_ndims) if batch_ndims else proposal.log_prob(z)
-        return log_joint - log_q
+        return log_joint
+
+    log_joints = jax.vmap(one, in_axes=batch_ndims, out_axes=-1)(particles)
+    return log_joints - particle_log_probs(objective, proposal_params, particles)
+
+
+def particle_log_probs(objective: ImportanceWeightedObjective, params: Params, particles: jax.Array) -> jax.Array:
+    r""":math:`\log q(z_k; \theta)` of each particle of one sample, per example: shape ``(*examples, K)``."""
+    proposal = objective.proposal_distribution(params)
+    batch_ndims = objective.batch_ndims
+
+    def one(z):
+        return proposal.example_log_prob(z, batch_ndims) if batch_ndims else proposal.log_prob(z)
 
     return jax.vmap(one, in_axes=batch_ndims, out_axes=-1)(particles)
 

@@ -29,9 +29,10 @@ class STL(GradientEstimator):
     is exactly zero, sample by sample: zero variance.  It is DReG at K = 1.
 
     Assumptions: an importance-weighted objective with K = 1 particle (the ELBO) and a reparameterizable
-    proposal.  Unbiased at K = 1; for K > 1 dropping the score term biases the gradient (its mean is no
-    longer zero under the importance weights), so it refuses K > 1 and names ``dreg``, the unbiased
-    estimator of that kind.
+    proposal whose support does not move with θ (not Pareto's: the dropped term no longer has mean zero).
+    Unbiased at K = 1; for K > 1 dropping the score term biases the gradient (its mean is no longer zero
+    under the importance weights), so it refuses K > 1 and names ``dreg``, the unbiased estimator of that
+    kind.
 
     Reference:
       Roeder, Wu & Duvenaud, *Sticking the Landing: Simple, Lower-Variance Gradient Estimators for

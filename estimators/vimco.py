@@ -7,7 +7,13 @@ import jax.numpy as jnp
 
 from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclass, surrogate_estimate
 from estimators.distributions import Particles
-from estimators.importance_weighted import importance_weighted_reason, log_mean_exp, log_weights, surrogate_of_samples
+from estimators.importance_weighted import (
+    importance_weighted_reason,
+    log_mean_exp,
+    log_weights,
+    particle_log_probs,
+    surrogate_of_samples,
+)
 from estimators.registry import register
 
 
@@ -31,6 +37,8 @@ class VIMCO(GradientEstimator):
     with :math:`\tilde w_k = w_k / \sum_j w_j` and the last term (the direct term) taken at fixed
     particles.  L samples average L independent K-particle estimates.  With independent examples each
     example has its own bound, signals and weights.
+
+    Its leave-one-out bounds take K × K log weights per example.
 
     Assumptions: an importance-weighted objective with K ≥ 2 particles (one particle has no others to
     leave out: use ``score_function`` with a baseline); q may be discrete, its log density
@@ -59,18 +67,19 @@ def _vimco_sample(objective, p, sample_key):
     log_w = log_weights(objective, p, p, particles)  # (*examples, K), the direct term's path
     bound = log_mean_exp(log_w)
     signal = jax.lax.stop_gradient(bound[..., None] - leave_one_out_bounds(log_w))
-    # Its gradient is −∇ log q(z_k; θ) for each particle: the scores.
-    minus_log_q = log_weights(objective, jax.lax.stop_gradient(p), p, particles)
-    return bound - jnp.sum(signal * minus_log_q, axis=-1), bound
+    log_q = particle_log_probs(objective, p, particles)  # its gradient: each particle's score
+    return bound + jnp.sum(signal * log_q, axis=-1), bound
 
 
 def leave_one_out_bounds(log_w: jax.Array) -> jax.Array:
     r""":math:`\hat{\mathcal L}_{-k}` for each k over the last axis: the bound with :math:`\log w_k` replaced
     by the mean of the other K − 1 log weights."""
     num_particles = log_w.shape[-1]
-    others_mean = (jnp.sum(log_w, axis=-1, keepdims=True) - log_w) / (num_particles - 1)
     shape = (*log_w.shape, num_particles)
     diagonal = jnp.broadcast_to(jnp.eye(num_particles, dtype=bool), shape)
-    replaced = jnp.where(diagonal, jnp.broadcast_to(others_mean[..., :, None], shape),
-                         jnp.broadcast_to(log_w[..., None, :], shape))
+    rows = jnp.broadcast_to(log_w[..., None, :], shape)  # row k: the K log weights
+    # The others' mean as a sum without the k-th term (not the total minus it: a log weight of −∞, a latent
+    # the model rules out, would give −∞ − (−∞)); K × K per example.
+    others_mean = jnp.sum(jnp.where(diagonal, 0.0, rows), axis=-1) / (num_particles - 1)
+    replaced = jnp.where(diagonal, jnp.broadcast_to(others_mean[..., :, None], shape), rows)
     return log_mean_exp(replaced)  # row k: the K log weights with the k-th replaced

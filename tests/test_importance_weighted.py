@@ -45,6 +45,7 @@ def problems():
         "linear_gaussian_iw3": iw.linear_gaussian_bound(3),
         "linear_gaussian_elbo": iw.linear_gaussian_bound(1),
         "linear_gaussian_elbo_posterior": iw.linear_gaussian_bound(1, at_posterior=True),
+        "linear_gaussian_iw2_shared": iw.linear_gaussian_bound(2, shared=True),
     }
 
 
@@ -98,6 +99,9 @@ CASES = [
     ("linear_gaussian_iw3", "dreg", 1),
     ("linear_gaussian_elbo", "stl", 1),
     ("linear_gaussian_elbo", "dreg", 1),
+    # A parameter of both the model and the proposal (b): DReG gives it both terms, from one pytree.
+    ("linear_gaussian_iw2_shared", "dreg", 1),
+    ("linear_gaussian_iw2_shared", "pathwise", 1),
 ]
 
 
@@ -161,6 +165,28 @@ def test_refusals_name_the_estimator_that_serves(problems):
         est.grad(bernoulli.objective, "arm", 1)(bernoulli.params, jax.random.key(0))
 
 
+def test_dreg_and_stl_refuse_a_proposal_whose_support_moves():
+    """Their score-to-path identity needs a fixed support: on a Pareto proposal (support [scale, ∞)) they
+    would return a biased gradient in the scale, so they refuse it and name pathwise."""
+    objective = est.ImportanceWeightedObjective(
+        dist=lambda p: est.Pareto(p["scale"], 3.0), log_joint=lambda p, z: -jnp.sum(z), num_particles=1)
+    for name in ("dreg", "stl"):
+        with pytest.raises(ValueError, match="support .*use pathwise"):
+            est.grad(objective, name, 1)({"scale": jnp.array([0.8])}, jax.random.key(0))
+
+
+def test_vimco_signals_stay_finite_where_the_model_rules_a_particle_out():
+    """A particle with log p(x, z) = −∞ (a latent the model gives no mass) has weight 0: the others'
+    leave-one-out bounds stay finite and equal their definition, log (1/K)(Σ_{j≠k} w_j + geometric mean)."""
+    from estimators.vimco import leave_one_out_bounds
+
+    bounds = np.asarray(leave_one_out_bounds(jnp.array([-jnp.inf, 0.0, 1.0])))
+    # Leaving out the ruled-out particle puts the others' geometric mean, e^0.5, in its place; leaving out
+    # another puts a zero weight there (a geometric mean with a zero weight is zero).
+    np.testing.assert_allclose(bounds, [math.log((math.exp(0.5) + 1 + math.e) / 3), 1 - math.log(3), -math.log(3)],
+                               rtol=1e-6)
+
+
 def test_bad_objectives_are_refused_clearly(problems):
     objective = problems["linear_gaussian_iw2"].objective
     for bad in (0, -1, 2.5, True):
@@ -185,8 +211,10 @@ def test_particles_stack_after_the_examples(problems):
 
 def test_equal_objectives_share_a_compiled_program(problems):
     problem = problems["linear_gaussian_iw2"]
-    again = est.ImportanceWeightedObjective(problem.objective.proposal, problem.objective.log_joint, 2)
+    again = est.ImportanceWeightedObjective(problem.objective.proposal, problem.objective.log_joint, np.int64(2))
     assert again == problem.objective and hash(again) == hash(problem.objective)
+    assert problem.objective.with_num_particles(3).with_num_particles(2) == problem.objective
+    assert problem.objective.with_num_particles(3).num_particles == 3
     traces = []
 
     @jax.jit

@@ -58,6 +58,9 @@ class Distribution(abc.ABC):
     #: True where ``probs`` and ``relaxed_sample`` exist: a discrete distribution with a continuous
     #: relaxation (Concrete / Gumbel-Softmax), as the straight-through family needs.
     relaxable: ClassVar[bool] = False
+    #: True where the support moves with the parameters (Pareto's [scale, ∞)): the score-to-path identities
+    #: that DReG and STL rely on need a fixed support.
+    support_depends_on_parameters: ClassVar[bool] = False
     #: Trailing axes of a sample that form one event which does not factorize (a one-hot vector, a
     #: point of the simplex); the leading ``len(event_shape) - event_ndims`` axes may index examples.
     event_ndims: ClassVar[int] = 0

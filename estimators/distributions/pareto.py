@@ -41,6 +41,8 @@ class Pareto(Distribution):
 
     reparameterizable = True
 
+    support_depends_on_parameters = True
+
     def __init__(self, scale, concentration):
         dtype = float_dtype(scale, concentration)
         self.scale, self.concentration = jnp.broadcast_arrays(

@@ -50,6 +50,10 @@ class Particles(Distribution):
         return self.proposal.discrete
 
     @property
+    def support_depends_on_parameters(self) -> bool:  # type: ignore[override]
+        return self.proposal.support_depends_on_parameters
+
+    @property
     def event_ndims(self) -> int:  # type: ignore[override]
         return self.proposal.event_ndims
 

@@ -146,23 +146,33 @@ def linear_gaussian_posterior(b: float) -> tuple[float, float]:
     return (LINEAR_GAUSSIAN_OBSERVATION - b) / 2, math.sqrt(0.5)
 
 
-def linear_gaussian_bound(num_particles: int, at_posterior: bool = False) -> Problem:
+#: With ``shared=True`` the proposal's mean is ``loc + SHARED_COUPLING · b``: b, the model's parameter, is
+#: the proposal's too (as an amortized encoder shares weights with nothing, but a prior-informed proposal
+#: might), which DReG must handle in one pytree.
+SHARED_COUPLING = 0.5
+
+
+def linear_gaussian_bound(num_particles: int, at_posterior: bool = False, shared: bool = False) -> Problem:
     """The K-particle bound of the linear-Gaussian model, with the exact gradient and the exact variances
     of ``pathwise``, ``dreg`` and, at K = 1, ``stl`` by Gauss–Hermite quadrature over the particles' noise.
-    ``at_posterior``: the proposal is the exact posterior."""
+    ``at_posterior``: the proposal is the exact posterior; ``shared``: the model's parameter b moves the
+    proposal's mean too."""
     b = 0.2
+    coupling = SHARED_COUPLING if shared else 0.0
     mean, scale = linear_gaussian_posterior(b) if at_posterior else (0.1, 1.1)
-    params = {"loc": jnp.array([mean]), "log_scale": jnp.array([math.log(scale)]), "b": jnp.asarray(b)}
+    params = {"loc": jnp.array([mean - coupling * b]), "log_scale": jnp.array([math.log(scale)]),
+              "b": jnp.asarray(b)}
     objective = est.ImportanceWeightedObjective(
-        dist=lambda p: est.Normal(p["loc"], jnp.exp(p["log_scale"])), log_joint=_linear_gaussian_log_joint,
-        num_particles=num_particles)
-    exact_grad, variances = _linear_gaussian_answers(params, num_particles)
+        dist=lambda p: est.Normal(p["loc"] + coupling * p["b"], jnp.exp(p["log_scale"])),
+        log_joint=_linear_gaussian_log_joint, num_particles=num_particles)
+    exact_grad, variances = _linear_gaussian_answers(params, num_particles, coupling)
     name = "linear_gaussian_elbo" if num_particles == 1 else f"linear_gaussian_iw{num_particles}"
+    variant = " with the exact posterior as proposal" if at_posterior else ""
+    variant += " whose proposal mean moves with the model's b" if shared else ""
     return Problem(
-        name=name + ("_posterior" if at_posterior else ""),
-        description=f"importance-weighted bound, K = {num_particles}, of a 1-D linear-Gaussian model"
-                    f"{' with the exact posterior as proposal' if at_posterior else ''}; exact by Gauss-Hermite "
-                    "quadrature over the particles' noise",
+        name=name + ("_posterior" if at_posterior else "") + ("_shared" if shared else ""),
+        description=f"importance-weighted bound, K = {num_particles}, of a 1-D linear-Gaussian model{variant}; "
+                    "exact by Gauss-Hermite quadrature over the particles' noise",
         objective=objective,
         params=params,
         exact_grad=exact_grad,
@@ -170,54 +180,62 @@ def linear_gaussian_bound(num_particles: int, at_posterior: bool = False) -> Pro
     )
 
 
-def _linear_gaussian_answers(params, num_particles: int):
+def _linear_gaussian_answers(params, num_particles: int, coupling: float):
+    """(exact gradient, {estimator: per-sample variance}): the gradient of the quadrature of the bound, the
+    pathwise variance from autodiff of each node's bound, DReG's and STL's from their closed forms here,
+    z_k = m + σ ε_k with m = loc + c·b:
+
+    - ∂ log w_k / ∂z = −z_k + (x − z_k − b) + (z_k − m)/σ², ∂z_k/∂loc = 1, ∂z_k/∂log σ = σ ε_k, ∂z_k/∂b = c;
+    - the model's term, ∂ log p(x, z_k)/∂b at fixed z_k, is x − z_k − b;
+    - DReG: Σ_k w̃_k (model's term) + Σ_k w̃_k² ∂ log w_k/∂z ∂z_k/∂θ; STL the same at K = 1 (w̃ = 1).
+    """
     if num_particles not in QUADRATURE_NODES:
         raise ValueError(f"The quadrature covers K = {', '.join(map(str, QUADRATURE_NODES))} particles, "
                          f"got {num_particles}.")
+    x = LINEAR_GAUSSIAN_OBSERVATION
     with jax.enable_x64(True):
-        params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
+        params = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), params)
         nodes, weights = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES[num_particles])
         weights = weights / math.sqrt(2 * math.pi)  # a standard normal's
         grid = jnp.array(list(itertools.product(nodes, repeat=num_particles)))  # (Q, K)
         grid_weights = jnp.array([math.prod(w) for w in itertools.product(weights, repeat=num_particles)])
 
-        def log_weights(joint_params, proposal_params, z):  # z: (K,)
-            scale = jnp.exp(proposal_params["log_scale"][0])
-            log_q = jax.scipy.stats.norm.logpdf(z, proposal_params["loc"][0], scale)
-            log_joint = jax.vmap(lambda zk: _linear_gaussian_log_joint(joint_params, zk[None]))(z)
-            return log_joint - log_q
+        def proposal(p):
+            return p["loc"][0] + coupling * p["b"], jnp.exp(p["log_scale"][0])
 
-        def particles(p, noise):
-            return p["loc"][0] + jnp.exp(p["log_scale"][0]) * noise
+        def log_weights(p, z):  # z: (K,)
+            mean, scale = proposal(p)
+            log_joint = jax.scipy.stats.norm.logpdf(z) + jax.scipy.stats.norm.logpdf(x, z + p["b"])
+            return log_joint - jax.scipy.stats.norm.logpdf(z, mean, scale)
 
         def bound(p, noise):
-            log_w = log_weights(p, p, particles(p, noise))
-            return jax.nn.logsumexp(log_w) - math.log(num_particles)
+            mean, scale = proposal(p)
+            return jax.nn.logsumexp(log_weights(p, mean + scale * noise)) - math.log(num_particles)
 
-        def dreg(p, noise):
-            fixed = jax.lax.stop_gradient(p)
-            z = particles(p, noise)
-            through_model = log_weights(p, fixed, jax.lax.stop_gradient(z))
-            weights = jax.lax.stop_gradient(jax.nn.softmax(through_model))
-            return jnp.sum(weights * through_model + weights**2 * log_weights(fixed, fixed, z))
-
-        def stl(p, noise):
-            return jnp.sum(log_weights(p, jax.lax.stop_gradient(p), particles(p, noise)))
-
-        surrogates = {"pathwise": bound, "dreg": dreg, **({"stl": stl} if num_particles == 1 else {})}
-        flat, unravel = ravel_pytree(params)
+        def doubly_reparameterized(p, noise):
+            mean, scale = proposal(p)
+            z = mean + scale * noise
+            weights = jax.nn.softmax(log_weights(p, z))
+            path = -z + (x - z - p["b"]) + (z - mean) / scale**2  # ∂ log w_k / ∂z
+            squared = weights**2 * path
+            return {"b": weights @ (x - z - p["b"]) + coupling * jnp.sum(squared), "loc": jnp.sum(squared)[None],
+                    "log_scale": (squared @ (scale * noise))[None]}
 
         @jax.jit  # one program: eager float64 operations would each compile
-        def answers(flat):
-            exact = jax.grad(lambda w: grid_weights @ jax.vmap(lambda e: bound(unravel(w), e))(grid))(flat)
-            variances = {}
-            for name, surrogate in surrogates.items():
-                grads = jax.vmap(lambda e, s=surrogate: jax.grad(lambda w: s(unravel(w), e))(flat))(grid)  # (Q, P)
-                variances[name] = grid_weights @ (grads - (grid_weights @ grads)[None]) ** 2
+        def answers(params):
+            exact = jax.grad(lambda p: grid_weights @ jax.vmap(lambda e: bound(p, e))(grid))(params)
+            per_node = {"pathwise": jax.vmap(lambda e: jax.grad(bound)(params, e))(grid),
+                        "dreg": jax.vmap(lambda e: doubly_reparameterized(params, e))(grid)}
+            if num_particles == 1:
+                per_node["stl"] = per_node["dreg"]  # w̃ = 1: the same closed form
+            def variance(g):
+                return grid_weights @ (g - (grid_weights @ g)[None]) ** 2
+
+            variances = {name: jax.tree_util.tree_map(variance, grads) for name, grads in per_node.items()}
             return exact, variances
 
-        exact, variances = answers(flat)
-        return _as_numpy(unravel(exact)), {name: _as_numpy(unravel(v)) for name, v in variances.items()}
+        exact, variances = answers(params)
+        return _as_numpy(exact), {name: _as_numpy(v) for name, v in variances.items()}
 
 
 def _as_numpy(tree):
