@@ -18,8 +18,8 @@ class Particles(Distribution):
     sample is the sum of its K draws' log densities.  The axes before ``axis`` are the proposal's
     leading axes and may index independent examples (``max_batch_ndims == axis``): an importance-weighted
     objective with ``batch_ndims = B`` puts its particles at ``axis = B``, so a sample is
-    ``(*examples, K, *latent)``.  It is reparameterizable, discrete and relaxable as the proposal is
-    (no relaxation is offered: a relaxed particle has no density under a discrete proposal).
+    ``(*examples, K, *latent)``.  It is reparameterizable and discrete as the proposal is, and offers no
+    relaxation (a relaxed particle has no density under a discrete proposal).
     """
 
     static_arguments = ("num_particles", "axis")
