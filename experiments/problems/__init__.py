@@ -43,6 +43,8 @@ _FACTORIES: dict[str, Callable[[], Problem]] = {
     "binary_vae_init": functools.partial(real_data.binary_vae, "init"),
     "gaussian_vae_summed": functools.partial(real_data.gaussian_vae, per_example=False),
     "binary_vae_summed": functools.partial(real_data.binary_vae, per_example=False),
+    "binary_vae_iw2": functools.partial(real_data.binary_vae_bound, 2),
+    "gaussian_vae_iw8": functools.partial(real_data.gaussian_vae_bound, 8),
 }
 
 # Families with a size in the name, available by name (``gaussian_quadratic_100d``) but not listed.

@@ -41,6 +41,11 @@ def _params(name: str, checkpoint: str):
     return checkpoints.load(name) if checkpoint == "trained" else checkpoints.init_params(name)
 
 
+def trained_params(name: str):
+    """The trained checkpoint of ``name`` (``logistic_regression``, ``gaussian_vae``, ``binary_vae``)."""
+    return _params(name, "trained")
+
+
 def _problem_name(name: str, checkpoint: str) -> str:
     return name if checkpoint == "trained" else f"{name}_init"
 
@@ -113,6 +118,54 @@ def _binary_vae_answers(checkpoint: str, per_example: bool):
         exact = _to_numpy(jax.jit(jax.grad(model.exact_objective))(params64, jnp.asarray(images, jnp.float64)))
     variances = binary_vae_exact_variances(model, params, images) if per_example else {}
     return exact, variances
+
+
+#: Samples of the Gaussian VAE's bound-gradient reference: 256 chunks of 256 K-particle estimates (DReG,
+#: whose encoder gradient has the least variance of the unbiased estimators here).
+BOUND_REFERENCE_CHUNKS = 256
+
+
+def binary_vae_bound(num_particles: int = 2) -> Problem:
+    """The binary VAE's K-particle importance-weighted bound (K = 1 or 2) on the evaluation batch, one bound per
+    image (a plate), at the trained checkpoint; exact gradient by enumerating each image's K-tuples of states."""
+    model = BinaryVAE()
+    params = _params(model.name, "trained")
+    images = model.training_batch()[:EVALUATION_BATCH]
+    with jax.enable_x64(True):
+        params64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
+        bound_grad = jax.jit(jax.grad(model.exact_bound), static_argnums=2)
+        exact = _to_numpy(bound_grad(params64, jnp.asarray(images, jnp.float64), num_particles))
+    return Problem(
+        name=f"binary_vae_iw{num_particles}",
+        description=f"binary VAE's importance-weighted bound, K = {num_particles}, per image of {EVALUATION_BATCH}, "
+        "trained parameters; exact gradient by enumerating every image's particle tuples",
+        objective=model.bound_objective(images, num_particles),
+        params=params,
+        exact_grad=exact,
+        dataset="digits",
+    )
+
+
+def gaussian_vae_bound(num_particles: int = 8) -> Problem:
+    """The Gaussian VAE's K-particle importance-weighted bound on the evaluation batch, one bound per image (a
+    plate), at the trained checkpoint; reference gradient from 2¹⁶ DReG estimates, cached."""
+    model = GaussianVAE()
+    params = _params(model.name, "trained")
+    objective = model.bound_objective(model.training_batch()[:EVALUATION_BATCH], num_particles)
+    name = f"gaussian_vae_iw{num_particles}"
+    mean, se = reference.cached_reference(f"{name}_reference", objective, params, checkpoints.FOLDERS,
+                                          estimator="dreg", num_chunks=BOUND_REFERENCE_CHUNKS,
+                                          chunk_size=BOUND_REFERENCE_CHUNKS)
+    return Problem(
+        name=name,
+        description=f"Gaussian VAE's importance-weighted bound, K = {num_particles}, per image of {EVALUATION_BATCH}, "
+        f"trained parameters; reference gradient from {BOUND_REFERENCE_CHUNKS**2:,} DReG samples",
+        objective=objective,
+        params=params,
+        exact_grad=mean,
+        exact_grad_se=se,
+        dataset="digits",
+    )
 
 
 def num_training_images() -> int:

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from estimators import Bernoulli, Normal, Objective
+from estimators import Bernoulli, ImportanceWeightedObjective, Normal, Objective
 from experiments.problems import data
 
 NUM_PIXELS = 64
@@ -113,6 +113,19 @@ class _VAE:
             return Objective(dist=lambda p: self.posterior(p, images), cost=example_costs, batch_ndims=1)
         return Objective(dist=lambda p: self.posterior(p, images), cost=lambda p, z: jnp.sum(example_costs(p, z)))
 
+    def log_joint(self, params, latents, images):
+        """log p(x_n, z_n) = log p(z_n) + log p(x_n | z_n) per image of ``images``, latents (N, K)."""
+        return self.log_prior(latents) - self.reconstruction_cost(params, images, latents)
+
+    def bound_objective(self, images, num_particles: int) -> ImportanceWeightedObjective:
+        """The K-particle importance-weighted bound of each image of ``images`` (N, 64), summed over the images
+        (a plate: each image's particles are weighted by its own bound), q(z | x_n) the encoder's as proposal.
+        At K = 1 it is the ELBO (with the KL term estimated from the sample, not in closed form), to maximize."""
+        images = jnp.asarray(images, jnp.result_type(float))
+        return ImportanceWeightedObjective(dist=functools.partial(self.posterior, images=images),
+                                           log_joint=functools.partial(self.log_joint, images=images),
+                                           num_particles=num_particles, batch_ndims=1)
+
 
 #: Latent samples per image when the Gaussian VAE's objective is estimated for a training curve.
 EVALUATION_SAMPLES = 16
@@ -137,6 +150,10 @@ class GaussianVAE(_VAE):
     def posterior(self, params, images) -> Normal:
         loc, log_variance = self._loc_and_log_variance(params, images)
         return Normal(loc, jnp.exp(0.5 * log_variance))
+
+    def log_prior(self, latents):
+        """log N(z; 0, I) per image."""
+        return jnp.sum(jax.scipy.stats.norm.logpdf(latents), axis=-1)
 
     def kl(self, params, images):
         """KL(N(μ, diag σ²) ‖ N(0, I)) per image."""
@@ -166,6 +183,10 @@ class BinaryVAE(_VAE):
     def posterior(self, params, images) -> Bernoulli:
         return Bernoulli(_mlp(params["encoder"], images))
 
+    def log_prior(self, latents):
+        """log Bernoulli(z; ½) = −K log 2 per image."""
+        return jnp.full(latents.shape[:-1], -self.num_latents * jnp.log(2.0), latents.dtype)
+
     def kl(self, params, images):
         """KL(Bernoulli(σ(ℓ)) ‖ Bernoulli(½)) per image."""
         logits = _mlp(params["encoder"], images)
@@ -193,6 +214,24 @@ class BinaryVAE(_VAE):
         reconstruction = -(jax.nn.log_sigmoid(decoded) @ images.T + jax.nn.log_sigmoid(-decoded) @ (1 - images).T)
         expected = jnp.sum(jnp.exp(log_q) * reconstruction, axis=0)  # (N,)
         return jnp.mean(expected + self.kl(params, images))
+
+    def exact_bound(self, params, images, num_particles: int):
+        """The K-particle bound of :meth:`bound_objective` (summed over the images) by enumerating every
+        K-tuple of latent states of each image, K = 1 or 2 (2⁸ states: 65,536 pairs per image)."""
+        if num_particles not in (1, 2):
+            raise ValueError(f"The bound is enumerated for K = 1 or 2 particles ({2**self.num_latents}^K tuples per "
+                             f"image), got K = {num_particles}.")
+        images = jnp.asarray(images, jnp.result_type(float))
+        states = self.latent_states()
+        logits = _mlp(params["encoder"], images)  # (N, K)
+        log_q = states @ jax.nn.log_sigmoid(logits).T + (1 - states) @ jax.nn.log_sigmoid(-logits).T  # (S, N)
+        decoded = _mlp(params["decoder"], states)  # (S, 64)
+        log_likelihood = jax.nn.log_sigmoid(decoded) @ images.T + jax.nn.log_sigmoid(-decoded) @ (1 - images).T
+        log_w = log_likelihood - self.num_latents * jnp.log(2.0) - log_q  # (S, N)
+        if num_particles == 1:
+            return jnp.sum(jnp.exp(log_q) * log_w)
+        pair_bound = jnp.logaddexp(log_w[:, None], log_w[None, :]) - jnp.log(2.0)  # (S, S, N)
+        return jnp.sum(jnp.exp(log_q[:, None] + log_q[None, :]) * pair_bound)
 
 
 @functools.partial(jax.jit, static_argnums=0)
