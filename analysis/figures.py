@@ -36,7 +36,8 @@ PANEL_COLUMNS = 4
 #: the score function on a VAE's encoder), so the cut sits well below them.
 RESOLUTION = 1e-12
 #: How a swept label column is written on a figure.
-SYMBOLS = {"mu": "μ", "dimension": "D", "temperature": "τ", "num_samples": "L", "batch_size": "N"}
+SYMBOLS = {"mu": "μ", "dimension": "D", "temperature": "τ", "num_samples": "L", "batch_size": "N",
+           "num_particles": "K"}
 
 
 def estimator_palette(estimators, palette: dict | None = None) -> dict:
@@ -197,6 +198,28 @@ def bias_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
         ax.set(xscale="log", title=f"{problem}: ∂/∂{parameter}", xlabel="samples per estimate, L",
                ylabel="squared bias / its std. error")
     return _finish(fig, panels, "Squared bias of the gradient estimate, in standard errors")
+
+
+def snr_vs_particles(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
+    """Per model (a row) and parameter group (encoder, decoder), the signal-to-noise ratio against the
+    particles K, log-log, a line per estimator with its 95% band, and dashed grey slopes √K and 1/√K through
+    the pathwise line's first point (the rates of Rainforth et al. 2018)."""
+    table = wide(metrics)
+    table = table[table["parameter"] != "all"].dropna(subset=["snr"])
+    palette = estimator_palette(table["estimator"], palette)
+    groups = list(table.groupby(["problem", "parameter"], sort=False))
+    fig, panels = _grid(groups, columns=max(1, table["parameter"].nunique()))
+    for (problem, parameter), frame, ax in panels:
+        _estimator_lines(ax, frame, "num_particles", "snr", palette)
+        anchor = frame[frame["estimator"] == "pathwise"].sort_values("num_particles")
+        if len(anchor) and anchor["snr"].iloc[0] > 0:
+            k0, snr0 = anchor["num_particles"].iloc[0], anchor["snr"].iloc[0]
+            ks = np.array(sorted(frame["num_particles"].unique()), dtype=float)
+            for power, label in ((0.5, "∝ √K"), (-0.5, "∝ 1/√K")):
+                ax.plot(ks, snr0 * (ks / k0) ** power, ls="--", lw=0.9, color="0.55", label=f"slope {label}")
+        ax.set(xscale="log", yscale="log", title=f"{problem}: ∂/∂{parameter}", xlabel="particles K",
+               ylabel="SNR |E g| / sd(g), RMS over coordinates")
+    return _finish(fig, panels, "Signal-to-noise ratio of the bound's gradient against the particles K")
 
 
 def _finish(fig: plt.Figure, panels, title: str) -> plt.Figure:
@@ -456,7 +479,8 @@ def training_curves(metrics: pd.DataFrame, palette: dict | None = None) -> plt.F
 
 #: The figures drawn by a function of their own, by name.
 DRAWERS = {draw.__name__: draw for draw in (variance_vs_L, bias_vs_L, mse_vs_L, efficiency_vs_L, variance_vs_dimension,
-                                             variance_vs_batch, bias_vs_temperature, training_curves)}
+                                             variance_vs_batch, bias_vs_temperature, training_curves,
+                                             snr_vs_particles)}
 
 
 def drawer(figure: FigureSpec):

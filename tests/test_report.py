@@ -33,6 +33,7 @@ def run_dirs(tmp_path_factory):
         ["bias_vs_temperature", "--problems", "bernoulli_toy", "--temperatures", "0.5,2", "--estimators",
          "gumbel_softmax,straight_through_gumbel,gumbel_rao"],
         ["variance_vs_batch", "--models", "binary_vae", "--batch-sizes", "1,2", "--estimators", "score_function_loo"],
+        ["variance_vs_particles", "--models", "linear_gaussian", "--particles", "1,2", "--estimators", "pathwise,dreg"],
     ]
     for command in commands:
         assert cli.main(command + common) == 0

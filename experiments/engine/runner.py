@@ -178,9 +178,10 @@ RUN_RECORDS = ("run_id", "experiment", "skipped", "device_used", "devices_used",
 
 def run_cells(experiment: str, settings: MeasurementSettings, config: dict, cells: list[Cell], skipped: list[dict],
               device: jax.Device, progress: bool = True, label_columns: Sequence[str] = (),
-              resume: str | Path | None = None) -> Path:
+              resume: str | Path | None = None, snr: bool = False) -> Path:
     """Measure every cell into a new run folder (or, with ``resume``, the cells an interrupted run at
-    that ``.partial`` folder did not finish); return the finished folder (the CLI draws its figures)."""
+    that ``.partial`` folder did not finish); return the finished folder (the CLI draws its figures).
+    ``snr``: add each parameter group's signal-to-noise ratio to the rows (:func:`cell_rows`)."""
     mesh = replicate_mesh(devices_for(settings, device))
     devices = [str(d) for d in mesh.devices.flat]
     if resume is None:
@@ -217,7 +218,7 @@ def run_cells(experiment: str, settings: MeasurementSettings, config: dict, cell
                 for i in members:
                     member = cells[i]
                     folder.append(*cell_rows(member.problem, member.estimator, member.num_samples,
-                                             measurements[member.num_samples], member.labels), index=i)
+                                             measurements[member.num_samples], member.labels, snr), index=i)
             bar.close()
             total_compilations = compilations()
         folder.update_config(wall_time_s=round(time.perf_counter() - start, 3), cells=len(cells),

@@ -7,7 +7,7 @@ import numpy as np
 
 import estimators as est
 from experiments.engine.measure import CellMeasurement
-from experiments.engine.statistics import coordinate_summary, group_summary
+from experiments.engine.statistics import coordinate_summary, group_summary, signal_to_noise
 from experiments.problems import Problem
 
 #: The ``parameter`` of rows that describe the whole gradient (all parameter groups together) and the
@@ -28,8 +28,9 @@ def parameter_groups(params) -> list[tuple[str, list[int]]]:
 
 
 def cell_rows(problem: Problem, estimator: est.GradientEstimator, num_samples: int, m: CellMeasurement,
-              labels: dict | None = None):
-    """The tidy rows of one cell, ``labels`` (such as the temperature) added as columns."""
+              labels: dict | None = None, snr: bool = False):
+    """The tidy rows of one cell, ``labels`` (such as the temperature) added as columns; with ``snr``, each
+    parameter group's signal-to-noise ratios too (:func:`~experiments.engine.statistics.signal_to_noise`)."""
     grads = jax.tree_util.tree_leaves(m.grads)
     num_replicates = grads[0].shape[0]
     flat = lambda leaves: np.concatenate([x.reshape(num_replicates, -1) for x in leaves], axis=1)
@@ -53,6 +54,8 @@ def cell_rows(problem: Problem, estimator: est.GradientEstimator, num_samples: i
         group_exact_se = None if exact_se is None else flat_exact([exact_se[i] for i in leaves])
         for metric, (value, se) in group_summary(group, group_exact, group_exact_se).items():
             rows.append(row(parameter, metric, value, se))
+        if snr:
+            rows.extend(row(parameter, metric, value, se) for metric, (value, se) in signal_to_noise(group).items())
         if exact_variance is not None:
             trace = flat_exact([exact_variance[i] for i in leaves]).sum()
             rows.append(row(parameter, "exact_variance", float(trace), 0.0))

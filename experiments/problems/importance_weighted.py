@@ -240,3 +240,57 @@ def _linear_gaussian_answers(params, num_particles: int, coupling: float):
 
 def _as_numpy(tree):
     return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), tree)
+
+
+# --- the linear-Gaussian model of Rainforth et al. (2018), amortized, for the particle sweep -------------
+
+#: Latent (and observed) dimensions, the proposal's fixed standard deviation (√(2/3), as in the linear-Gaussian
+#: experiment of Rainforth et al. 2018; the posterior's is √(1/2)), the data set that defines the optimum, and
+#: the minibatch of it whose bound the problem is.
+AMORTIZED_DIMENSION = 20
+AMORTIZED_PROPOSAL_SCALE = math.sqrt(2 / 3)
+AMORTIZED_DATASET = 1024
+AMORTIZED_EXAMPLES = 16
+#: The parameters sit at the data set's optimum plus Gaussian noise of this standard deviation (the paper's
+#: 0.01): the encoder's gradient is then small and its noise is what the sweep measures, and the decoder's
+#: on a minibatch is that of log p(x) on those examples, which the optimum of the whole data set leaves
+#: nonzero, as in training.
+AMORTIZED_PERTURBATION = 0.01
+
+
+def amortized_linear_gaussian(num_particles: int) -> Problem:
+    r"""The K-particle bound of :math:`z_n \sim N(\mu, I)`, :math:`x_n \mid z_n \sim N(z_n, I)` (D = 20) with the
+    amortized proposal :math:`q(z \mid x_n) = N(A x_n + b, \tfrac23 I)`, on a minibatch of 16 examples (a plate)
+    of a data set of 1024 drawn from the model: parameters ``{"encoder": {"weight": A, "bias": b}, "decoder":
+    {"mean": μ}}``, at the data set's optimum (μ its mean, A = I/2, b = μ/2: the posterior's mean) moved by
+    noise of standard deviation 0.01.  The model of Rainforth et al. (2018); no exact gradient is attached
+    (the sweep measures variances and signal-to-noise ratios)."""
+    rng = np.random.default_rng(0)
+    dimension = AMORTIZED_DIMENSION
+    true_mean = rng.normal(size=dimension)
+    data = true_mean + rng.normal(scale=math.sqrt(2.0), size=(AMORTIZED_DATASET, dimension))  # x ~ N(μ, 2I)
+    mean = data.mean(axis=0)
+    optimum = {"encoder": {"weight": np.eye(dimension) / 2, "bias": mean / 2}, "decoder": {"mean": mean}}
+    leaves, treedef = jax.tree_util.tree_flatten(optimum)
+    perturbed = [leaf + AMORTIZED_PERTURBATION * rng.normal(size=leaf.shape) for leaf in leaves]
+    dtype = jnp.result_type(float)
+    params = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(leaf, dtype) for leaf in perturbed])
+    x = jnp.asarray(data[:AMORTIZED_EXAMPLES], dtype)
+
+    def proposal(p):
+        return est.Normal(x @ p["encoder"]["weight"].T + p["encoder"]["bias"][None],
+                          jnp.full(x.shape, AMORTIZED_PROPOSAL_SCALE, dtype))
+
+    def log_joint(p, z):  # z: (examples, D)
+        prior = jax.scipy.stats.norm.logpdf(z, p["decoder"]["mean"][None])
+        return jnp.sum(prior + jax.scipy.stats.norm.logpdf(x, z), axis=-1)
+
+    return Problem(
+        name="linear_gaussian_amortized",
+        description=f"importance-weighted bound, K = {num_particles}, of a {dimension}-D linear-Gaussian model on a "
+                    f"minibatch of {AMORTIZED_EXAMPLES} examples, an amortized Gaussian proposal, near the optimum",
+        objective=est.ImportanceWeightedObjective(dist=proposal, log_joint=log_joint, num_particles=num_particles,
+                                                  batch_ndims=1),
+        params=params,
+        exact_grad=None,
+    )
