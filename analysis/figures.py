@@ -201,24 +201,29 @@ def bias_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
 
 
 def snr_vs_particles(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
-    """Per model (a row) and parameter group (encoder, decoder), the signal-to-noise ratio against the
-    particles K, log-log, a line per estimator with its 95% band, and dashed grey slopes √K and 1/√K through
-    the pathwise line's first point (the rates of Rainforth et al. 2018)."""
+    """Per model (a row) and parameter group (encoder, decoder), the median signal-to-noise ratio over the
+    coordinates against the particles K, log-log, a line per estimator with its 95% band; dashed grey, slopes
+    √K and 1/√K through the pathwise line's first point (the rates of Rainforth et al. 2018); dotted, 3/√R,
+    below which the median is pulled down by the estimates' own noise."""
     table = wide(metrics)
-    table = table[table["parameter"] != "all"].dropna(subset=["snr"])
+    table = table[table["parameter"] != "all"].dropna(subset=["snr_median"])
     palette = estimator_palette(table["estimator"], palette)
     groups = list(table.groupby(["problem", "parameter"], sort=False))
     fig, panels = _grid(groups, columns=max(1, table["parameter"].nunique()))
     for (problem, parameter), frame, ax in panels:
-        _estimator_lines(ax, frame, "num_particles", "snr", palette)
-        anchor = frame[frame["estimator"] == "pathwise"].sort_values("num_particles")
-        if len(anchor) and anchor["snr"].iloc[0] > 0:
-            k0, snr0 = anchor["num_particles"].iloc[0], anchor["snr"].iloc[0]
-            ks = np.array(sorted(frame["num_particles"].unique()), dtype=float)
-            for power, label in ((0.5, "∝ √K"), (-0.5, "∝ 1/√K")):
-                ax.plot(ks, snr0 * (ks / k0) ** power, ls="--", lw=0.9, color="0.55", label=f"slope {label}")
+        _estimator_lines(ax, frame[frame["snr_median"] > 0], "num_particles", "snr_median", palette)
+        ks = np.array(sorted(frame["num_particles"].unique()), dtype=float)
+        anchor = frame[(frame["estimator"] == "pathwise") & (frame["snr_median"] > 0)].sort_values("num_particles")
+        if len(anchor):
+            k0, snr0 = anchor["num_particles"].iloc[0], anchor["snr_median"].iloc[0]
+            for power, style, label in ((0.5, "--", "∝ √K"), (-0.5, "-.", "∝ 1/√K")):
+                ax.plot(ks, snr0 * (ks / k0) ** power, ls=style, lw=0.9, color="0.55", label=f"slope {label}")
+        resolution = 3 / np.sqrt(frame["replicates"].min())
+        ax.axhline(resolution, ls=":", lw=1, color="0.4", label="3/√R: below, biased low")
         ax.set(xscale="log", yscale="log", title=f"{problem}: ∂/∂{parameter}", xlabel="particles K",
-               ylabel="SNR |E g| / sd(g), RMS over coordinates")
+               ylabel="median SNR |E g| / sd(g)")
+        ax.set_xticks(ks, [f"{k:g}" for k in ks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     return _finish(fig, panels, "Signal-to-noise ratio of the bound's gradient against the particles K")
 
 

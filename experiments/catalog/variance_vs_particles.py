@@ -138,12 +138,14 @@ EXPERIMENT = catalog.register(Experiment(
     report=("figures",),  # no exact gradient to set the measurements against
     figures=(
         FigureSpec("snr_vs_particles",
-                   "Signal-to-noise ratio |E g| / sd(g), root mean square over the coordinates, of the decoder's "
-                   "(left) and the encoder's (right) gradient of the K-particle bound against K, with 95% bands "
-                   "(jackknife); dashed grey: slopes √K and 1/√K through pathwise at the smallest K. The IWAE "
-                   "(pathwise) encoder's falls like 1/√K and the decoder's rises like √K (Rainforth et al. 2018); "
-                   "DReG's encoder ratio does not fall. A ratio indistinguishable from zero (plain score function "
-                   "on the encoder) has no point on the log scale."),
+                   "Signal-to-noise ratio |E g| / sd(g) of the decoder's (left) and the encoder's (right) gradient of "
+                   "the K-particle bound against K: the median over the coordinates (snr_median), with 95% bands "
+                   "(jackknife, conservative); grey, slopes √K (dashed) and 1/√K (dash-dot) through pathwise at the "
+                   "smallest K; "
+                   "dotted, 3/√R, below which the median is pulled down by the estimates' own noise (the root mean "
+                   "square, snr, is unbiased there). The IWAE (pathwise) encoder's ratio falls like 1/√K and the "
+                   "decoder's rises like √K (Rainforth et al. 2018); DReG's encoder ratio does not fall. A ratio "
+                   "indistinguishable from zero (plain score function on the encoder) has no point."),
         FigureSpec("variance_vs_particles", "Variance (trace) of each parameter group's gradient against K, with 95% "
                    "bands.", LinePlot(x="num_particles", exact=None, x_label="particles K",
                                       y_label="variance of the estimate (trace)",
