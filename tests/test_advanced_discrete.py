@@ -250,7 +250,7 @@ def test_relax_starts_as_rebar(key):
     """Its network's output starts at zero, and η, λ at REBAR's defaults: the same estimate, key for key."""
     problem = problems.get("categorical_toy")
     init, update = est.grad_with_state(problem.objective, "relax", 4)
-    rebar = est.grad(problem.objective, "rebar", 4)
+    update, rebar = jax.jit(update), jax.jit(est.grad(problem.objective, "rebar", 4))  # one program each
     for k in jax.random.split(key, 3):
         np.testing.assert_allclose(update(problem.params, k, init(problem.params))[0]["logits"],
                                    rebar(problem.params, k)["logits"], rtol=1e-5, atol=1e-7)  # float32 rounding
@@ -285,7 +285,7 @@ def test_relax_state_is_updated_and_grad_refuses_it(key):
     problem = problems.get("bernoulli_toy")
     init, update = est.grad_with_state(problem.objective, "relax", 4)
     state = init(problem.params)
-    _, new_state = update(problem.params, key, state)
+    _, new_state = jax.jit(update)(problem.params, key, state)  # one program, not one per operation
     assert not np.array_equal(new_state.control["scale"], state.control["scale"])
     with pytest.raises(ValueError, match=r"'relax' is stateful.*grad_with_state"):
         est.grad(problem.objective, "relax", 4)
