@@ -17,7 +17,7 @@ from scipy import integrate
 import estimators as est
 from experiments import problems
 from experiments.engine.measure import measure_cell
-from experiments.problems import families
+from experiments.problems import checkpoints, families
 from tests.stats import FALSE_ALARM, assert_mean_matches, assert_variance_matches, z_threshold
 
 
@@ -192,10 +192,10 @@ def test_names_lists_every_estimator_of_the_design_table():
 # kinds and through the statistical tests).  The real-data ``_init`` problems run the same code as their
 # trained ones, at other parameters, and the ``_summed`` variants the code without a plate.  The VAEs'
 # importance-weighted bounds (``_iw<K>``) are objectives of the kinds test_registry_contract.py runs every
-# estimator on (its ``iw_`` families); tests/test_real_problems.py runs their estimators on them.
-# Listed by name, not found by building every problem (the binary VAE's exact variances take seconds),
-# since every pytest-xdist worker collects every test file.
-REAL_DATA_PROBLEMS = ("logistic_regression", "gaussian_vae", "binary_vae")
+# estimator on (its ``iw_`` families); tests/test_real_problems.py runs VIMCO and pathwise on them.
+# The real-data models are those with a training recipe, found without building every problem (the binary
+# VAE's exact variances take seconds), since every pytest-xdist worker collects every test file.
+REAL_DATA_PROBLEMS = tuple(checkpoints.RECIPES)
 SMOKE_PROBLEMS = [name for name in problems.names() if name in families.PROBLEMS or name in REAL_DATA_PROBLEMS]
 
 

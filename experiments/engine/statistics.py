@@ -110,15 +110,18 @@ def signal_to_noise(estimates, groups: int = JACKKNIFE_GROUPS) -> dict[str, tupl
     metric -> (value, standard error).
 
     Per coordinate, the squared ratio is estimated as (ḡ_i² − s_i²/R) / s_i²: ḡ_i² alone exceeds (E g_i)² by
-    Var ḡ_i = σ_i²/R on average, which would put a floor of about 1/√R under every ratio.  ``snr`` is the
-    root mean square over the coordinates (the mean of those squared ratios, floored at zero, square-rooted):
-    the mean of unbiased per-coordinate values is unbiased at any ratio, but a few coordinates with a large
-    ratio dominate it.  ``snr_median`` is their median (square-rooted), the typical coordinate's ratio, robust
-    to those, but pulled down by the per-coordinate estimates' skewed noise where the typical ratio is below
-    about 3/√R.  Coordinates whose estimates do not vary (a ratio of zero over zero, or infinite: a parameter
-    that no draw moves) are left out.  Standard errors are the delete-a-group jackknife's over ``groups``
-    contiguous groups of replicates.  (The ratio of Rainforth et al., *Tighter Variational Bounds are Not
-    Necessarily Better*, ICML 2018.)
+    Var ḡ_i = σ_i²/R on average, which would put a floor of about 1/√R under every ratio; with the noise
+    removed, what remains is O(1/R) (from 1/s_i² and, for heavy-tailed estimates, their kurtosis and
+    skewness).  ``snr`` is the root mean square over the coordinates (the mean of those squared ratios,
+    floored at zero, square-rooted): a mean of nearly unbiased per-coordinate values, at any ratio, but a
+    few coordinates with a large ratio dominate it.  ``snr_median`` is their median (square-rooted), the
+    typical coordinate's ratio, robust to those, but pulled down by the per-coordinate estimates' skewed
+    noise where the typical ratio is below about 3/√R.  Coordinates whose estimates do not vary (a ratio of
+    zero over zero, or infinite: a parameter that no draw moves) are left out.  Standard errors are the
+    delete-a-group jackknife's over ``groups`` contiguous groups of replicates; where a summary is floored
+    at zero (no signal the replicates resolve), its standard error is NaN, not the zero spread of floored
+    values.  (The ratio of Rainforth et al., *Tighter Variational Bounds are Not Necessarily Better*, ICML
+    2018.)
     """
     g = _as_replicates(estimates)
 
@@ -140,4 +143,5 @@ def signal_to_noise(estimates, groups: int = JACKKNIFE_GROUPS) -> dict[str, tupl
         bounds = np.linspace(0, g.shape[0], groups + 1).astype(int)
         left_out = np.array([summaries(np.concatenate([g[: bounds[j]], g[bounds[j + 1]:]])) for j in range(groups)])
         errors = np.sqrt((groups - 1) / groups * ((left_out - left_out.mean(axis=0)) ** 2).sum(axis=0))
+        errors = np.where(values > 0, errors, np.nan)
     return {"snr": (float(values[0]), float(errors[0])), "snr_median": (float(values[1]), float(errors[1]))}

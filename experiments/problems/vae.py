@@ -114,7 +114,7 @@ class _VAE:
         return Objective(dist=lambda p: self.posterior(p, images), cost=lambda p, z: jnp.sum(example_costs(p, z)))
 
     def log_joint(self, params, latents, images):
-        """log p(x_n, z_n) = log p(z_n) + log p(x_n | z_n) per image of ``images``, latents (N, K)."""
+        """log p(x_n, z_n) = log p(z_n) + log p(x_n | z_n) per image of ``images``, latents of shape (N, D)."""
         return self.log_prior(latents) - self.reconstruction_cost(params, images, latents)
 
     def bound_objective(self, images, num_particles: int) -> ImportanceWeightedObjective:
@@ -184,7 +184,7 @@ class BinaryVAE(_VAE):
         return Bernoulli(_mlp(params["encoder"], images))
 
     def log_prior(self, latents):
-        """log Bernoulli(z; ½) = −K log 2 per image."""
+        """log Bernoulli(z; ½) = −D log 2 per image, D latents."""
         return jnp.full(latents.shape[:-1], -self.num_latents * jnp.log(2.0), latents.dtype)
 
     def kl(self, params, images):
@@ -223,7 +223,7 @@ class BinaryVAE(_VAE):
                              f"image), got K = {num_particles}.")
         images = jnp.asarray(images, jnp.result_type(float))
         states = self.latent_states()
-        logits = _mlp(params["encoder"], images)  # (N, K)
+        logits = _mlp(params["encoder"], images)  # (N, D)
         log_q = states @ jax.nn.log_sigmoid(logits).T + (1 - states) @ jax.nn.log_sigmoid(-logits).T  # (S, N)
         decoded = _mlp(params["decoder"], states)  # (S, 64)
         log_likelihood = jax.nn.log_sigmoid(decoded) @ images.T + jax.nn.log_sigmoid(-decoded) @ (1 - images).T
