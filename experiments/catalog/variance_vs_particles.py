@@ -43,7 +43,8 @@ DEFAULT_PARTICLES = (1, 2, 4, 8, 16, 32, 64)
 DEFAULT_ESTIMATORS = ("pathwise", "dreg", "stl", "score_function", "vimco")
 #: L: one K-particle estimate per example, as the bound is trained.
 DEFAULT_NUM_SAMPLES = (1,)
-#: R: the signal-to-noise ratio of a coordinate is then estimated to about ±2.2% of (1 + SNR²/2)^½ / SNR.
+#: R: a coordinate's signal-to-noise ratio is then estimated to about ±0.022 (1 + SNR²/2)^½ (Gaussian-like
+#: estimates); the median over the coordinates resolves ratios down to about 3/√R ≈ 0.07, the RMS lower.
 DEFAULT_REPLICATES = 2_000
 #: The VAEs' bounds are of their first N training images.
 DEFAULT_IMAGES = 16

@@ -7,6 +7,9 @@ their trained checkpoints, with exact or reference gradients.
 - ``binary_vae``: the same batch; exact gradient by enumerating the 2⁸ latent states of each image, and
   exact variances of the score function, leave-one-out, ARM and DisARM the same way
   (:mod:`experiments.problems.vae_exact`).
+- ``binary_vae_iw2``, ``gaussian_vae_iw8``: the VAEs' K-particle importance-weighted bounds on the same
+  batch, one per image; the binary one's gradient exact by enumerating each image's particle pairs, the
+  Gaussian one's a cached reference of 2¹⁶ DReG estimates.
 
 The VAEs' images are independent examples (``batch_ndims=1``): every estimator weights an image's
 latents by that image's own cost.  The ``_summed`` variants are the same objectives with one cost for
