@@ -202,9 +202,9 @@ def bias_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
 
 def snr_vs_particles(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """Per model (a row) and parameter group (encoder, decoder), the median signal-to-noise ratio over the
-    coordinates against the particles K, log-log, a line per estimator with its 95% band; dashed grey, slopes
-    √K and 1/√K through the pathwise line's first point (the rates of Rainforth et al. 2018); dotted, 3/√R,
-    below which the median is pulled down by the estimates' own noise."""
+    coordinates against the particles K, log-log, a line per estimator with its 95% band; grey, slopes √K
+    (dashed) and 1/√K (dash-dot) through the pathwise line's first point (the rates of Rainforth et al.
+    2018); dotted, 3/√R, below which the median is pulled down by the estimates' own noise."""
     table = wide(metrics)
     table = table[table["parameter"] != "all"].dropna(subset=["snr_median"])
     palette = estimator_palette(table["estimator"], palette)

@@ -145,11 +145,18 @@ def log_weights(objective: ImportanceWeightedObjective, joint_params: Params, pr
     r""":math:`\log w_k = \log p(x, z_k; \theta_p) - \log q(z_k; \theta_q)` for each particle of one sample,
     with the log joint at ``joint_params`` and the proposal's density at ``proposal_params`` (the same
     parameters, or one of them with its gradient stopped): shape ``(*examples, K)``."""
+    return (particle_log_joints(objective, joint_params, particles)
+            - particle_log_probs(objective, proposal_params, particles))
+
+
+def particle_log_joints(objective: ImportanceWeightedObjective, params: Params, particles: jax.Array) -> jax.Array:
+    r""":math:`\log p(x, z_k; \theta)` of each particle of one sample, per example: shape ``(*examples, K)``;
+    a ``log_joint`` of another shape is refused, naming the shape it must have."""
     batch_ndims = objective.batch_ndims
-    batch_shape = objective.proposal_distribution(proposal_params).event_shape[:batch_ndims]
+    batch_shape = jnp.shape(particles)[:batch_ndims]
 
     def one(z):
-        log_joint = objective.log_joint(joint_params, z)
+        log_joint = objective.log_joint(params, z)
         if jnp.shape(log_joint) != batch_shape:
             raise ValueError(
                 f"ImportanceWeightedObjective.log_joint must return "
@@ -157,8 +164,7 @@ def log_weights(objective: ImportanceWeightedObjective, joint_params: Params, pr
                 f"particle of shape {jnp.shape(z)}, but returned shape {jnp.shape(log_joint)}.")
         return log_joint
 
-    log_joints = jax.vmap(one, in_axes=batch_ndims, out_axes=-1)(particles)
-    return log_joints - particle_log_probs(objective, proposal_params, particles)
+    return jax.vmap(one, in_axes=batch_ndims, out_axes=-1)(particles)
 
 
 def particle_log_probs(objective: ImportanceWeightedObjective, params: Params, particles: jax.Array) -> jax.Array:

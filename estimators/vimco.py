@@ -10,7 +10,7 @@ from estimators.distributions import Particles
 from estimators.importance_weighted import (
     importance_weighted_reason,
     log_mean_exp,
-    log_weights,
+    particle_log_joints,
     particle_log_probs,
     surrogate_of_samples,
 )
@@ -64,10 +64,10 @@ class VIMCO(GradientEstimator):
 
 def _vimco_sample(objective, p, sample_key):
     particles = objective.distribution(p).sample(sample_key)
-    log_w = log_weights(objective, p, p, particles)  # (*examples, K), the direct term's path
+    log_q = particle_log_probs(objective, p, particles)  # its gradient: each particle's score
+    log_w = particle_log_joints(objective, p, particles) - log_q  # (*examples, K), the direct term's path
     bound = log_mean_exp(log_w)
     signal = jax.lax.stop_gradient(bound[..., None] - leave_one_out_bounds(log_w))
-    log_q = particle_log_probs(objective, p, particles)  # its gradient: each particle's score
     return bound + jnp.sum(signal * log_q, axis=-1), bound
 
 

@@ -64,9 +64,7 @@ class Config(RunSettings):
     seeds: int = 3
 
     def validate(self) -> None:
-        unknown = [name for name in self.problems if name not in MODELS]
-        if unknown or not self.problems:
-            raise ValueError(f"training: unknown problems {unknown}; choose from {', '.join(MODELS)}.")
+        options.check_choices(self.problems, MODELS, "training", "problems")
         for name in self.estimators:
             est.get(name)  # raises, naming the known estimators
         if not self.estimators:

@@ -65,12 +65,8 @@ class Config(MeasurementSettings):
     replicates: int = DEFAULT_REPLICATES
 
     def validate(self) -> None:
-        unknown = [name for name in self.models if name not in MODELS]
-        if unknown or not self.models:
-            raise ValueError(f"--models: unknown models {unknown}; choose from {', '.join(MODELS)}.")
-        unknown = [name for name in self.signals if name not in SIGNALS]
-        if unknown or not self.signals:
-            raise ValueError(f"--signals: unknown signals {unknown}; choose from {', '.join(SIGNALS)}.")
+        options.check_choices(self.models, MODELS, "--models", "models")
+        options.check_choices(self.signals, SIGNALS, "--signals", "signals")
         available = real_data.num_training_images()
         bad = [n for n in self.batch_sizes if int(n) != n or not 1 <= n <= available]
         if bad or not self.batch_sizes:

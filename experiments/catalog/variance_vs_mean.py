@@ -54,9 +54,7 @@ class Config(MeasurementSettings):
     replicates: int = DEFAULT_REPLICATES
 
     def validate(self) -> None:
-        unknown = [name for name in self.functions if name not in TEST_FUNCTIONS]
-        if unknown or not self.functions:
-            raise ValueError(f"--functions: unknown test functions {unknown}; choose from {', '.join(TEST_FUNCTIONS)}.")
+        options.check_choices(self.functions, TEST_FUNCTIONS, "--functions", "test functions")
         if not self.means or not all(np.isfinite(self.means)):
             raise ValueError(f"--means must be finite numbers, got {list(self.means)}.")
         if not (np.isfinite(self.scale) and self.scale > 0):

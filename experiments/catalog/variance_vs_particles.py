@@ -62,9 +62,7 @@ class Config(MeasurementSettings):
     images: int = DEFAULT_IMAGES
 
     def validate(self) -> None:
-        unknown = [name for name in self.models if name not in MODELS]
-        if unknown or not self.models:
-            raise ValueError(f"--models: unknown models {unknown}; choose from {', '.join(MODELS)}.")
+        options.check_choices(self.models, MODELS, "--models", "models")
         bad = [k for k in self.particles if int(k) != k or k < 1]
         if bad or not self.particles:
             raise ValueError(f"--particles must be positive integers, got {list(self.particles)}.")

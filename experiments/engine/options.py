@@ -27,6 +27,14 @@ def numbers(kind):
     return parse
 
 
+def check_choices(values: Sequence[str], known, where: str, what: str) -> None:
+    """A ValueError ``"<where>: unknown <what> [...]; choose from ..."`` if ``values`` is empty or names
+    something not in ``known``."""
+    unknown = [name for name in values if name not in known]
+    if unknown or not values:
+        raise ValueError(f"{where}: unknown {what} {unknown}; choose from {', '.join(known)}.")
+
+
 def add_run_options(sub: argparse.ArgumentParser) -> None:
     """The options of :class:`~experiments.engine.settings.RunSettings` and of the command itself."""
     sub.add_argument("--seed", type=int, default=0, help="seed of the base key (default: %(default)s)")
