@@ -23,6 +23,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from analysis.load import load_run, wide  # noqa: E402
+from analysis.tables import training_table  # noqa: E402
 from experiments import catalog  # noqa: E402
 from experiments.engine.experiment import FigureSpec, LinePlot  # noqa: E402
 
@@ -445,21 +446,18 @@ def bias_vs_temperature(metrics: pd.DataFrame, palette: dict | None = None) -> p
 
 
 def training_curves(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
-    """One row per problem: the held-out objective (solid, the range over seeds shaded) and the training
-    objective (dashed), means over the seeds, against cost evaluations spent; and the held-out objective
-    against training wall time; a line per estimator."""
-    table = wide(metrics.drop(columns=["num_samples", "replicates", "parameter"], errors="ignore"))
-    if "seed" not in table:
-        table = table.assign(seed=0)
-    table = table.groupby(["problem", "estimator", "step"], sort=False).agg(
+    """One row per problem and training objective: the held-out objective (solid, the range over seeds
+    shaded) and the training objective (dashed), means over the seeds, against cost evaluations spent; and
+    the held-out objective against training wall time; a line per estimator."""
+    table = training_table(metrics).groupby(["problem", "objective", "estimator", "step"], sort=False).agg(
         held_out=("held_out_objective", "mean"), held_out_min=("held_out_objective", "min"),
         held_out_max=("held_out_objective", "max"), train=("train_objective", "mean"),
         cost_evaluations=("cost_evaluations", "mean"), wall_time_s=("wall_time_s", "mean")).reset_index()
     palette = estimator_palette(table["estimator"], palette)
-    problems = list(dict.fromkeys(metrics["problem"]))
-    fig, axes = plt.subplots(len(problems), 2, figsize=(10, 3.6 * len(problems)), squeeze=False)
-    for (left, right), problem in zip(axes, problems):
-        frame = table[table["problem"] == problem]
+    rows = list(dict.fromkeys(zip(table["problem"], table["objective"])))
+    fig, axes = plt.subplots(len(rows), 2, figsize=(10, 3.6 * len(rows)), squeeze=False)
+    for (left, right), (problem, objective) in zip(axes, rows):
+        frame = table[(table["problem"] == problem) & (table["objective"] == objective)]
         for estimator, line in frame.groupby("estimator"):
             line = line.sort_values("step")
             color = palette[estimator]
@@ -467,14 +465,12 @@ def training_curves(metrics: pd.DataFrame, palette: dict | None = None) -> plt.F
                 ax.plot(x, line["held_out"], color=color, marker=marker(palette, estimator), ms=2, label=estimator)
                 ax.fill_between(x, line["held_out_min"], line["held_out_max"], color=color, alpha=0.15, linewidth=0)
             left.plot(line["cost_evaluations"], line["train"], color=color, ls="--", lw=1)
-        start = frame.loc[frame["step"] == 0, "held_out_max"].max()
-        finish = frame[["held_out_min", "train"]].min().min()
+        _zoom_on_training(frame, (left, right))
         for ax in (left, right):
-            if np.isfinite(start) and np.isfinite(finish) and start > finish:
-                ax.set_ylim(finish - 0.05 * (start - finish), start + 0.05 * (start - finish))
             ax.set_ylabel("negative ELBO per example")
-        left.set(title=f"{problem}: held-out (solid), training (dashed)", xlabel="cost evaluations spent")
-        right.set(title=f"{problem}: held-out", xlabel="training wall time (s)")
+        trained = "" if objective == "elbo" else f", trained by {_objective_label(objective)}"
+        left.set(title=f"{problem}{trained}: held-out (solid), training (dashed)", xlabel="cost evaluations spent")
+        right.set(title=f"{problem}{trained}: held-out", xlabel="training wall time (s)")
     seeds = metrics["seed"].nunique() if "seed" in metrics else 1
     fig.suptitle("Training with each estimator at the same budget of cost evaluations (Adam; mean and range "
                  f"over {seeds} seed{'s' if seeds > 1 else ''})")
@@ -482,9 +478,69 @@ def training_curves(metrics: pd.DataFrame, palette: dict | None = None) -> plt.F
     return fig
 
 
+def _zoom_on_training(frame: pd.DataFrame, axes) -> None:
+    """Leave out the first steps' fall: the y range from the best value to the worst starting one."""
+    start = frame.loc[frame["step"] == 0, "held_out_max"].max()
+    finish = frame[["held_out_min", "train"]].min().min()
+    if np.isfinite(start) and np.isfinite(finish) and start > finish:
+        for ax in axes:
+            ax.set_ylim(finish - 0.05 * (start - finish), start + 0.05 * (start - finish))
+
+
+def _objective_label(objective: str) -> str:
+    """``elbo`` → "ELBO", ``bound_k8`` → "K = 8 bound"."""
+    return "ELBO" if objective == "elbo" else f"K = {objective.removeprefix('bound_k')} bound"
+
+
+#: Line styles of the training objectives in :func:`training_log_likelihood`: the ELBO solid, bounds by K.
+OBJECTIVE_DASHES = ("-", "--", ":", "-.")
+
+
+def training_log_likelihood(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
+    """One panel per model with a held-out log-likelihood: its negative, mean over the seeds, against cost
+    evaluations spent, a colour per estimator and a line style per training objective (the ELBO, each
+    K-particle bound), so that the objectives are compared by the measure none of them flatters."""
+    table = training_table(metrics)
+    if "held_out_nll" not in table or table["held_out_nll"].isna().all():
+        raise NothingToDraw("the run has no held-out log-likelihood: no VAE was trained in it")
+    table = table[table["held_out_nll"].notna()]
+    table = table.groupby(["problem", "objective", "estimator", "step"], sort=False).agg(
+        nll=("held_out_nll", "mean"), cost_evaluations=("cost_evaluations", "mean")).reset_index()
+    palette = estimator_palette(table["estimator"], palette)
+    objectives = sorted(dict.fromkeys(table["objective"]),
+                        key=lambda o: -1 if o == "elbo" else int(o.removeprefix("bound_k")))
+    dashes = {objective: OBJECTIVE_DASHES[i % len(OBJECTIVE_DASHES)] for i, objective in enumerate(objectives)}
+    problems = list(dict.fromkeys(table["problem"]))
+    fig, axes = plt.subplots(1, len(problems), figsize=(5.5 * len(problems), 4.2), squeeze=False)
+    for ax, problem in zip(axes.flat, problems):
+        frame = table[table["problem"] == problem]
+        for (objective, estimator), line in frame.groupby(["objective", "estimator"], sort=False):
+            line = line.sort_values("step")
+            ax.plot(line["cost_evaluations"], line["nll"], color=palette[estimator], ls=dashes[objective], lw=1.3,
+                    marker=marker(palette, estimator), ms=2)
+        start = frame.loc[frame["step"] == 0, "nll"].max()
+        finish = frame["nll"].min()
+        if np.isfinite(start) and np.isfinite(finish) and start > finish:
+            span = start - finish
+            ax.set_ylim(finish - 0.05 * span, finish + 0.5 * span)  # the end of training, where they differ
+        ax.set(title=f"{problem}: held-out", xlabel="cost evaluations spent (a particle: one)",
+               ylabel="negative log-likelihood per example")
+    # The legend's key, once: a colour (and marker) per estimator, then a line style per objective.
+    for estimator in dict.fromkeys(table["estimator"]):
+        axes.flat[0].plot([], [], color=palette[estimator], marker=marker(palette, estimator), ms=3, label=estimator)
+    for objective in objectives:
+        axes.flat[0].plot([], [], color="0.3", ls=dashes[objective], label=f"trained by {_objective_label(objective)}")
+    seeds = metrics["seed"].nunique() if "seed" in metrics else 1
+    fig.suptitle("Held-out −log p(x) while training by the ELBO or a K-particle bound, each estimator at the same "
+                 f"budget (mean over {seeds} seed{'s' if seeds > 1 else ''}; lower is better)")
+    _figure_legend(fig, axes.flat)
+    return fig
+
+
 #: The figures drawn by a function of their own, by name.
 DRAWERS = {draw.__name__: draw for draw in (variance_vs_L, bias_vs_L, mse_vs_L, efficiency_vs_L, variance_vs_dimension,
                                              variance_vs_batch, bias_vs_temperature, training_curves,
+                                             training_log_likelihood,
                                              snr_vs_particles)}
 
 

@@ -207,25 +207,43 @@ def best_temperatures(metrics: pd.DataFrame) -> pd.DataFrame:
                  "variance"]].reset_index(drop=True)
 
 
-def final_objectives(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The last point of each training curve, over the seeds of each (problem, estimator): the held-out
-    objective's mean, its standard error across seeds (the spread of the training runs, not of an
-    evaluation), its smallest and largest value, the training objective's mean, steps, cost evaluations
-    and mean wall time; best mean held-out first within each problem."""
+def training_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """A training run's metrics, one row per (problem, objective, estimator, seed, step), one column per
+    metric; runs from before seeds or objectives were recorded get seed 0 and objective ``elbo``."""
     table = wide(metrics.drop(columns=["num_samples", "replicates", "parameter"], errors="ignore"))
-    if "seed" not in table:  # a run from before seeds were recorded: one training per pair
+    if "seed" not in table:  # one training per pair
         table = table.assign(seed=0)
-    last = table.loc[table.groupby(["problem", "estimator", "seed"], sort=False)["step"].idxmax()]
-    grouped = last.groupby(["problem", "estimator"], sort=False)
+    if "objective" not in table:  # every model trained by its ELBO
+        table = table.assign(objective="elbo")
+    return table
+
+
+def final_objectives(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The last point of each training curve, over the seeds of each (problem, training objective,
+    estimator): the held-out objective's mean, its standard error across seeds (the spread of the training
+    runs, not of an evaluation), its smallest and largest value, the training objective's mean, the
+    held-out negative log-likelihood's mean and standard error across seeds (where the model has one),
+    steps, cost evaluations and mean wall time; best mean held-out first within each problem (by the
+    log-likelihood where there is one, the common measure of models trained by different objectives)."""
+    table = training_table(metrics)
+    if "held_out_nll" not in table:
+        table = table.assign(held_out_nll=np.nan)
+    keys = ["problem", "objective", "estimator"]
+    last = table.loc[table.groupby([*keys, "seed"], sort=False)["step"].idxmax()]
+    grouped = last.groupby(keys, sort=False)
     summary = grouped.agg(seeds=("seed", "size"), step=("step", "max"), cost_evaluations=("cost_evaluations", "max"),
                           wall_time_s=("wall_time_s", "mean"), train_objective=("train_objective", "mean"),
                           held_out_objective=("held_out_objective", "mean"),
-                          held_out_min=("held_out_objective", "min"), held_out_max=("held_out_objective", "max"))
-    spread = grouped["held_out_objective"].std(ddof=1) / np.sqrt(summary["seeds"])
-    summary["held_out_objective_se"] = spread.where(summary["seeds"] > 1)
+                          held_out_min=("held_out_objective", "min"), held_out_max=("held_out_objective", "max"),
+                          held_out_nll=("held_out_nll", "mean"))
+    for column in ("held_out_objective", "held_out_nll"):
+        spread = grouped[column].std(ddof=1) / np.sqrt(summary["seeds"])
+        summary[f"{column}_se"] = spread.where(summary["seeds"] > 1)
     summary = summary.reset_index()
+    summary["rank_by"] = summary["held_out_nll"].fillna(summary["held_out_objective"])
     order = {name: i for i, name in enumerate(dict.fromkeys(metrics["problem"]))}
-    columns = ["problem", "estimator", "seeds", "step", "cost_evaluations", "wall_time_s", "train_objective",
-               "held_out_objective", "held_out_objective_se", "held_out_min", "held_out_max"]
-    return summary[columns].sort_values(["problem", "held_out_objective"],
-                                        key=lambda c: c.map(order) if c.name == "problem" else c).reset_index(drop=True)
+    columns = ["problem", "objective", "estimator", "seeds", "step", "cost_evaluations", "wall_time_s",
+               "train_objective", "held_out_objective", "held_out_objective_se", "held_out_min", "held_out_max",
+               "held_out_nll", "held_out_nll_se"]
+    ranked = summary.sort_values(["problem", "rank_by"], key=lambda c: c.map(order) if c.name == "problem" else c)
+    return ranked[columns].reset_index(drop=True)

@@ -37,8 +37,9 @@ def run_dirs(tmp_path_factory):
     ]
     for command in commands:
         assert cli.main(command + common) == 0
-    training.run(training.Config(problems=("logistic_regression",), estimators=("pathwise", "score_function"),
-                                 num_samples=2, budget=200, evaluations=3, output_dir=str(out), figures=False),
+    training.run(training.Config(problems=("logistic_regression", "binary_vae"),
+                                 estimators=("pathwise", "score_function"), particles=(1, 2), num_samples=2,
+                                 budget=200, evaluations=3, output_dir=str(out), figures=False),
                  progress=False)
     return {path.parent.name: path for path in out.glob("*/*")}
 
@@ -110,7 +111,9 @@ def test_figures_have_labelled_axes_and_a_legend(run_dirs):
                     assert ax.lines or ax.collections, (name, ax.get_title())
                 labels = [text.get_text() for legend in fig.legends for text in legend.get_texts()]
                 assert labels, name
-                if name != "bias_vs_L":  # which leaves out estimates exact to rounding, and says so
+                if name == "training_log_likelihood":  # the models with a likelihood: the VAEs
+                    assert set(metrics.loc[metrics["metric"] == "held_out_nll", "estimator"]) <= set(labels), name
+                elif name != "bias_vs_L":  # which leaves out estimates exact to rounding, and says so
                     assert set(metrics["estimator"]) <= set(labels), name
                 assert fig._suptitle is not None and fig._suptitle.get_text(), name
             finally:
@@ -122,7 +125,8 @@ def test_html_report_embeds_every_figure(run_dirs, tmp_path):
     path = report.write_report(dirs, tmp_path / "html", fmt="html")
     text = path.read_text()
     assert path.name == "report.html"
-    assert text.count("src='data:image/png;base64,") == len(_figure_names("variance_vs_L")) + 1
+    assert text.count("src='data:image/png;base64,") == len(_figure_names("variance_vs_L")) + len(
+        _figure_names("training"))
     assert "<table>" in text and "src='figures/" not in text
 
 

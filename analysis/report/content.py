@@ -268,16 +268,28 @@ def _training_blocks(run: Run, name: str, folder: Path) -> list:
     table = tables.final_objectives(run.metrics)
     csv = _write_csv(table, folder, f"{name}/final_objectives")
     seeds = int(table["seeds"].max())
-    return [Table(formatted(table, {
-        "problem": "problem", "estimator": "estimator", "held_out_objective": "held-out −ELBO",
-        "held_out_objective_se": "± se", "held_out_min": "best seed", "held_out_max": "worst seed",
-        "train_objective": "training −ELBO", "step": "steps", "cost_evaluations": "cost evaluations",
-        "wall_time_s": "wall time (s)",
-    }), f"The end of each training curve, mean over {seeds} seed{'s' if seeds > 1 else ''} (initialization, "
-        "minibatches and samples), best held-out objective first within each problem (negative ELBO per example; "
-        "lower is better). ± se is the standard error of that mean across seeds; the best and worst seeds show "
-        "the spread. Every estimator spent the same budget of cost evaluations; those that evaluate the cost more "
-        "often per step took fewer steps.", csv)]
+    columns = {"problem": "problem", "objective": "trained by", "estimator": "estimator"}
+    likelihood = table["held_out_nll"].notna().any()
+    if likelihood:
+        columns.update(held_out_nll="held-out −log p(x)", held_out_nll_se="± se (−log p)")
+    else:
+        table = table.drop(columns=["held_out_nll", "held_out_nll_se"])
+    columns.update(held_out_objective="held-out −ELBO", held_out_objective_se="± se", held_out_min="best seed",
+                   held_out_max="worst seed", train_objective="training −ELBO")
+    if set(table["objective"]) == {"elbo"}:
+        del columns["objective"]
+        table = table.drop(columns="objective")
+    columns.update(step="steps", cost_evaluations="cost evaluations", wall_time_s="wall time (s)")
+    ranked = ("best held-out −log p(x) first within each problem where the model has one (the measure that "
+              "compares models trained by different objectives: the ELBO flatters a model trained by it), else "
+              "best held-out objective" if likelihood else "best held-out objective first within each problem")
+    return [Table(formatted(table, columns),
+        f"The end of each training curve, mean over {seeds} seed{'s' if seeds > 1 else ''} (initialization, "
+        f"minibatches and samples), {ranked} (per example; lower is better). ± se is the standard error of that "
+        "mean across seeds; the best and worst seeds show the spread. Every estimator spent the same budget of cost "
+        "evaluations (a K-particle bound: K per estimate); those that evaluate the cost more often per step took "
+        "fewer steps. \"trained by\": elbo, the model's negative ELBO at the run's L; bound_kK, the K-particle "
+        "importance-weighted bound, one per image per step.", csv)]
 
 
 #: The functions that write the report blocks an experiment names (``Experiment.report``), besides its figures.

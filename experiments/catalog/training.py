@@ -11,6 +11,17 @@ the delta method: a Hessian) takes fewer steps.  At ``evaluations`` evenly space
 is computed on all training and all held-out examples (exactly where the model allows, else from many samples), with the
 steps, cost evaluations and training wall time (compilation and evaluation excluded) so far.  The rows
 carry ``seed`` and ``step`` columns; figures and tables show the spread across seeds.
+
+The VAEs are also trained by their K-particle importance-weighted bound (Burda et al. 2016) for each K of
+``particles`` (1 and 8 by default): one K-particle bound per image per step (L = 1, as IWAE, VIMCO and DReG
+are trained), maximized (the negative bound per image is minimized), with the estimators that serve a
+bound (pathwise, the score function and its baselines, ``dreg``, ``stl`` at K = 1, ``vimco`` at K ≥ 2).  The
+budget counts log-joint evaluations of one particle: a K-particle estimate spends K of the budget, so K = 8
+takes an eighth of K = 1's steps.  The rows' ``objective`` column says what was trained: ``elbo`` (the
+model's objective above, with its closed-form KL where it has one) or ``bound_k<K>``.  The ELBO flatters a
+model trained by it and understates one trained by a bound, so every VAE run is also measured by its
+held-out negative log-likelihood (``held_out_nll``: exact for the binary VAE; for the Gaussian VAE
+importance-sampled with 1,024 particles per image, the same key for every run).
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import optax
@@ -37,6 +49,8 @@ from experiments.problems.logistic_regression import LogisticRegression
 from experiments.problems.vae import BinaryVAE, GaussianVAE
 
 NAME = "training"
+#: The columns that tell a training curve's rows apart besides problem, estimator and L.
+LABEL_COLUMNS = ["objective", "seed", "step"]
 MODELS = {"logistic_regression": LogisticRegression(), "gaussian_vae": GaussianVAE(), "binary_vae": BinaryVAE()}
 #: Adam's learning rate and the minibatch size (None: all training examples) of each model.
 OPTIMIZATION = {
@@ -44,6 +58,10 @@ OPTIMIZATION = {
     "gaussian_vae": {"learning_rate": 3e-3, "batch_size": 64},
     "binary_vae": {"learning_rate": 3e-3, "batch_size": 64},
 }
+#: The models trained by their K-particle bound too (``bound_objective``), and the samples per step of a
+#: bound training: one K-particle bound per image.
+BOUND_MODELS = ("gaussian_vae", "binary_vae")
+BOUND_NUM_SAMPLES = 1
 #: Pairs whose one step takes more backward passes than this are skipped, with the reason: the budget
 #: counts cost evaluations, and the optimal baseline on a minibatch needs a score per sample and example
 #: (L·N = 256 on the VAEs, a step about 30 times a leave-one-out step's time).
@@ -62,6 +80,8 @@ class Config(RunSettings):
     evaluations: int = 20
     #: Independent trainings per (model, estimator): seeds ``seed``, ``seed + 1``, ...
     seeds: int = 3
+    #: The K of the importance-weighted bounds the VAEs are also trained by (empty: the ELBO alone).
+    particles: Sequence[int] = (1, 8)
 
     def validate(self) -> None:
         options.check_choices(self.problems, MODELS, "training", "problems")
@@ -75,34 +95,98 @@ class Config(RunSettings):
             raise ValueError(f"--budget and --evaluations must be positive, got {self.budget} and {self.evaluations}.")
         if self.seeds < 1:
             raise ValueError(f"--seeds must be a positive number of trainings per pair, got {self.seeds}.")
+        if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.particles):
+            raise ValueError(f"--particles must be positive integers (K particles per bound), got "
+                             f"{list(self.particles)}.")
         super().validate()
 
 
-def plan(config: Config) -> tuple[list[tuple[str, est.GradientEstimator, int]], list[dict]]:
-    """(problem, estimator, steps) to train, and the pairs skipped with the reason."""
+@dataclasses.dataclass(frozen=True)
+class BoundTraining:
+    """A VAE seen by the trainer through its K-particle bound: ``objective(batch)`` is the bound of each
+    image of the minibatch (to maximize; :func:`descent_on_bound` turns its gradient into the negative
+    bound per image's)."""
+
+    model: Any
+    num_particles: int
+
+    def training_batch(self):
+        return self.model.training_batch()
+
+    def objective(self, images, num_examples: int | None = None) -> est.ImportanceWeightedObjective:
+        del num_examples
+        return self.model.bound_objective(images, self.num_particles)
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """One (model, training objective, estimator) to train for ``steps`` steps of L = ``num_samples``."""
+
+    problem: str
+    objective: str
+    estimator: est.GradientEstimator
+    steps: int
+    num_samples: int
+    num_particles: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The key of config.json's ``steps`` and ``compile_time_s``."""
+        parts = (self.problem, self.estimator.name) if self.objective == "elbo" else (
+            self.problem, self.objective, self.estimator.name)
+        return "/".join(parts)
+
+    def trained_model(self):
+        model = MODELS[self.problem]
+        return model if self.num_particles is None else BoundTraining(model, self.num_particles)
+
+    def evaluations_per_step(self, objective: est.Objective, params) -> int:
+        """Cost evaluations of one step: the estimator's per estimate, times K for a K-particle bound."""
+        dist = objective.distribution(params)
+        per_estimate = self.estimator.cost_evaluations(self.num_samples, dist, batch_ndims=objective.batch_ndims)
+        return per_estimate * (self.num_particles or 1)
+
+
+def plan(config: Config) -> tuple[list[Training], list[dict]]:
+    """What to train (every applicable pair, on the ELBO and on each bound), and what was skipped with the
+    reason."""
     runs, skipped = [], []
     for name in config.problems:
-        model = MODELS[name]
-        objective = _minibatch_objective(model, name)
-        dist = objective.distribution(model.init_params(jax.random.key(INIT_SEED)))
-        for estimator in map(est.get, config.estimators):
-            reason = estimator.applicability(dist, config.num_samples)
-            per_step = estimator.cost_evaluations(config.num_samples, dist, batch_ndims=objective.batch_ndims)
-            steps = config.budget // per_step if reason is None else 0
-            if reason is None and steps < 1:
-                reason = f"one step costs more than the budget of {config.budget} cost evaluations"
-            passes = config.num_samples * objective_score_rows_per_sample(objective, dist, estimator)
-            if reason is None and passes > MAX_BACKWARD_PASSES_PER_STEP:
-                reason = (f"{passes} backward passes per step (a score per sample and example), which a budget of "
-                          f"cost evaluations does not count; more than {MAX_BACKWARD_PASSES_PER_STEP}")
-            if reason is None:
-                runs.append((name, estimator, steps))
-            else:
-                skipped.append({"problem": name, "estimator": estimator.name, "reason": reason})
+        objectives = [("elbo", config.num_samples, None)]
+        if name in BOUND_MODELS:
+            objectives += [(f"bound_k{k}", BOUND_NUM_SAMPLES, k) for k in config.particles]
+        for objective_name, num_samples, num_particles in objectives:
+            for estimator in map(est.get, config.estimators):
+                training = Training(name, objective_name, estimator, 0, num_samples, num_particles)
+                reason, steps = _steps_or_reason(training, config.budget)
+                if reason is None:
+                    runs.append(dataclasses.replace(training, steps=steps))
+                else:
+                    skipped.append({"problem": name, "objective": objective_name, "estimator": estimator.name,
+                                    "reason": reason})
     if not runs:
-        raise ValueError("Nothing to train: " + "; ".join(f"{s['estimator']} on {s['problem']}: {s['reason']}"
-                                                          for s in skipped))
+        raise ValueError("Nothing to train: " + "; ".join(
+            f"{s['estimator']} on {s['problem']} ({s['objective']}): {s['reason']}" for s in skipped))
     return runs, skipped
+
+
+def _steps_or_reason(training: Training, budget: int) -> tuple[str | None, int]:
+    model = training.trained_model()
+    objective = _minibatch_objective(model, training.problem)
+    params = MODELS[training.problem].init_params(jax.random.key(INIT_SEED))
+    dist = objective.distribution(params)
+    estimator, num_samples = training.estimator, training.num_samples
+    reason = estimator.applicability(dist, num_samples)
+    if reason is not None:
+        return reason, 0
+    steps = budget // training.evaluations_per_step(objective, params)
+    if steps < 1:
+        return f"one step costs more than the budget of {budget} cost evaluations", 0
+    passes = num_samples * objective_score_rows_per_sample(objective, dist, estimator)
+    if passes > MAX_BACKWARD_PASSES_PER_STEP:
+        return (f"{passes} backward passes per step (a score per sample and example), which a budget of "
+                f"cost evaluations does not count; more than {MAX_BACKWARD_PASSES_PER_STEP}"), 0
+    return None, steps
 
 
 def _minibatch_objective(model, name):
@@ -112,14 +196,30 @@ def _minibatch_objective(model, name):
     return model.objective(batch)
 
 
-def train_curves(name: str, estimator: est.GradientEstimator, steps: int, config: Config):
-    """The rows of the pair's training curves, one per seed, and the compile time (one program serves
-    every seed)."""
-    model, settings = MODELS[name], OPTIMIZATION[name]
-    init_state, gradient = fit.estimator_gradient(estimator, config.num_samples)
+def descent_on_bound(gradient: fit.Gradient) -> fit.Gradient:
+    """The gradient of the negative bound per image from ``gradient``, a bound's (summed over the images):
+    the bound is maximized, and dividing by the minibatch's size N puts it on the ELBO's per-image scale."""
+
+    def negated(objective, batch, params, key, state):
+        value, grads, state = gradient(objective, batch, params, key, state)
+        scale = -1.0 / batch.shape[0]
+        return value * scale, jax.tree_util.tree_map(lambda g: g * scale, grads), state
+
+    return negated
+
+
+def train_curves(training: Training, config: Config):
+    """The rows of one training's curves, one per seed, and the compile time (one program serves every
+    seed)."""
+    name, settings = training.problem, OPTIMIZATION[training.problem]
+    model = MODELS[name]
+    init_state, gradient = fit.estimator_gradient(training.estimator, training.num_samples)
+    if training.num_particles is not None:
+        gradient = descent_on_bound(gradient)
+    steps = training.steps
     points = min(config.evaluations, steps)
     steps_per_call = steps // points
-    init, run = fit.trainer(model, init_state, gradient, optax.adam(settings["learning_rate"]),
+    init, run = fit.trainer(training.trained_model(), init_state, gradient, optax.adam(settings["learning_rate"]),
                             settings["batch_size"], steps_per_call)
     seeds = [config.seed + i for i in range(config.seeds)]
     states = [init(model.init_params(jax.random.key(INIT_SEED + seed))) for seed in seeds]
@@ -128,18 +228,20 @@ def train_curves(name: str, estimator: est.GradientEstimator, steps: int, config
     compile_time = time.perf_counter() - start
     rows = []
     for seed, state in zip(seeds, states):
-        rows += _train_curve(name, estimator, config, model, compiled, state, seed, points, steps_per_call)
+        rows += _train_curve(training, model, compiled, state, seed, points, steps_per_call)
     return rows, compile_time
 
 
-def _train_curve(name, estimator, config, model, compiled, state, seed, points, steps_per_call):
+def _train_curve(training: Training, model, compiled, state, seed, points, steps_per_call):
     """The rows of one seed's curve: ``points`` calls of the compiled steps, evaluated after each."""
     key = jax.random.key(seed)
-    objective = _minibatch_objective(model, name)
-    per_step = estimator.cost_evaluations(config.num_samples, objective.distribution(state.params),
-                                          batch_ndims=objective.batch_ndims)
+    per_step = training.evaluations_per_step(
+        _minibatch_objective(training.trained_model(), training.problem), state.params)
     num_train = len(model.split.train_x)
+    # Every point of the curve (training and held-out) is evaluated with the same noise, and every run's
+    # log-likelihood with the same particles: curves and runs are compared with common random numbers.
     eval_key = jax.random.fold_in(key, 2**31 - 1)
+    likelihood_key = jax.random.key(2**31 - 1)
 
     rows, wall_time = [], 0.0
     for point in range(points + 1):
@@ -149,14 +251,19 @@ def _train_curve(name, estimator, config, model, compiled, state, seed, points, 
             wall_time += time.perf_counter() - start
         step = point * steps_per_call
         measured = {
-            "train_objective": model.evaluate(state.params, model.training_batch(), eval_key, num_train),
-            "held_out_objective": model.evaluate(state.params, model.held_out_batch(), eval_key, num_train),
+            "train_objective": model.evaluate(state.params, model.training_batch(), jax.random.clone(eval_key),
+                                              num_train),
+            "held_out_objective": model.evaluate(state.params, model.held_out_batch(), jax.random.clone(eval_key),
+                                                 num_train),
             "wall_time_s": (wall_time, 0.0),
             "cost_evaluations": (float(step * per_step), 0.0),
         }
-        rows += [{"problem": name, "estimator": estimator.name, "seed": seed, "step": step,
-                  "num_samples": config.num_samples, "parameter": "all", "metric": metric, "value": value,
-                  "std_error": se, "replicates": 1}
+        if hasattr(model, "negative_log_likelihood"):
+            measured["held_out_nll"] = model.negative_log_likelihood(state.params, model.held_out_batch(),
+                                                                     jax.random.clone(likelihood_key))
+        rows += [{"problem": training.problem, "estimator": training.estimator.name, "objective": training.objective,
+                  "seed": seed, "step": step, "num_samples": training.num_samples, "parameter": "all",
+                  "metric": metric, "value": value, "std_error": se, "replicates": 1}
                  for metric, (value, se) in measured.items()]
     return rows
 
@@ -171,16 +278,16 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True,
     with jax.default_device(device):
         runs, skipped = plan(config)
         folder = RunFolder(config.output_dir, NAME, {**payload, "optimization": OPTIMIZATION}, environment(config.seed),
-                           label_columns=["seed", "step"])
-        folder.update_config(skipped=skipped, device_used=str(device), steps={f"{p}/{e.name}": s for p, e, s in runs},
-                             estimator_properties=estimator_properties(e for _, e, _ in runs))
+                           label_columns=LABEL_COLUMNS)
+        folder.update_config(skipped=skipped, device_used=str(device), steps={t.name: t.steps for t in runs},
+                             estimator_properties=estimator_properties(t.estimator for t in runs))
         start = time.perf_counter()
         compile_times = {}
         try:
             bar = tqdm(runs, desc=NAME, unit="run", disable=not progress, dynamic_ncols=True)
-            for name, estimator, steps in bar:
-                bar.set_postfix_str(f"{name} {estimator.name} {steps} steps x {config.seeds} seeds")
-                rows, compile_times[f"{name}/{estimator.name}"] = train_curves(name, estimator, steps, config)
+            for training in bar:
+                bar.set_postfix_str(f"{training.name} {training.steps} steps x {config.seeds} seeds")
+                rows, compile_times[training.name] = train_curves(training, config)
                 folder.append(rows, [])
             bar.close()
             folder.update_config(wall_time_s=round(time.perf_counter() - start, 3),
@@ -207,13 +314,21 @@ def add_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--seeds", type=int, default=defaults.seeds, metavar="S",
                      help="independent trainings per (model, estimator), seeds SEED to SEED + S - 1 "
                      "(default: %(default)s)")
+    sub.add_argument("--particles", type=_particles, default=list(defaults.particles), metavar="KS",
+                     help="comma-separated K: the VAEs are also trained by their K-particle bound, one bound per "
+                     "image per step, each particle one cost evaluation; 'none' for the ELBO alone "
+                     "(default: %(default)s)")
     options.add_run_options(sub)
+
+
+def _particles(text: str) -> list[int]:
+    return [] if text.strip().lower() == "none" else options.numbers(int)(text)
 
 
 def make_config(args: argparse.Namespace, given: Sequence[str]) -> Config:
     config = Config(problems=tuple(args.problems), estimators=tuple(args.estimators or est.names()),
                     num_samples=args.num_samples, budget=args.budget, evaluations=args.evaluations,
-                    seeds=args.seeds, **options.run_settings(args))
+                    seeds=args.seeds, particles=tuple(args.particles), **options.run_settings(args))
     config.validate()
     plan(config)  # nothing applicable is a usage error
     return config
@@ -234,7 +349,13 @@ EXPERIMENT = catalog.register(Experiment(
         FigureSpec("training_curves", "Negative ELBO per example while training each model with each estimator "
                    "(Adam, the same minibatches and the same budget of cost evaluations), mean over the seeds with "
                    "the range from the best to the worst seed shaded: held-out (solid) and training (dashed) against "
-                   "cost evaluations spent (left), held-out against training wall time (right). Lower is better."),
+                   "cost evaluations spent (left), held-out against training wall time (right); a row per model and "
+                   "training objective (the ELBO, each K-particle bound). Lower is better."),
+        FigureSpec("training_log_likelihood", "Held-out negative log-likelihood per example (exact for the binary "
+                   "VAE, importance-sampled with 1,024 particles per image for the Gaussian VAE) while training each "
+                   "VAE by its ELBO (solid) or a K-particle bound (dashed, dotted), mean over the seeds, against cost "
+                   "evaluations spent (each particle of a bound one evaluation). The ELBO would flatter the models "
+                   "trained by it; the log-likelihood is what every objective bounds. Lower is better."),
     ),
     report=("training", "figures"),
     resumable=False,
