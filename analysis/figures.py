@@ -454,7 +454,9 @@ def training_curves(metrics: pd.DataFrame, palette: dict | None = None) -> plt.F
         held_out_max=("held_out_objective", "max"), train=("train_objective", "mean"),
         cost_evaluations=("cost_evaluations", "mean"), wall_time_s=("wall_time_s", "mean")).reset_index()
     palette = estimator_palette(table["estimator"], palette)
-    rows = list(dict.fromkeys(zip(table["problem"], table["objective"])))
+    problems = {problem: i for i, problem in enumerate(dict.fromkeys(metrics["problem"]))}
+    rows = sorted(dict.fromkeys(zip(table["problem"], table["objective"])),
+                  key=lambda row: (problems[row[0]], _objective_rank(row[1])))
     fig, axes = plt.subplots(len(rows), 2, figsize=(10, 3.6 * len(rows)), squeeze=False)
     for (left, right), (problem, objective) in zip(axes, rows):
         frame = table[(table["problem"] == problem) & (table["objective"] == objective)]
@@ -487,6 +489,11 @@ def _zoom_on_training(frame: pd.DataFrame, axes) -> None:
             ax.set_ylim(finish - 0.05 * (start - finish), start + 0.05 * (start - finish))
 
 
+def _objective_rank(objective: str) -> int:
+    """The ELBO first, then the bounds by K."""
+    return -1 if objective == "elbo" else int(objective.removeprefix("bound_k"))
+
+
 def _objective_label(objective: str) -> str:
     """``elbo`` → "ELBO", ``bound_k8`` → "K = 8 bound"."""
     return "ELBO" if objective == "elbo" else f"K = {objective.removeprefix('bound_k')} bound"
@@ -507,10 +514,9 @@ def training_log_likelihood(metrics: pd.DataFrame, palette: dict | None = None) 
     table = table.groupby(["problem", "objective", "estimator", "step"], sort=False).agg(
         nll=("held_out_nll", "mean"), cost_evaluations=("cost_evaluations", "mean")).reset_index()
     palette = estimator_palette(table["estimator"], palette)
-    objectives = sorted(dict.fromkeys(table["objective"]),
-                        key=lambda o: -1 if o == "elbo" else int(o.removeprefix("bound_k")))
+    objectives = sorted(dict.fromkeys(table["objective"]), key=_objective_rank)
     dashes = {objective: OBJECTIVE_DASHES[i % len(OBJECTIVE_DASHES)] for i, objective in enumerate(objectives)}
-    problems = list(dict.fromkeys(table["problem"]))
+    problems = [problem for problem in dict.fromkeys(metrics["problem"]) if problem in set(table["problem"])]
     fig, axes = plt.subplots(1, len(problems), figsize=(5.5 * len(problems), 4.2), squeeze=False)
     for ax, problem in zip(axes.flat, problems):
         frame = table[table["problem"] == problem]
