@@ -46,6 +46,9 @@ def test_rows_carry_snr_and_variance_per_group_and_k_and_skip_what_does_not_appl
     for metric in ("snr", "variance"):
         groups = metrics[metrics.metric == metric].groupby(["estimator", "num_particles"])["parameter"]
         assert all(set(g) == {"encoder", "decoder", "all"} for _, g in groups), metric
+    # A K-particle estimate evaluates the log joint K times per sample.
+    cost = metrics[metrics.metric == "cost_evaluations"]
+    assert (cost["value"] == cost["num_samples"] * cost["num_particles"]).all()
     skipped = {(s["estimator"], s["num_samples"]): s["reason"] for s in sweep.config["skipped"]}
     assert "dreg" in skipped["stl", 1]  # STL at K = 16 is refused, naming DReG
     assert "score_function_loo" in skipped["vimco", 1]

@@ -84,9 +84,11 @@ class Problem:
         return self.objective.distribution(self.params)
 
     def cost_evaluations(self, estimator, num_samples: int) -> int:
-        """How many times one L-sample estimate of ``estimator`` evaluates the cost (of every example)."""
-        return _as_estimator(estimator).cost_evaluations(num_samples, self.distribution(),
-                                                         batch_ndims=self.objective.batch_ndims)
+        """How many times one L-sample estimate of ``estimator`` evaluates the cost (of every example); on an
+        importance-weighted bound, a sample's K particles are K evaluations of the log joint."""
+        per_sample = _as_estimator(estimator).cost_evaluations(num_samples, self.distribution(),
+                                                               batch_ndims=self.objective.batch_ndims)
+        return per_sample * getattr(self.objective, "num_particles", 1)
 
 
 def _as_estimator(estimator):
