@@ -15,7 +15,7 @@ from estimators.distributions import *  # noqa: F403  (every distribution, liste
 from estimators.importance_weighted import ImportanceWeightedObjective
 from estimators.interface import StatefulGrad, grad, grad_with_state, value_and_grad, value_and_grad_with_state
 from estimators.objective import Objective
-from estimators.registry import get, names
+from estimators.registry import get, names, options
 
 registry.discover()
 globals().update(registry.classes())
@@ -37,6 +37,7 @@ __all__ = [
     "grad",
     "grad_with_state",
     "names",
+    "options",
     "registry",
     "relaxation",
     "sample_keys",

@@ -170,8 +170,29 @@ def estimator_dataclass(cls: type[T]) -> type[T]:
     its leaves."""
     cls = dataclasses.dataclass(frozen=True)(cls)
     fields = [field for field in dataclasses.fields(cast(Any, cls)) if field.init]
+    switches = [f.name for f in fields if f.metadata.get("static") and isinstance(f.default, bool)]
+    if switches:
+        _check_switches_on_init(cls, switches)
     return register_frozen_dataclass(cls, data_fields=[f.name for f in fields if not f.metadata.get("static")],
                                      meta_fields=[f.name for f in fields if f.metadata.get("static")])
+
+
+def _check_switches_on_init(cls: type, switches: list[str]) -> None:
+    """Make ``cls.__init__`` refuse a non-bool value for an on/off option: ``coupling="no"`` would
+    otherwise be read as True."""
+    initialize = cast(Any, cls).__init__
+
+    def __init__(self, *args, **kwargs):
+        initialize(self, *args, **kwargs)
+        for name in switches:
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                owner = getattr(getattr(self, "info", None), "name", cls.__name__)
+                raise TypeError(f"{owner}'s option {name} is on or off: pass True or False, got {value!r}.")
+            object.__setattr__(self, name, bool(value))
+
+    __init__.__doc__, __init__.__wrapped__ = initialize.__doc__, initialize  # type: ignore[attr-defined]
+    cast(Any, cls).__init__ = __init__
 
 
 def concrete_number(value: Any) -> float | None:

@@ -43,6 +43,7 @@ from estimators.base import (
     Estimate,
     EstimatorInfo,
     GradientEstimator,
+    check_option,
     estimator_dataclass,
     sample_keys,
     surrogate_estimate,
@@ -155,6 +156,9 @@ class DeltaMethod(GradientEstimator):
                 "DeltaMethod wraps an estimator whose estimate is a mean of per-sample terms (Pathwise, or "
                 f"ScoreFunction without a baseline), got {self.base!r}."
             )
+        if self.coefficient is not None:
+            check_option(self, "coefficient", math.isfinite,
+                         "a finite coefficient c, or coefficient=None to fit it per coordinate leave-one-out")
 
     @property
     def info(self):

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from estimators import registry
 from estimators.base import Estimate, GradientEstimator
@@ -76,6 +77,7 @@ def value_and_grad_with_state(objective: Objective, estimator: GradientEstimator
     estimate = _checked_estimate(objective, estimator, num_samples, caller="grad_with_state")
 
     def update(params, key, state):
+        _check_state(estimator, objective, params, state)
         result = estimate(params, key, state)
         return result.value, result.grads, result.state
 
@@ -83,6 +85,28 @@ def value_and_grad_with_state(objective: Objective, estimator: GradientEstimator
         return estimator.init(objective, params, jax.random.key(0) if key is None else key)
 
     return StatefulGrad(init=init, update=update)
+
+
+def _check_state(estimator: GradientEstimator, objective: Objective, params, state) -> None:
+    """``state`` must have the structure, shapes and dtypes of ``init(params)`` (checked abstractly:
+    nothing runs): a state of another estimator, of other parameters, or ``None`` fails here, by name."""
+    expected = jax.eval_shape(lambda p: estimator.init(objective, p, jax.random.key(0)), params)
+    describe = lambda tree: jax.tree_util.tree_map(lambda x: f"{jnp.result_type(x)}{list(jnp.shape(x))}", tree)
+    try:
+        expected_structure: Any = jax.tree_util.tree_structure(expected)
+        same_structure = bool(expected_structure == jax.tree_util.tree_structure(state))
+        leaves = same_structure and all(
+            jnp.shape(a) == b.shape and jnp.result_type(a) == b.dtype
+            for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(expected)))
+    except TypeError:  # a leaf that is no array
+        leaves = False
+    if not leaves:
+        stateless = "the empty state () (it is stateless)" if expected == () else "the state that init(params) returns"
+        raise ValueError(
+            f"update of {estimator.name!r} got a state that is not its own: expected {stateless}, "
+            f"{describe(expected)!s:.300}, got {type(state).__name__} {describe(state)!s:.300}. Pass the state from "
+            "`init(params)` (for the same objective and parameters), then the one each update returns."
+        )
 
 
 def _resolve(estimator: GradientEstimator | str) -> GradientEstimator:
@@ -121,6 +145,8 @@ def _checked_estimate(objective, estimator, num_samples, caller) -> Callable[...
 
 
 def _check_num_samples(num_samples, estimator: GradientEstimator) -> int:
+    if isinstance(num_samples, bool):
+        raise TypeError(f"num_samples must be a positive Python int (L, the samples per estimate), got {num_samples}.")
     try:
         count = operator.index(num_samples)
     except TypeError:
@@ -141,6 +167,13 @@ def _check_params(params) -> None:
     if not leaves:
         raise ValueError("params is an empty pytree: there is nothing to differentiate.")
     for path, leaf in leaves:
+        if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, float, int, complex)):
+            raise TypeError(
+                f"params{jax.tree_util.keystr(path)} is a {type(leaf).__name__}; params must hold only float "
+                "arrays. Keep names, functions and other static values out of params (close over them in dist "
+                "and cost); for an equinox module, split it first: `params, static = eqx.partition(model, "
+                "eqx.is_inexact_array)`, and rebuild it inside dist and cost with `eqx.combine(params, static)`."
+            )
         dtype = jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
+import math
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -76,6 +78,7 @@ class Objective:
                 f"index independent examples: 0 for none, 1 for a minibatch), got {batch_ndims!r}."
             )
         object.__setattr__(self, "batch_ndims", count)
+        _check_signatures(self.dist, self.cost)
 
     def distribution(self, params: Params) -> Distribution:
         """``dist(params)``, checked to be a :class:`Distribution` whose samples have the batch axes."""
@@ -101,12 +104,14 @@ class Objective:
     def checked_cost(self, params: Params, sample: jax.Array) -> jax.Array:
         """``cost(params, sample)``, checked to have the batch shape (a scalar without a plate)."""
         cost = self.cost(params, sample)
+        _check_cost_is_an_array(cost)
         self._check_cost_shape(jnp.shape(cost), jnp.shape(sample))
         return cost
 
     def costs(self, params: Params, samples: jax.Array) -> jax.Array:
         """The cost of each sample along the leading axis of ``samples``: shape (L, *batch_shape)."""
         costs = map_samples(self.cost, params, samples, in_axes=(None, 0))
+        _check_cost_is_an_array(costs)
         self._check_cost_shape(jnp.shape(costs)[1:], jnp.shape(samples)[1:])
         return costs
 
@@ -142,4 +147,49 @@ class Objective:
             f"first batch_ndims={self.batch_ndims} axes of a sample of shape {tuple(sample_shape)}), but "
             f"returned shape {tuple(cost_shape)}. Reduce over each example's own latents only (for example "
             "jnp.sum(..., axis=-1)), not over the examples."
+        )
+
+
+def _positional_arity(function: Callable) -> tuple[int, float] | None:
+    """(required, accepted) positional arguments of ``function``, or None where it has no signature."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a builtin or another callable without a signature
+        return None
+    positional = [p for p in parameters
+                  if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    required = sum(p.default is inspect.Parameter.empty for p in positional)
+    accepted = math.inf if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in parameters) else len(positional)
+    return required, accepted
+
+
+def _check_signatures(dist: Callable, cost: Callable) -> None:
+    """Refuse a ``dist`` that cannot be called as ``dist(params)`` or a ``cost`` that cannot be called as
+    ``cost(params, x)`` (a cost that forgot ``params``, or the two swapped), where their signatures say so."""
+    dist_arity, cost_arity = _positional_arity(dist), _positional_arity(cost)
+    dist_fits = dist_arity is None or dist_arity[0] <= 1 <= dist_arity[1]
+    cost_fits = cost_arity is None or cost_arity[0] <= 2 <= cost_arity[1]
+    if dist_fits and cost_fits:
+        return
+    if not dist_fits and not cost_fits and dist_arity[0] == 2 and cost_arity[1] == 1:  # type: ignore[index]
+        raise TypeError(
+            f"Objective's dist and cost look swapped: dist takes {inspect.signature(dist)} and cost takes "
+            f"{inspect.signature(cost)}. Write Objective(dist=lambda params: Normal(...), cost=lambda params, x: ...)."
+        )
+    if not dist_fits:
+        raise TypeError(f"Objective.dist must take one argument, the parameters, and return a distribution; its "
+                        f"signature is {inspect.signature(dist)}. Write dist=lambda params: Normal(...).")
+    raise TypeError(
+        f"Objective.cost must take two arguments, the parameters and one sample x; its signature is "
+        f"{inspect.signature(cost)}. A cost that does not use the parameters still takes them: "
+        "cost=lambda params, x: f(x)."
+    )
+
+
+def _check_cost_is_an_array(cost) -> None:
+    if isinstance(cost, (tuple, list, dict)):
+        raise TypeError(
+            f"Objective.cost returned a {type(cost).__name__}; it must return the cost alone, one array (a scalar, "
+            "or one cost per example with batch_ndims). A (loss, aux) pair is not supported: return the loss, "
+            "and compute what you would log (a reconstruction or KL term) with the same parameters apart."
         )

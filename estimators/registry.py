@@ -75,16 +75,20 @@ def names() -> list[str]:
 
 
 def options(name: str) -> list[str]:
-    """The keyword options the estimator ``name`` accepts."""
+    """The keyword options the estimator ``name`` accepts (``get(name, **options)``)."""
+    _check_name(name)
     return [p for p in inspect.signature(_FACTORIES[name]).parameters if p not in ("baseline", "base")]
 
 
-def get(name: str, **kwargs) -> GradientEstimator:
-    """The estimator registered as ``name``, built with its options (for example ``temperature=0.5``)."""
+def _check_name(name: str) -> None:
     if name not in _FACTORIES:
         close = difflib.get_close_matches(str(name), _FACTORIES, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"Unknown estimator {name!r}.{hint} Known estimators: {', '.join(names())}.")
+
+
+def get(name: str, **kwargs) -> GradientEstimator:
+    """The estimator registered as ``name``, built with its options (for example ``temperature=0.5``)."""
     known = options(name)
     unknown = sorted(set(kwargs) - set(known))
     if unknown:

@@ -33,6 +33,11 @@ def _threshold(num_comparisons: int, degrees_of_freedom: int | None = None) -> f
     return float(t.isf(FALSE_ALARM / (2 * num_comparisons), degrees_of_freedom))
 
 
+def _in_float64(params, images):
+    """``params`` and ``images`` as float64 arrays (inside ``jax.enable_x64(True)``)."""
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params), jnp.asarray(images, jnp.float64)
+
+
 def _flat(tree) -> np.ndarray:
     return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree_util.tree_leaves(tree)])
 
@@ -234,8 +239,7 @@ def test_binary_vae_bound_enumeration_is_the_elbo_at_one_particle_and_the_sample
     params = checkpoints.load(model.name)
     images = model.training_batch()[:8]
     with jax.enable_x64(True):
-        params64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
-        images64 = jnp.asarray(images, jnp.float64)
+        params64, images64 = _in_float64(params, images)
         elbo = -len(images) * float(model.exact_objective(params64, images64))
         assert float(model.exact_bound(params64, images64, 1)) == pytest.approx(elbo, rel=1e-12)
         exact = float(model.exact_bound(params64, images64, 2))
@@ -287,11 +291,9 @@ def test_binary_vae_log_likelihood_is_the_enumerated_marginal_and_below_its_boun
     """−log p(x) by the model's matrix form against log Σ_b exp(log_joint(b)) from the model's own log
     joint, state by state; and −log p(x) ≤ −(K = 2 bound) ≤ −ELBO, all exact."""
     model = BinaryVAE()
-    params = checkpoints.load(model.name)
     images = model.held_out_batch()[:8]
     with jax.enable_x64(True):
-        params64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
-        images64 = jnp.asarray(images, jnp.float64)
+        params64, images64 = _in_float64(checkpoints.load(model.name), images)
         nll, se = model.negative_log_likelihood(params64, images64)
         states = model.latent_states()
         log_joints = jax.vmap(lambda b: model.log_joint(params64, jnp.broadcast_to(b, (len(images), b.shape[0])),
@@ -312,12 +314,10 @@ def test_gaussian_vae_log_likelihood_agrees_with_quadrature():
     weights' effective sample size is large: images whose ESS is under 1,000 of the 2¹⁴ particles (the
     encoder's q far from the posterior: image 0's is about 20) are left out of the comparison, by that rule."""
     model = GaussianVAE()
-    params = checkpoints.load(model.name)
     images = model.held_out_batch()[:8]
     particles = 2**14
     with jax.enable_x64(True):
-        params64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
-        images64 = jnp.asarray(images, jnp.float64)
+        params64, images64 = _in_float64(checkpoints.load(model.name), images)
         estimate, se = model.negative_log_likelihood(params64, images64, jax.random.key(3), particles)
         log_weights = np.asarray(vae._likelihood_log_weights(model, params64, images64, jax.random.key(3), particles),
                                  np.float64)  # (K, N): the particles of the estimate above

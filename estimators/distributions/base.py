@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class Distribution(abc.ABC):
@@ -171,3 +172,48 @@ def float_dtype(*arrays) -> jnp.dtype:
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
     return dtype
+
+
+def broadcast_parameters(distribution: str, dtype, positive: tuple[str, ...] = (), **parameters) -> list[jax.Array]:
+    """The named parameters as arrays of ``dtype`` broadcast to one shape, or a ValueError that names the
+    distribution, each parameter's shape and the fix; those named in ``positive`` are checked to be
+    positive where they are concrete (:func:`check_positive`)."""
+    arrays = [jnp.asarray(value, dtype) for value in parameters.values()]
+    check_positive(distribution, **{name: a for name, a in zip(parameters, arrays) if name in positive})
+    try:
+        return jnp.broadcast_arrays(*arrays)
+    except ValueError:
+        shapes = ", ".join(f"{name} of shape {tuple(jnp.shape(a))}" for name, a in zip(parameters, arrays))
+        raise ValueError(
+            f"{distribution}: {shapes} do not broadcast to one shape (the event shape). Give them the same "
+            "shape, or make one a scalar or of a shape that broadcasts (1 along the axes the other varies on)."
+        ) from None
+
+
+def check_positive(distribution: str, **parameters) -> None:
+    """A ValueError naming the distribution and the parameter where a concrete parameter has an entry that
+    is not positive (zero, negative or NaN: ``Gamma(0, 1)``); traced parameters (under ``jit``, ``vmap``
+    or ``grad``) cannot be checked when the program is built and pass."""
+    for name, value in parameters.items():
+        if isinstance(value, jax.core.Tracer):
+            continue
+        array = np.asarray(value)
+        invalid = ~(array > 0)
+        if invalid.any():
+            raise ValueError(
+                f"{distribution}: {name} must be positive, got {array[invalid].flat[0]}"
+                + (f" ({int(invalid.sum())} of its {array.size} entries are not)" if array.size > 1 else "")
+                + f". {distribution} with {name} <= 0 (or NaN) is no distribution; for a parameter learned without "
+                "constraint, map it through jnp.exp or jax.nn.softplus."
+            )
+
+
+def positive_temperature(temperature):
+    """``temperature`` where it is positive, NaN where it is not.  Estimators check a concrete temperature
+    when they are built; a traced one (a temperature swept under ``jax.vmap`` or learned) cannot be
+    checked then, so a non-positive value makes the relaxed samples, and every estimate from them, NaN
+    instead of a wrong number."""
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        return temperature
+    temperature = jnp.asarray(temperature)
+    return jnp.where(temperature > 0, temperature, jnp.nan)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from estimators.distributions.base import Distribution, float_dtype
+from estimators.distributions.base import Distribution, float_dtype, positive_temperature
 
 
 class Bernoulli(Distribution):
@@ -53,7 +53,7 @@ class Bernoulli(Distribution):
         return (noisy_logits > 0).astype(noisy_logits.dtype)
 
     def soft(self, noisy_logits, temperature):
-        return jax.nn.sigmoid(noisy_logits / temperature)
+        return jax.nn.sigmoid(noisy_logits / positive_temperature(temperature))
 
     def _draw(self, key):
         return self.hard(self.noisy_logits(key))

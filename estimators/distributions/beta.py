@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from jax.scipy.stats import beta
 
-from estimators.distributions.base import Distribution, float_dtype
+from estimators.distributions.base import Distribution, broadcast_parameters, float_dtype
 
 
 class Beta(Distribution):
@@ -27,7 +26,7 @@ class Beta(Distribution):
 
     def __init__(self, a, b):
         dtype = float_dtype(a, b)
-        self.a, self.b = jnp.broadcast_arrays(jnp.asarray(a, dtype), jnp.asarray(b, dtype))
+        self.a, self.b = broadcast_parameters("Beta", dtype, ("a", "b"), a=a, b=b)
 
     @property
     def _defining_parameter(self):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from estimators.distributions.base import Distribution, float_dtype
+from estimators.distributions.base import Distribution, float_dtype, positive_temperature
 
 
 class Categorical(Distribution):
@@ -69,7 +69,7 @@ class Categorical(Distribution):
         return jax.nn.one_hot(jnp.argmax(noisy_logits, axis=-1), self.num_categories, dtype=noisy_logits.dtype)
 
     def soft(self, noisy_logits, temperature):
-        return jax.nn.softmax(noisy_logits / temperature, axis=-1)
+        return jax.nn.softmax(noisy_logits / positive_temperature(temperature), axis=-1)
 
     def _draw(self, key):
         return self.hard(self.noisy_logits(key))

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.stats import dirichlet
 
-from estimators.distributions.base import Distribution, float_dtype
+from estimators.distributions.base import Distribution, check_positive, float_dtype
 
 
 class Dirichlet(Distribution):
@@ -38,6 +38,7 @@ class Dirichlet(Distribution):
                 "Dirichlet needs a concentration with at least one axis (the K components are the last "
                 "axis); got a scalar. For a single probability use Beta(a, b)."
             )
+        check_positive("Dirichlet", concentration=concentration)
         self.concentration = concentration
 
     @property

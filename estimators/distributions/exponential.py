@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.stats import expon
 
-from estimators.distributions.base import Distribution, float_dtype
+from estimators.distributions.base import Distribution, check_positive, float_dtype
 
 
 class Exponential(Distribution):
@@ -23,6 +23,7 @@ class Exponential(Distribution):
 
     def __init__(self, rate):
         self.rate = jnp.asarray(rate, float_dtype(rate))
+        check_positive("Exponential", rate=self.rate)
 
     @property
     def _defining_parameter(self):

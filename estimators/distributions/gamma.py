@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from jax.scipy.stats import gamma
 
-from estimators.distributions.base import Distribution, float_dtype
+from estimators.distributions.base import Distribution, broadcast_parameters, float_dtype
 
 
 class Gamma(Distribution):
@@ -29,9 +28,9 @@ class Gamma(Distribution):
 
     def __init__(self, concentration, rate):
         dtype = float_dtype(concentration, rate)
-        self.concentration, self.rate = jnp.broadcast_arrays(
-            jnp.asarray(concentration, dtype), jnp.asarray(rate, dtype)
-        )
+        self.concentration, self.rate = broadcast_parameters(type(self).__name__, dtype, ("concentration", "rate"),
+                                                             concentration=concentration,
+                                                             rate=rate)
 
     @property
     def _defining_parameter(self):

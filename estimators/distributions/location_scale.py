@@ -5,9 +5,8 @@ from __future__ import annotations
 import abc
 
 import jax
-import jax.numpy as jnp
 
-from estimators.distributions.base import Distribution, float_dtype
+from estimators.distributions.base import Distribution, broadcast_parameters, float_dtype
 
 
 class LocationScale(Distribution):
@@ -23,7 +22,7 @@ class LocationScale(Distribution):
 
     def __init__(self, loc, scale):
         dtype = float_dtype(loc, scale)
-        self.loc, self.scale = jnp.broadcast_arrays(jnp.asarray(loc, dtype), jnp.asarray(scale, dtype))
+        self.loc, self.scale = broadcast_parameters(type(self).__name__, dtype, ("scale",), loc=loc, scale=scale)
 
     @property
     def _defining_parameter(self):

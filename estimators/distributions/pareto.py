@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from jax.scipy.stats import pareto
 
-from estimators.distributions.base import Distribution, float_dtype
+from estimators.distributions.base import Distribution, broadcast_parameters, float_dtype
 
 
 @jax.custom_jvp
@@ -45,9 +44,8 @@ class Pareto(Distribution):
 
     def __init__(self, scale, concentration):
         dtype = float_dtype(scale, concentration)
-        self.scale, self.concentration = jnp.broadcast_arrays(
-            jnp.asarray(scale, dtype), jnp.asarray(concentration, dtype)
-        )
+        self.scale, self.concentration = broadcast_parameters(type(self).__name__, dtype, ("scale", "concentration"),
+                                                              scale=scale, concentration=concentration)
 
     @property
     def _defining_parameter(self):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from estimators.distributions.base import Distribution, float_dtype
+from estimators.distributions.base import Distribution, check_positive, float_dtype
 
 
 class Rayleigh(Distribution):
@@ -25,6 +25,7 @@ class Rayleigh(Distribution):
 
     def __init__(self, scale):
         self.scale = jnp.asarray(scale, float_dtype(scale))
+        check_positive("Rayleigh", scale=self.scale)
 
     @property
     def _defining_parameter(self):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from jax.scipy.stats import t as student_t
 
+from estimators.distributions.base import broadcast_parameters
 from estimators.distributions.location_scale import LocationScale
 
 
@@ -24,8 +24,8 @@ class StudentT(LocationScale):
 
     def __init__(self, df, loc, scale):
         super().__init__(loc, scale)
-        df = jnp.asarray(df, self.dtype)
-        self.df, self.loc, self.scale = jnp.broadcast_arrays(df, self.loc, self.scale)
+        self.df, self.loc, self.scale = broadcast_parameters("StudentT", self.dtype, ("df",), df=df, loc=self.loc,
+                                                             scale=self.scale)
 
     def _standard_sample(self, key):
         return jax.random.t(key, self.df, self.event_shape, self.dtype)
