@@ -77,7 +77,6 @@ def value_and_grad_with_state(objective: Objective, estimator: GradientEstimator
     estimate = _checked_estimate(objective, estimator, num_samples, caller="grad_with_state")
 
     def update(params, key, state):
-        _check_state(estimator, objective, params, state)
         result = estimate(params, key, state)
         return result.value, result.grads, result.state
 
@@ -139,6 +138,8 @@ def _checked_estimate(objective, estimator, num_samples, caller) -> Callable[...
         _check_params(params)
         _check_key(key)
         _check_distribution(estimator, objective.distribution(params))
+        if caller == "grad_with_state":
+            _check_state(estimator, objective, params, state)
         return estimator.estimate(objective, params, key, num_samples, state)
 
     return estimate

@@ -197,7 +197,7 @@ def test_estimators_of_different_classes_have_different_structures():
         pass
 
     est.pytrees.register_frozen_dataclass(Subclass, [], ["dist", "cost", "batch_ndims"])
-    parts = dict(dist=lambda p: est.Normal(p, 1.0), cost=jnp.square)
+    parts = dict(dist=lambda p: est.Normal(p, 1.0), cost=lambda p, x: jnp.sum(jnp.square(x)))
     assert jax.tree_util.tree_structure(est.Objective(**parts)) != jax.tree_util.tree_structure(Subclass(**parts))
 
 
