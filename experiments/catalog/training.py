@@ -154,7 +154,7 @@ def plan(config: Config) -> tuple[list[Training], list[dict]]:
     for name in config.problems:
         objectives = [("elbo", config.num_samples, None)]
         if name in BOUND_MODELS:
-            objectives += [(f"bound_k{k}", BOUND_NUM_SAMPLES, k) for k in config.particles]
+            objectives += [(f"bound_k{k}", BOUND_NUM_SAMPLES, k) for k in dict.fromkeys(config.particles)]
         for objective_name, num_samples, num_particles in objectives:
             for estimator in map(est.get, config.estimators):
                 training = Training(name, objective_name, estimator, 0, num_samples, num_particles)
