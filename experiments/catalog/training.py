@@ -155,25 +155,26 @@ def plan(config: Config) -> tuple[list[Training], list[dict]]:
         objectives = [("elbo", config.num_samples, None)]
         if name in BOUND_MODELS:
             objectives += [(f"bound_k{k}", BOUND_NUM_SAMPLES, k) for k in dict.fromkeys(config.particles)]
+        params = MODELS[name].init_params(jax.random.key(INIT_SEED))
         for objective_name, num_samples, num_particles in objectives:
-            for estimator in map(est.get, config.estimators):
-                training = Training(name, objective_name, estimator, 0, num_samples, num_particles)
-                reason, steps = _steps_or_reason(training, config.budget)
+            trainings = [Training(name, objective_name, estimator, 0, num_samples, num_particles)
+                         for estimator in map(est.get, config.estimators)]
+            objective = _minibatch_objective(trainings[0].trained_model(), name)
+            for training in trainings:
+                reason, steps = _steps_or_reason(training, objective, params, config.budget)
                 if reason is None:
                     runs.append(dataclasses.replace(training, steps=steps))
                 else:
-                    skipped.append({"problem": name, "objective": objective_name, "estimator": estimator.name,
-                                    "reason": reason})
+                    skipped.append({"problem": name, "objective": objective_name,
+                                    "estimator": training.estimator.name, "reason": reason})
     if not runs:
         raise ValueError("Nothing to train: " + "; ".join(
             f"{s['estimator']} on {s['problem']} ({s['objective']}): {s['reason']}" for s in skipped))
     return runs, skipped
 
 
-def _steps_or_reason(training: Training, budget: int) -> tuple[str | None, int]:
-    model = training.trained_model()
-    objective = _minibatch_objective(model, training.problem)
-    params = MODELS[training.problem].init_params(jax.random.key(INIT_SEED))
+def _steps_or_reason(training: Training, objective: est.Objective, params, budget: int) -> tuple[str | None, int]:
+    """Steps within ``budget`` on the model's minibatch ``objective`` at its initial ``params``, or why none."""
     dist = objective.distribution(params)
     estimator, num_samples = training.estimator, training.num_samples
     reason = estimator.applicability(dist, num_samples)

@@ -231,6 +231,11 @@ class BinaryVAE(_VAE):
         """All 2^K latent vectors, (2^K, K)."""
         return jnp.asarray(list(itertools.product((0.0, 1.0), repeat=self.num_latents)), jnp.result_type(float))
 
+    def state_log_likelihoods(self, params, images):
+        """log p(x_n | b) of every image of ``images`` (N, 64) under every latent state b: (2^K, N)."""
+        decoded = _mlp(params["decoder"], self.latent_states())  # (S, 64)
+        return jax.nn.log_sigmoid(decoded) @ images.T + jax.nn.log_sigmoid(-decoded) @ (1 - images).T
+
     def exact_objective(self, params, images):
         """The negative ELBO per image by enumerating every latent state of every image:
         (1/N) Σ_n [Σ_b q(b | x_n) (−log p(x_n | b)) + KL_n]."""
@@ -238,8 +243,7 @@ class BinaryVAE(_VAE):
         states = self.latent_states()
         logits = _mlp(params["encoder"], images)  # (N, K)
         log_q = states @ jax.nn.log_sigmoid(logits).T + (1 - states) @ jax.nn.log_sigmoid(-logits).T  # (S, N)
-        decoded = _mlp(params["decoder"], states)  # (S, 64)
-        reconstruction = -(jax.nn.log_sigmoid(decoded) @ images.T + jax.nn.log_sigmoid(-decoded) @ (1 - images).T)
+        reconstruction = -self.state_log_likelihoods(params, images)
         expected = jnp.sum(jnp.exp(log_q) * reconstruction, axis=0)  # (N,)
         return jnp.mean(expected + self.kl(params, images))
 
@@ -253,9 +257,7 @@ class BinaryVAE(_VAE):
         states = self.latent_states()
         logits = _mlp(params["encoder"], images)  # (N, D)
         log_q = states @ jax.nn.log_sigmoid(logits).T + (1 - states) @ jax.nn.log_sigmoid(-logits).T  # (S, N)
-        decoded = _mlp(params["decoder"], states)  # (S, 64)
-        log_likelihood = jax.nn.log_sigmoid(decoded) @ images.T + jax.nn.log_sigmoid(-decoded) @ (1 - images).T
-        log_w = log_likelihood - self.num_latents * jnp.log(2.0) - log_q  # (S, N)
+        log_w = self.state_log_likelihoods(params, images) - self.num_latents * jnp.log(2.0) - log_q  # (S, N)
         if num_particles == 1:
             return jnp.sum(jnp.exp(log_q) * log_w)
         pair_bound = jnp.logaddexp(log_w[:, None], log_w[None, :]) - jnp.log(2.0)  # (S, S, N)
@@ -269,10 +271,8 @@ def _exact_objective(model: BinaryVAE, params, images):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _exact_negative_log_likelihood(model: BinaryVAE, params, images):
-    states = model.latent_states()
-    decoded = _mlp(params["decoder"], states)  # (S, 64)
-    log_likelihood = jax.nn.log_sigmoid(decoded) @ images.T + jax.nn.log_sigmoid(-decoded) @ (1 - images).T
-    log_marginal = jax.nn.logsumexp(log_likelihood, axis=0) - model.num_latents * jnp.log(2.0)  # (N,)
+    log_prior = -model.num_latents * jnp.log(2.0)
+    log_marginal = jax.nn.logsumexp(model.state_log_likelihoods(params, images), axis=0) + log_prior  # (N,)
     return -jnp.mean(log_marginal)
 
 
