@@ -4,7 +4,6 @@ of such expectations over independent examples."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import math
 import operator
@@ -15,13 +14,11 @@ import jax
 import jax.numpy as jnp
 
 from estimators.distributions import Distribution
-from estimators.pytrees import register_frozen_dataclass
 from estimators.sample_axis import map_samples
 
 Params = Any  # a pytree of float arrays
 
 
-@functools.partial(register_frozen_dataclass, data_fields=[], meta_fields=["dist", "cost", "batch_ndims"])
 @dataclasses.dataclass(frozen=True)
 class Objective:
     r"""The objective :math:`F(\theta) = \mathbb{E}_{x \sim q(x; \theta)}[f(\theta, x)]`.
@@ -39,8 +36,14 @@ class Objective:
         expectation the same as B = 0 with the costs summed), and every estimator uses example n's
         own cost as the learning signal of example n's latents (see the estimators' docstrings).
 
-    An objective is a pytree without leaves (its functions and ``batch_ndims`` are static), so it can
-    be an argument of a jitted function: programs are shared by objectives with the same functions.
+    An objective is a pytree, so it can be an argument of a jitted function.  Plain functions and
+    ``batch_ndims`` are static (part of its structure): programs are shared by objectives with the same
+    functions.  ``dist`` or ``cost`` may also be a pytree of its own, such as a
+    :class:`jax.tree_util.Partial` of a module-level function and arrays (a minibatch, a target) or a
+    callable equinox module: its leaves are then the objective's leaves, data rather than structure, so
+    objectives that differ only in those arrays share one compiled program (a jitted training step can
+    take each minibatch's objective as an argument without compiling again).  Those leaves are constants
+    of the objective: estimators differentiate with respect to ``params`` only.
 
     Example::
 
@@ -48,6 +51,10 @@ class Objective:
             dist=lambda p: Normal(loc=p["mu"], scale=jnp.exp(p["log_sigma"])),
             cost=lambda p, x: jnp.sum(x ** 2),
         )
+        # Constants as data: objectives differing only in `target` share compiled programs.
+        def squared_distance(target, p, x):
+            return jnp.sum((x - target) ** 2)
+        obj = Objective(dist=..., cost=jax.tree_util.Partial(squared_distance, jnp.asarray(0.45)))
         # A minibatch: latents of shape (N, K), one negative ELBO per image.
         vae = Objective(
             dist=lambda p: Bernoulli(logits=encoder(p, images)),
@@ -193,3 +200,40 @@ def _check_cost_is_an_array(cost) -> None:
             "or one cost per example with batch_ndims). A (loss, aux) pair is not supported: return the loss, "
             "and compute what you would log (a reconstruction or KL term) with the same parameters apart."
         )
+
+
+def _is_function_tree(fn: Callable) -> bool:
+    """Whether ``fn`` is a pytree node (a ``jax.tree_util.Partial``, an equinox module) rather than a leaf."""
+    return not jax.tree_util.treedef_is_leaf(jax.tree_util.tree_structure(fn))
+
+
+def _flatten_objective_with_keys(objective: Objective):
+    """Children: ``dist`` and ``cost`` where they are pytrees; the rest is static, with the class."""
+    children, static = [], []
+    for name in ("dist", "cost"):
+        fn = getattr(objective, name)
+        if _is_function_tree(fn):
+            children.append((jax.tree_util.GetAttrKey(name), fn))
+            static.append((name, None))
+        else:
+            static.append((name, fn))
+    return children, (tuple(static), objective.batch_ndims)
+
+
+def _flatten_objective(objective: Objective):
+    children, static = _flatten_objective_with_keys(objective)
+    return [child for _, child in children], static
+
+
+def _unflatten_objective(static, children) -> Objective:
+    functions, batch_ndims = static
+    objective = object.__new__(Objective)  # skips the checks: the children may be tracers or placeholders
+    children = iter(children)
+    for name, fn in functions:
+        object.__setattr__(objective, name, next(children) if fn is None else fn)
+    object.__setattr__(objective, "batch_ndims", batch_ndims)
+    return objective
+
+
+jax.tree_util.register_pytree_with_keys(Objective, _flatten_objective_with_keys, _unflatten_objective,
+                                        _flatten_objective)
