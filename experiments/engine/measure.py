@@ -248,8 +248,8 @@ def _measure(problem: Problem, estimator: est.GradientEstimator, layout: _Layout
         if layout.grid:  # the states the replicates at each L start from, stacked
             state = _grid_states(objective, estimator, layout, params, key)
         elif estimator.stateful:  # the initial state and its shared warm-up chain (run apart: not timed)
-            state = _warmed_state(objective, estimator, num_samples, 0 if per_replicate else warmup_steps, params,
-                                  key)
+            state = _untimed(_warmed_state, objective, estimator, params, key, num_samples=num_samples,
+                             warmup_steps=0 if per_replicate else warmup_steps)
         else:
             state = est.value_and_grad_with_state(objective, estimator, num_samples).init(params)
 
@@ -291,8 +291,21 @@ class _Layout(NamedTuple):
     mesh: Mesh
 
 
+#: XLA options of the programs that prepare a measurement and are not timed (a stateful estimator's initial
+#: state and warm-up chain): LLVM's optimizations off, which about halves their compile time (2.2 s -> 1.3 s
+#: for RELAX's chain on the binary VAE) for a slower run of a chain that runs once.  The timed programs keep
+#: XLA's defaults: their time per estimate is a result.
+UNTIMED_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def _untimed(program, *args, **static):
+    """``program(*args, **static)``, compiled with :data:`UNTIMED_COMPILER_OPTIONS` (once per structure, as
+    ``jax.jit`` would: JAX caches the executable)."""
+    return program.lower(*args, **static).compile(compiler_options=UNTIMED_COMPILER_OPTIONS)(*args)
+
+
 @functools.partial(jax.jit, static_argnames=("num_samples", "warmup_steps"))
-def _warmed_state(objective, estimator, num_samples, warmup_steps, params, key):
+def _warmed_state(objective, estimator, params, key, num_samples, warmup_steps):
     """The estimator's initial state after ``warmup_steps`` updates of :func:`_chain` (none: the initial
     state), as one program: neither an eager compilation per operation of the init nor a program for it."""
     state = est.value_and_grad_with_state(objective, estimator, num_samples).init(params)
@@ -304,11 +317,12 @@ def _grid_states(objective, estimator, layout, params, key):
     stateless estimator."""
     if not estimator.stateful:
         return ()
-    return _grid_warm_up(objective, estimator, layout.grid, layout.warmup_steps, params, key)
+    return _untimed(_grid_warm_up, objective, estimator, params, key, grid=layout.grid,
+                    warmup_steps=layout.warmup_steps)
 
 
 @functools.partial(jax.jit, static_argnames=("grid", "warmup_steps"))
-def _grid_warm_up(objective, estimator, grid, warmup_steps, params, key):
+def _grid_warm_up(objective, estimator, params, key, grid, warmup_steps):
     """The warm-up chain of :func:`_chain` at every L of the grid from the initial state (which has no L),
     as one program with that state: the statistics of each step's samples do not depend on the state, so
     they are computed once for the largest L and each chain at L folds its first L of them into the state,
