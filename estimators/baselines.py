@@ -33,6 +33,10 @@ class BaselineInfo(NamedTuple):
     #: True where b is fitted per gradient coordinate and so needs every sample's score (a backward
     #: pass per sample, and per example with a plate)
     needs_scores: bool = False
+    #: True where b is one value for every sample and example of a call, a function of the state alone
+    #: (the moving average): with a plate, Σ_n (f_n - b) s_n = Σ_n f_n s_n - b Σ_n s_n needs no score per
+    #: example
+    shared: bool = False
 
 
 class Baseline(abc.ABC):
@@ -85,7 +89,7 @@ class MovingAverage(Baseline):
     """
 
     decay: float = 0.9
-    info = BaselineInfo("ema", stateful=True)
+    info = BaselineInfo("ema", stateful=True, shared=True)
 
     def __post_init__(self):
         check_option(self, "decay", lambda d: 0 <= d < 1, "a decay in [0, 1)")

@@ -90,17 +90,21 @@ class ScoreFunction(GradientEstimator):
         return objective.sum_examples(terms), jax.lax.stop_gradient(objective.sum_examples(cost))
 
     def has_sample_statistics(self, objective):
-        # With a plate, a baseline fitted per example from the costs alone (leave-one-out, the moving
-        # average) weights each example's own score, which per-sample statistics would have to keep
-        # (a backward pass per example); the optimal baseline needs those scores anyway.
+        # With a plate, a baseline fitted per example from the costs (leave-one-out) weights each example's
+        # own score, which per-sample statistics would have to keep (a backward pass per example); the
+        # optimal baseline needs those scores anyway, and a baseline shared by every example (the moving
+        # average) needs only two sums over the examples, Σ_n f_n s_n and Σ_n s_n.
         if self.baseline is None:
             return True
-        return self.baseline.info.needs_scores or objective.batch_ndims == 0
+        info = self.baseline.info
+        return info.needs_scores or info.shared or objective.batch_ndims == 0
 
     def sample_statistics(self, objective, params, keys):
         """Without a baseline, the per-sample terms.  With one: each sample's costs (its batch shape), the
         flat gradient of its cost in θ (the direct term) and its flat score, one per example for a baseline
-        fitted per coordinate with a plate: what the baseline and the estimate are functions of."""
+        fitted per coordinate with a plate, and with a plate and a baseline shared by the examples the two
+        flat sums Σ_n f_n ∇log q_n and Σ_n ∇log q_n (one linearization, two cotangents): what the baseline
+        and the estimate are functions of."""
         if self.baseline is None:
             return super().sample_statistics(objective, params, keys)
         if not self.has_sample_statistics(objective):
@@ -110,15 +114,20 @@ class ScoreFunction(GradientEstimator):
         plate = objective.batch_ndims > 0
 
         def one_sample(x):
-            direct = flat(jax.grad(lambda p: jnp.sum(objective.checked_cost(p, x)))(params))
-            if plate:  # needs_scores: one score per example
+            cost, cost_pullback = jax.vjp(lambda p: objective.checked_cost(p, x), params)
+            direct = flat(cost_pullback(jnp.ones_like(cost))[0])  # the gradient of the summed costs
+            cost = jax.lax.stop_gradient(cost)
+            if plate and self.baseline.info.shared:  # (2, n): Σ_n f_n s_n and Σ_n s_n
+                _, pullback = jax.vjp(lambda p: objective.example_log_prob(objective.distribution(p), x), params)
+                scores = jax.vmap(lambda c: flat(pullback(c)[0]))(jnp.stack([cost, jnp.ones_like(cost)]))
+            elif plate:  # needs_scores: one score per example
                 scores, _, _ = per_sample_jacobians(
                     lambda p, x: (objective.example_log_prob(objective.distribution(p), x).reshape(-1), None),
                     params, x[None])
                 scores = scores[0]
             else:
                 scores = flat(jax.grad(lambda p: objective.example_log_prob(objective.distribution(p), x))(params))
-            return objective.checked_cost(params, x), direct, scores
+            return cost, direct, scores
 
         costs, direct, scores = map_samples(one_sample, samples)
         return {"costs": costs, "direct": direct, "scores": scores}
@@ -132,9 +141,12 @@ class ScoreFunction(GradientEstimator):
             costs = costs.reshape(costs.shape[0], -1)  # (L, E)
         needs_scores = self.baseline.info.needs_scores
         baseline, state = self.baseline.values(costs, state, scores if needs_scores else None)
-        weights = costs[..., None] - baseline if needs_scores else (costs - baseline)[..., None]
-        per_sample = weights * scores
-        score_term = jnp.mean(jnp.sum(per_sample, axis=1) if plate else per_sample, axis=0)
+        if plate and self.baseline.info.shared:  # b the same for every example: Σ_n f_n s_n - b Σ_n s_n
+            score_term = jnp.mean(scores[:, 0] - baseline[:, :1] * scores[:, 1], axis=0)
+        else:
+            weights = costs[..., None] - baseline if needs_scores else (costs - baseline)[..., None]
+            per_sample = weights * scores
+            score_term = jnp.mean(jnp.sum(per_sample, axis=1) if plate else per_sample, axis=0)
         unravel = ravel_pytree(params)[1]
         value = jnp.mean(jnp.sum(costs, axis=1) if plate else costs)
         return Estimate(value=value, grads=unravel(score_term + jnp.mean(direct, axis=0)), state=state)

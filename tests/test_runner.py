@@ -400,6 +400,28 @@ def test_an_estimator_with_per_sample_statistics_serves_the_whole_L_grid_from_on
                                   statistics(runs[False]).reset_index(drop=True), rtol=1e-5)
 
 
+def test_the_moving_average_with_a_plate_serves_the_L_grid_from_one_program(tmp_path):
+    """With per-example costs the moving average's baseline is one value for every example, so a sample's
+    statistics are two parameter-sized sums (Σ_n f_n ∇log q_n, Σ_n ∇log q_n): one warm-up program and one
+    measurement serve the L grid and give the estimates of a program per L, replicate for replicate."""
+    from experiments.catalog import variance_vs_L
+
+    runs = {}
+    for shared in (True, False):
+        jax.clear_caches()
+        config = variance_vs_L.Config(problems=("bernoulli_plate",), estimators=("score_function_ema",),
+                                      num_samples=(2, 8), replicates=64, share_programs=shared,
+                                      output_dir=str(tmp_path / str(shared)), figures=False)
+        runs[shared] = analysis.load_run(variance_vs_L.run(config, progress=False))
+    compilations = {shared: run.metrics.query("metric == 'compilations'")["value"].sum()
+                    for shared, run in runs.items()}
+    assert compilations == {True: 2, False: 4}
+    statistics = lambda run: run.coordinate_metrics.query("metric in ['mean', 'variance']").drop(columns="run_id")
+    pd.testing.assert_frame_equal(statistics(runs[True]).reset_index(drop=True),
+                                  statistics(runs[False]).reset_index(drop=True), rtol=1e-5,
+                                  atol=1e-6)  # float32 rounding of means near zero, estimates of order 0.1
+
+
 def test_a_shared_program_refuses_an_L_its_estimator_cannot_serve():
     from experiments.engine.measure import measure_grid
 

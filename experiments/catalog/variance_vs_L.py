@@ -45,7 +45,7 @@ DEFAULT_PROBLEMS = (
 #: initial parameters too.
 FULL_PROBLEMS = DEFAULT_PROBLEMS + ("logistic_regression_init", "gaussian_vae_init", "binary_vae_init")
 #: The default run's L grid: three decades, in three points (an estimator with per-sample statistics
-#: serves the grid from one program; relax, and leave-one-out and the moving average with a plate,
+#: serves the grid from one program; relax, and leave-one-out with a plate,
 #: compile one per L).
 DEFAULT_NUM_SAMPLES = (1, 32, 1024)
 #: The default run's R, and its evaluation budget per cell: R = 1000 up to L = 1024 for an estimator of up
