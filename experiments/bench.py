@@ -2,11 +2,18 @@
 
 For each problem and estimator, R replicate L-sample estimates are computed by one jit-compiled program
 (vmapped in chunks, as the runner does) and timed, best of several calls after a warm-up call, with
-its compile time.  The floor draws the same random numbers (the same per-sample keys, the same sampler)
-and evaluates the cost on them under jit, with no gradient: what any estimator must at least do.  An
-estimator that evaluates the cost several times per sample (the measure-valued one: 4 per coordinate
-plus 1; the delta method: its Taylor terms) is compared with a floor that makes as many evaluations, so
-the ratio measures the estimator's overhead, not its design.
+its compile time.  The floor is what any estimator of L samples must at least do: draw L samples (the
+same per-sample keys, the same sampler) and evaluate the cost as many times as the estimator does, under
+jit, with no gradient.  An estimator that evaluates the cost several times per sample (an antithetic pair:
+2; RELAX: 4; the measure-valued one: 4 per coordinate plus 1) is compared with a floor that evaluates it
+as often, on copies of the L samples (each copy scaled by its own constant near 1, so that XLA cannot merge
+the evaluations), not on as many fresh draws: an antithetic estimator draws one uniform per pair, and a
+floor that drew a sample per evaluation would do more work than it (``x_floor`` 0.5 for ARM and DisARM on
+the Bernoulli toy, 0.28 on a slower machine).  So ``x_floor`` measures the gradient, the extra random
+numbers (REBAR's conditional draws, Gumbel-Rao's K) and the overhead, and is about 1 or more, with one
+exception where the cost is so cheap that drawing dominates: ARM and DisARM draw a Bernoulli as a uniform
+below σ(ℓ), more cheaply than the distribution's sampler (logistic noise, shared with the relaxations), and
+come in about 20% under the floor on the Bernoulli toy (1.8-2 times over it on the binary VAE).
 
     python -m experiments.bench                                   # the default problems, L = 16
     python -m experiments.bench --problems gaussian_vae --num-samples 4 --replicates 200
@@ -45,14 +52,20 @@ SCALING_REPLICATES = (256, 1_024, 4_096)
 SCALING_NUM_SAMPLES = (4, 16, 64, 256)
 
 
-def floor_fn(problem, evaluations: int, num_replicates: int, batch: int):
-    """R × ``evaluations`` cost evaluations on samples drawn as the estimators draw them, no gradient."""
+def floor_fn(problem, num_samples: int, evaluations: int, num_replicates: int, batch: int):
+    """R replicates of L samples drawn as the estimators draw them and ``evaluations`` cost evaluations on
+    them (on copies of the L samples, each scaled by its own constant, where there are more evaluations
+    than samples), no gradient."""
+    copies = max(1, -(-evaluations // num_samples))
 
     def floor(params, key):
         def one(replicate_key):
             dist = problem.objective.distribution(params)
-            samples = jax.vmap(dist.sample)(est.sample_keys(replicate_key, evaluations))
-            return jnp.mean(problem.objective.sum_examples(problem.objective.costs(params, samples)))
+            samples = jax.vmap(dist.sample)(est.sample_keys(replicate_key, num_samples))
+            objective = problem.objective
+            scaled = lambda copy: samples if copy == 0 else samples * jnp.asarray(1 + copy / 1024, samples.dtype)
+            return sum(jnp.mean(objective.sum_examples(objective.costs(params, scaled(copy))))
+                       for copy in range(copies))
 
         return jax.lax.map(one, est.sample_keys(key, num_replicates), batch_size=batch)
 
@@ -99,7 +112,7 @@ def bench_problem(problem, estimator_names, num_samples: int, num_replicates: in
         if evaluations not in floors:
             floor_batch = chunk_size(problem, est.get("score_function"), evaluations, num_replicates,
                                      DEFAULT_CHUNK_ELEMENTS)
-            floors[evaluations] = time_fn(floor_fn(problem, evaluations, num_replicates, floor_batch),
+            floors[evaluations] = time_fn(floor_fn(problem, num_samples, evaluations, num_replicates, floor_batch),
                                           problem.params, key, repeats)
         compile_time, best, median = time_fn(estimator_fn(problem, estimator, num_samples, num_replicates, batch),
                                              problem.params, key, repeats)

@@ -74,8 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--seeds", type=int, default=20, help="how many seeds, 0, 1, ... (default: %(default)s)")
     sub.add_argument("--first-seed", type=int, default=0)
     sub.add_argument("--bounds", default=str(BOUNDS_FILE), help="the bounds file (default: %(default)s)")
+    for command in commands.choices.values():
+        command.set_defaults(command_parser=command)  # its errors show its own usage
     args = parser.parse_args(argv)
+    try:
+        return _run_command(args)
+    except (ValueError, FileNotFoundError) as error:  # a bad run folder or bounds file: the message, no traceback
+        args.command_parser.error(str(error))
 
+
+def _run_command(args) -> int:
     if args.command == "regenerate":
         regenerate(args.bounds, args.replicates, args.seed, args.output_dir, write=not args.dry_run)
         return 0
@@ -85,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     bounds = load_bounds(args.bounds)
     if args.command == "calibrate":
         if args.first_seed <= bounds.reference["seed"] < args.first_seed + args.seeds:
-            parser.error(f"the seeds include the reference run's, {bounds.reference['seed']}")
+            raise ValueError(f"the seeds include the reference run's, {bounds.reference['seed']}")
         _enable_compilation_cache()
         table = calibrate(range(args.first_seed, args.first_seed + args.seeds), bounds)
         print(f"{int(table['passed'].sum())} of {len(table)} seeds passed; max |z| over all runs: "

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 #: The options that may accompany --resume: they change how, not what, a run measures.
@@ -56,8 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     for name in catalog.names():
         experiment = catalog.get(name)
-        experiment.add_options(commands.add_parser(name, help=experiment.summary, description=experiment.description))
+        command = commands.add_parser(name, help=experiment.summary, description=experiment.description)
+        experiment.add_options(command)
+        command.set_defaults(command_parser=command)  # its errors show the experiment's own usage
     return parser
+
+
+def check_output_dir(path) -> None:
+    """A ValueError naming the problem where run folders cannot be made under ``path`` (a file in the way,
+    a directory that cannot be written), before anything runs."""
+    import os
+    from pathlib import Path
+
+    target = Path(path)
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        where = "that is" if existing == target else f"{existing} is"
+        raise ValueError(f"--output-dir {path}: {where} a file, not a directory; give a directory for the run folders.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--output-dir {path}: {existing} cannot be written (permission denied); give a directory "
+                         "you can write to.")
 
 
 def select_device(name: str):
@@ -77,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    parser = args.command_parser  # errors below show the experiment's own usage, not the top-level one
 
     import jax
 
@@ -114,18 +134,34 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = experiment.make_config(args, given)
         config.validate()
+        if not resume:
+            check_output_dir(config.output_dir)
         device = select_device(args.device)
         if isinstance(config, MeasurementSettings):
             devices_for(config, device)
     except ValueError as error:
         parser.error(str(error))
+    previous = signal.signal(signal.SIGTERM, _terminate)  # timeout, Slurm: stop as Ctrl-C does
     try:
         path = experiment.run(config, device=device, progress=not args.quiet, resume=resume)
     except (PlanningError, ResumeError) as error:  # nothing applicable, or a run that cannot be resumed
         parser.error(str(error))
+    except Terminated:
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return _finish(experiment.name, path, config.figures)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, Slurm's time limit, ``kill``), raised where the run is, so that it stops as on
+    Ctrl-C: the finished cells stay in the ``.partial`` folder and the command to resume it is printed."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 def _finish(name: str, path, figures: bool) -> int:

@@ -22,6 +22,31 @@ def test_bench_times_each_estimator_against_its_floor(tmp_path, capsys):
     assert "| gaussian_cosine | measure_valued |" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("num_samples, evaluations", [(4, 4), (4, 8), (3, 10)])
+def test_the_floor_evaluates_the_cost_as_often_as_the_estimator_on_copies_of_its_samples(num_samples, evaluations):
+    """The floor of an estimator of L samples that evaluates the cost E times evaluates it ceil(E / L) times,
+    on copies of the L samples (not on E fresh draws: an antithetic pair shares its uniform)."""
+    import dataclasses
+
+    import jax
+
+    import estimators as est
+    from experiments import problems
+
+    problem = problems.get("bernoulli_toy")
+    batches = []
+
+    def cost(params, x):
+        batches.append(x.shape)
+        return problem.objective.cost(params, x)
+
+    counted = dataclasses.replace(problem, objective=est.Objective(problem.objective.dist, cost))
+    floor = bench.floor_fn(counted, num_samples, evaluations, num_replicates=8, batch=8)
+    jax.make_jaxpr(floor)(problem.params, jax.random.key(0))
+    copies = -(-evaluations // num_samples)
+    assert len(batches) == copies  # traced once per copy, under the vmap over the L samples
+
+
 def test_scaling_times_the_runner_program_over_a_grid_compiling_once_per_shape(tmp_path, capsys):
     out = tmp_path / "scaling.csv"
     assert bench.main(["--scaling", "--problems", "gaussian_cosine", "--estimators", "pathwise,score_function_loo",

@@ -127,6 +127,44 @@ def _interrupted_run(tmp_path, monkeypatch, after: int):
     return partial
 
 
+def test_a_partial_run_is_reported_only_when_asked_and_marked_incomplete(tmp_path, monkeypatch, capsys):
+    from analysis.report import cli as report_cli
+
+    partial = _interrupted_run(tmp_path, monkeypatch, after=1)
+    out = tmp_path / "report"
+    with pytest.raises(SystemExit) as exit_info:
+        report_cli.main([str(partial), "-o", str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "is an incomplete run" in err and "--allow-partial (python -m analysis.report)" in err
+    assert not out.exists()
+    assert report_cli.main([str(partial), "-o", str(out), "--allow-partial"]) == 0
+    assert "**An incomplete run**" in (out / "report.md").read_text()
+
+
+def test_bounds_check_names_a_folder_it_cannot_check_without_a_traceback(small_run, tmp_path, capsys):
+    from experiments import bounds
+
+    for folder, message in [(tmp_path, "is not a run folder: it lacks"),
+                            (small_run, "is a variance_vs_L run; the bounds check reads a `python -m experiments.run "
+                                        "variance_vs_L --profile ci` run")]:
+        with pytest.raises(SystemExit) as exit_info:
+            bounds.main(["check", str(folder)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("usage: python -m experiments.bounds check") and message in err
+
+
+def test_the_checkpoint_command_runs_without_a_double_import_warning():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "experiments.problems.checkpoints",
+                             "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "RuntimeWarning" not in result.stderr and "usage:" in result.stdout
+
+
 def test_a_resumed_run_matches_an_uninterrupted_one(small_run, tmp_path, monkeypatch, capsys):
     partial = _interrupted_run(tmp_path, monkeypatch, after=3)
     assert "--resume" in capsys.readouterr().out  # the message says how to continue
@@ -183,13 +221,53 @@ def test_resume_refuses_what_it_cannot_continue(case, message, small_run, tmp_pa
     (["--num-samples", "0,4"], r"--num-samples must be positive integers, got \[0\]"),
     (["--num-samples", "1,x"], r"expected comma-separated numbers"),
     (["--replicates", "1"], r"--replicates must be at least 2"),
+    (["--problems", ""], r"--problems: expected at least one comma-separated value, got ''; leave the option out"),
+    (["--estimators", " , "], r"--estimators: expected at least one comma-separated value"),
 ])
 def test_cli_errors_name_the_option(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["variance_vs_L", *argv, "--output-dir", str(tmp_path), "--quiet"])
     assert exit_info.value.code == 2
-    assert re.search(message, capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert re.search(message, err)
+    assert err.startswith("usage: python -m experiments.run variance_vs_L")  # the experiment's own usage
     assert not (tmp_path / "variance_vs_L").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["a_file", "under_a_file"])
+def test_cli_output_dir_that_cannot_hold_runs_is_refused_before_anything_runs(inside, tmp_path, capsys):
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("not a directory")
+    target = blocker / "runs" if inside else blocker
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["variance_vs_L", *SMALL, "--output-dir", str(target), "--quiet"])
+    assert exit_info.value.code == 2
+    assert re.search(r"--output-dir .*: (that|.*results.txt) is a file, not a directory", capsys.readouterr().err)
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path, monkeypatch, capsys):
+    """``timeout`` or Slurm's SIGTERM: the finished cells stay in the .partial folder, the command to resume
+    it is printed, and the exit status is 128 + 15."""
+    import os
+    import signal
+
+    calls = []
+    original = runner.measure_cells
+
+    def measure_then_terminate(*args, **kwargs):
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        calls.append(None)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "measure_cells", measure_then_terminate)
+    handler = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["variance_vs_L", *SMALL, "--output-dir", str(tmp_path)]) == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is handler  # restored
+    (partial,) = (tmp_path / "variance_vs_L").iterdir()
+    assert partial.name.endswith(".partial")
+    assert f"--resume {partial} continues it" in capsys.readouterr().out
+    assert len(analysis.load_run(partial, allow_partial=True).metrics) > 0
 
 
 @pytest.mark.skipif(any(d.platform == "gpu" for d in jax.devices()), reason="a GPU is present")

@@ -23,10 +23,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="markdown: report.md beside PNG figures; html: one self-contained report.html "
                         "(default: %(default)s)")
     parser.add_argument("--title", default="Monte Carlo gradient estimators: report", help="the report's title")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="also report runs whose folder ends in .partial (interrupted or still running), from "
+                        "the cells they finished, marked as incomplete")
     args = parser.parse_args(argv)
     command = "python -m analysis.report " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
-        path = write_report(args.run_dirs, args.output, args.format, args.title, command)
+        path = write_report(args.run_dirs, args.output, args.format, args.title, command, args.allow_partial)
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     print(f"report: wrote {path}")

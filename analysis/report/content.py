@@ -14,6 +14,7 @@ from analysis import tables
 from analysis.load import Run
 from analysis.report.formatting import format_number, formatted, slug
 from experiments import catalog
+from experiments.engine.results import PARTIAL_SUFFIX
 
 #: The L of the detailed measured-against-exact table (the closest the run has).
 DETAIL_NUM_SAMPLES = 16
@@ -101,6 +102,9 @@ def _run_summary(run: Run) -> str:
     text = f"Problems: {problems}. Estimators: {estimators}."
     if "num_samples" in metrics and run.config.get("experiment") != "training":
         text += f" Samples per estimate L: {', '.join(str(n) for n in sorted(set(metrics['num_samples'])))}."
+    if run.path.name.endswith(PARTIAL_SUFFIX):
+        text = (f"**An incomplete run** (its folder ends in `{PARTIAL_SUFFIX}`: interrupted or still running): only "
+                "the cells it finished. " + text)
     skipped = run.config.get("skipped", [])
     if skipped:
         text += f" {len(skipped)} combinations were not measured (listed with the reason in the run's config.json)."

@@ -16,18 +16,20 @@ DEFAULT_OUTPUT = Path("results") / "report"
 
 
 def write_report(run_dirs: list[str | Path], output: str | Path = DEFAULT_OUTPUT, fmt: str = "markdown",
-                 title: str = "Monte Carlo gradient estimators: report", command: str | None = None) -> Path:
+                 title: str = "Monte Carlo gradient estimators: report", command: str | None = None,
+                 allow_partial: bool = False) -> Path:
     """Write the report of ``run_dirs`` into the folder ``output`` and return the report file's path.
 
     The folder holds ``report.md`` (or ``report.html``), ``figures/`` and ``tables/``; it is assembled
     under a temporary name and swapped in whole, so a failed or interrupted call leaves any earlier
-    report untouched and never a half-written one.
+    report untouched and never a half-written one.  ``allow_partial``: also report ``.partial`` run folders
+    (interrupted or still running), from the cells they finished, marked as incomplete.
     """
     if fmt not in ("markdown", "html"):
         raise ValueError(f"format must be 'markdown' or 'html', got {fmt!r}.")
     if not run_dirs:
         raise ValueError("Give at least one run folder, such as results/variance_vs_L/<run_id>.")
-    runs = [load_run(path) for path in run_dirs]  # refuses missing, partial and non-run folders
+    runs = [load_run(path, allow_partial) for path in run_dirs]  # refuses missing, non-run and (unless allowed) partial
     for run in runs:
         experiment = run.config.get("experiment", "variance_vs_L")
         if experiment not in catalog.names():

@@ -9,8 +9,13 @@ from experiments.engine import compilation_cache
 
 
 def comma_list(text: str) -> list[str]:
-    """``"a, b,c"`` -> ``["a", "b", "c"]``."""
-    return [item.strip() for item in text.split(",") if item.strip()]
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; an empty list is an error (``--problems ""`` must not read as
+    "the default set": leave the option out for that)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected at least one comma-separated value, got {text!r}; leave the "
+                                         "option out for its default")
+    return items
 
 
 def numbers(kind):
@@ -19,7 +24,7 @@ def numbers(kind):
     def parse(text: str):
         try:
             return [kind(item) for item in comma_list(text)]
-        except ValueError:
+        except (ValueError, argparse.ArgumentTypeError):
             example = "1,4,16" if kind is int else "0.5,1,2"
             raise argparse.ArgumentTypeError(
                 f"expected comma-separated numbers such as {example}, got {text!r}") from None

@@ -247,7 +247,8 @@ def load_run(path: str | Path, allow_partial: bool = False) -> Run:
     if path.name.endswith(PARTIAL_SUFFIX) and not allow_partial:
         raise ValueError(
             f"{path} is an incomplete run (it ends in {PARTIAL_SUFFIX}: interrupted or still running). "
-            "Pass allow_partial=True to read the cells it finished."
+            "To read the cells it finished, pass allow_partial=True (analysis.load_run) or --allow-partial "
+            "(python -m analysis.report)."
         )
     in_progress = not (path / METRICS_FILE).is_file() and (path / CELLS_DIR).is_dir()
     missing = [f for f in (METRICS_FILE, CONFIG_FILE, ENV_FILE) if not (path / f).is_file()

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.problems import checkpoints, reference
+from experiments.problems import reference
 from experiments.problems.base import Problem
 from experiments.problems.logistic_regression import LogisticRegression
 from experiments.problems.vae import BinaryVAE, GaussianVAE
@@ -38,10 +38,18 @@ EVALUATION_BATCH = 64
 CHECKPOINTS = ("trained", "init")
 
 
+def checkpoints():
+    """The checkpoints module, imported where it is used: importing it with the package would make
+    ``python -m experiments.problems.checkpoints`` (which trains them) warn that it was imported twice."""
+    from experiments.problems import checkpoints as module
+
+    return module
+
+
 def _params(name: str, checkpoint: str):
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, got {checkpoint!r}.")
-    return checkpoints.load(name) if checkpoint == "trained" else checkpoints.init_params(name)
+    return checkpoints().load(name) if checkpoint == "trained" else checkpoints().init_params(name)
 
 
 def trained_params(name: str):
@@ -77,7 +85,7 @@ def gaussian_vae(checkpoint: str = "trained", per_example: bool = True) -> Probl
     objective = model.objective(model.training_batch()[:EVALUATION_BATCH], per_example=per_example)
     name = _problem_name(model.name, checkpoint)
     # The same F either way, so one reference (pathwise differentiates the same sum of costs).
-    mean, se = reference.cached_reference(f"{name}_reference", objective, params, checkpoints.FOLDERS)
+    mean, se = reference.cached_reference(f"{name}_reference", objective, params, checkpoints().FOLDERS)
     signal = "" if per_example else "; one batch-level cost for every image's latents (no plate)"
     return Problem(
         name=name + ("" if per_example else "_summed"),
@@ -156,7 +164,7 @@ def gaussian_vae_bound(num_particles: int = 8) -> Problem:
     params = _params(model.name, "trained")
     objective = model.bound_objective(model.training_batch()[:EVALUATION_BATCH], num_particles)
     name = f"gaussian_vae_iw{num_particles}"
-    mean, se = reference.cached_reference(f"{name}_reference", objective, params, checkpoints.FOLDERS,
+    mean, se = reference.cached_reference(f"{name}_reference", objective, params, checkpoints().FOLDERS,
                                           estimator="dreg", num_chunks=BOUND_REFERENCE_CHUNKS,
                                           chunk_size=BOUND_REFERENCE_CHUNKS)
     return Problem(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 import tempfile
 import time
@@ -97,8 +96,16 @@ def measured_from_run(run_dir: Path | str) -> pd.DataFrame:
 
 
 def check_run(run_dir: Path | str, bounds: Bounds) -> pd.DataFrame:
-    """Compare a finished ci-profile run with the bounds; refuse a run at the reference's seed."""
-    config = json.loads((Path(run_dir) / "config.json").read_text())
+    """Compare a finished ci-profile run with the bounds; refuse another kind of folder, and a run at the
+    reference's seed."""
+    from experiments.engine.results import load_run
+
+    config = load_run(run_dir).config  # a missing, partial or non-run folder is refused by name
+    if config.get("experiment") != "variance_vs_L" or config.get("profile") != "ci":
+        profile = f" of the {config['profile']} profile" if config.get("profile") else ""
+        raise BoundsMismatch(f"{run_dir} is a {config.get('experiment')} run{profile}; the bounds check reads a "
+                             "`python -m experiments.run variance_vs_L --profile ci` run (or give no folder, and it "
+                             "measures one).")
     if config.get("seed") == bounds.reference.get("seed"):
         raise BoundsMismatch(f"The run used seed {config['seed']}, the reference run's: it would be compared with "
                              "its own replicates.  Use another --seed.")
