@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -11,8 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from estimators import registry
-from estimators.base import Estimate, GradientEstimator
+from estimators.base import Estimate, GradientEstimator, sample_keys
 from estimators.objective import Objective, Params
+from estimators.sample_axis import map_samples
 
 PyTree = Any
 
@@ -28,7 +30,7 @@ class StatefulGrad(NamedTuple):
     update: Callable[[Params, jax.Array, PyTree], tuple[PyTree, PyTree]]
 
 
-def grad(objective: Objective, estimator: GradientEstimator | str, num_samples: int):
+def grad(objective: Objective, estimator: GradientEstimator | str, num_samples: int, *, check_finite: bool = False):
     """A function ``g(params, key)`` that returns a Monte Carlo estimate of ∇θ F(θ).
 
     ``g`` is pure: the same key gives the same estimate, and it can be jitted, and vmapped over keys
@@ -38,47 +40,63 @@ def grad(objective: Objective, estimator: GradientEstimator | str, num_samples: 
       objective: the :class:`Objective` F(θ) = E_{x ~ dist(θ)}[cost(θ, x)].
       estimator: an estimator object, or a registry name such as ``"score_function"``.
       num_samples: L, the number of samples averaged in one estimate.
+      check_finite: a debugging aid: raise ``FloatingPointError``, naming the estimator and what is not
+        finite (the cost's mean over the samples, which entries of which gradient leaf), where an estimate
+        holds NaN or inf, also under ``jit`` and ``vmap`` (there JAX wraps it in a runtime error that
+        carries the message).  It copies the estimate to the host on every call, so leave it off for speed.
+
+    With ``Objective(..., has_aux=True)``, ``g`` returns ``(grads, aux)``, as ``jax.grad(..., has_aux=True)``
+    does: aux is the mean over the L samples of the cost's auxiliary output (see :class:`Objective`).
     """
-    estimate = _checked_estimate(objective, estimator, num_samples, caller="grad")
+    estimate = _checked_estimate(objective, estimator, num_samples, caller="grad", check_finite=check_finite)
 
     def grad_fn(params, key):
-        return estimate(params, key, ()).grads
+        result, aux = estimate(params, key, ())
+        return (result.grads, aux) if objective.has_aux else result.grads
 
     return grad_fn
 
 
-def value_and_grad(objective: Objective, estimator: GradientEstimator | str, num_samples: int):
+def value_and_grad(objective: Objective, estimator: GradientEstimator | str, num_samples: int, *,
+                   check_finite: bool = False):
     """Like :func:`grad`, but ``g(params, key)`` returns ``(value, grads)``, where ``value`` is the
-    L-sample estimate of F(θ) from the same samples."""
-    estimate = _checked_estimate(objective, estimator, num_samples, caller="value_and_grad")
+    L-sample estimate of F(θ) from the same samples; ``((value, aux), grads)`` with ``has_aux``."""
+    estimate = _checked_estimate(objective, estimator, num_samples, caller="value_and_grad",
+                                 check_finite=check_finite)
 
     def value_and_grad_fn(params, key):
-        result = estimate(params, key, ())
-        return result.value, result.grads
+        result, aux = estimate(params, key, ())
+        return ((result.value, aux) if objective.has_aux else result.value), result.grads
 
     return value_and_grad_fn
 
 
-def grad_with_state(objective: Objective, estimator: GradientEstimator | str, num_samples: int):
+def grad_with_state(objective: Objective, estimator: GradientEstimator | str, num_samples: int, *,
+                    check_finite: bool = False):
     """``(init, update)`` for an estimator that carries state between calls (any estimator works;
-    stateless ones carry the empty state ``()``)."""
-    init, update_with_value = value_and_grad_with_state(objective, estimator, num_samples)
+    stateless ones carry the empty state ``()``).  With ``has_aux``, ``update`` returns
+    ``((grads, aux), state)``."""
+    init, update_with_value = value_and_grad_with_state(objective, estimator, num_samples,
+                                                        check_finite=check_finite)
 
     def update(params, key, state):
-        _, grads, new_state = update_with_value(params, key, state)
-        return grads, new_state
+        value, grads, new_state = update_with_value(params, key, state)
+        return ((grads, value[1]) if objective.has_aux else grads), new_state
 
     return StatefulGrad(init=init, update=update)
 
 
-def value_and_grad_with_state(objective: Objective, estimator: GradientEstimator | str, num_samples: int):
-    """Like :func:`grad_with_state`, but ``update`` returns ``(value, grads, state)``."""
+def value_and_grad_with_state(objective: Objective, estimator: GradientEstimator | str, num_samples: int, *,
+                              check_finite: bool = False):
+    """Like :func:`grad_with_state`, but ``update`` returns ``(value, grads, state)``; ``((value, aux),
+    grads, state)`` with ``has_aux``."""
     estimator = _resolve(estimator)
-    estimate = _checked_estimate(objective, estimator, num_samples, caller="grad_with_state")
+    estimate = _checked_estimate(objective, estimator, num_samples, caller="grad_with_state",
+                                 check_finite=check_finite)
 
     def update(params, key, state):
-        result = estimate(params, key, state)
-        return result.value, result.grads, result.state
+        result, aux = estimate(params, key, state)
+        return ((result.value, aux) if objective.has_aux else result.value), result.grads, result.state
 
     def init(params, key=None):
         return estimator.init(objective, params, jax.random.key(0) if key is None else key)
@@ -119,8 +137,10 @@ def _resolve(estimator: GradientEstimator | str) -> GradientEstimator:
     return estimator
 
 
-def _checked_estimate(objective, estimator, num_samples, caller) -> Callable[..., Estimate]:
-    """Validate everything that can be checked before tracing; return the checked estimate function."""
+def _checked_estimate(objective, estimator, num_samples, caller,
+                      check_finite: bool = False) -> Callable[..., tuple[Estimate, PyTree]]:
+    """Validate everything that can be checked before tracing; return the checked estimate function, which
+    gives the estimate and the mean auxiliary output of a ``has_aux`` objective (None otherwise)."""
     estimator = _resolve(estimator)
     if not isinstance(objective, Objective):
         raise TypeError(
@@ -140,9 +160,55 @@ def _checked_estimate(objective, estimator, num_samples, caller) -> Callable[...
         _check_distribution(estimator, objective.distribution(params))
         if caller == "grad_with_state":
             _check_state(estimator, objective, params, state)
-        return estimator.estimate(objective, params, key, num_samples, state)
+        aux = _mean_aux(objective, params, _same_key(key), num_samples) if objective.has_aux else None
+        result = estimator.estimate(objective, params, key, num_samples, state)
+        if check_finite:
+            jax.debug.callback(functools.partial(_raise_if_not_finite, estimator.name, num_samples,
+                                                 jax.tree_util.tree_structure(result.grads)),
+                               result.value, jax.tree_util.tree_leaves(result.grads))
+        return result, aux
 
     return estimate
+
+
+def _raise_if_not_finite(name: str, num_samples: int, structure, value, grad_leaves) -> None:
+    """On the host: a ``FloatingPointError`` naming what in an estimate (or a batch of them) is not finite."""
+    problems = []
+    value = np.asarray(value)
+    if not np.all(np.isfinite(value)):
+        problems.append(f"the cost's mean over the L = {num_samples} samples is {_non_finite_kinds(value)} (the cost "
+                        "returned NaN or inf for some sample)")
+    paths = [jax.tree_util.keystr(path) for path, _ in
+             jax.tree_util.tree_flatten_with_path(jax.tree_util.tree_unflatten(structure, grad_leaves))[0]]
+    for path, leaf in zip(paths, grad_leaves):
+        leaf = np.asarray(leaf)
+        bad = ~np.isfinite(leaf)
+        if bad.any():
+            problems.append(f"the gradient in params{path} has {int(bad.sum())} of {leaf.size} entries "
+                            f"{_non_finite_kinds(leaf)}")
+    if problems:
+        raise FloatingPointError(f"{name}: the estimate is not finite: " + "; ".join(problems) + ".")
+
+
+def _non_finite_kinds(array: np.ndarray) -> str:
+    kinds = [kind for kind, present in (("nan", np.isnan(array).any()), ("inf", np.isinf(array).any())) if present]
+    return " and ".join(kinds)
+
+
+def _mean_aux(objective: Objective, params, key, num_samples: int) -> PyTree:
+    """The mean over the samples ``sample(fold_in(key, i))``, i < L, of a ``has_aux`` cost's auxiliary
+    output, without gradient."""
+    params = jax.lax.stop_gradient(params)
+    dist = objective.distribution(params)
+    samples = jax.vmap(dist.sample)(sample_keys(key, num_samples))
+    _, aux = map_samples(lambda x: objective.cost_and_aux(params, x), samples)
+    return jax.tree_util.tree_map(lambda leaf: jnp.mean(leaf, axis=0), aux)
+
+
+def _same_key(key):
+    """``key`` again, for the draws an estimator makes from it too (common random numbers); a typed key is
+    cloned, as JAX's key-reuse checker asks."""
+    return jax.random.clone(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
 
 
 def _check_num_samples(num_samples, estimator: GradientEstimator) -> int:

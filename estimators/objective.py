@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from estimators.distributions import Distribution
 from estimators.sample_axis import map_samples
@@ -35,6 +36,11 @@ class Objective:
         The objective is then the sum :math:`F(\theta) = \sum_n \mathbb{E}[f_n(\theta, x_n)]` (in
         expectation the same as B = 0 with the costs summed), and every estimator uses example n's
         own cost as the learning signal of example n's latents (see the estimators' docstrings).
+      has_aux: ``cost`` returns ``(cost, aux)``, aux any pytree of arrays to log (a VAE's reconstruction
+        and KL terms), as with ``jax.grad(..., has_aux=True)``.  Estimators use the cost alone; the
+        functions of :mod:`estimators.interface` also return the mean of aux over the L samples
+        ``sample(fold_in(key, i))`` (those of the score function and pathwise estimators), from one more
+        evaluation of the cost at each, without gradient.
 
     An objective is a pytree, so it can be an argument of a jitted function.  Plain functions and
     ``batch_ndims`` are static (part of its structure): programs are shared by objectives with the same
@@ -66,6 +72,7 @@ class Objective:
     dist: Callable[[Params], Distribution]
     cost: Callable[[Params, jax.Array], jax.Array]
     batch_ndims: int = 0
+    has_aux: bool = False
 
     def __post_init__(self):
         for field in ("dist", "cost"):
@@ -85,6 +92,10 @@ class Objective:
                 f"index independent examples: 0 for none, 1 for a minibatch), got {batch_ndims!r}."
             )
         object.__setattr__(self, "batch_ndims", count)
+        if not isinstance(self.has_aux, (bool, np.bool_)):
+            raise TypeError(f"Objective.has_aux is on or off (cost returns (cost, aux)): pass True or False, got "
+                            f"{self.has_aux!r}.")
+        object.__setattr__(self, "has_aux", bool(self.has_aux))
         _check_signatures(self.dist, self.cost)
 
     def distribution(self, params: Params) -> Distribution:
@@ -110,14 +121,28 @@ class Objective:
 
     def checked_cost(self, params: Params, sample: jax.Array) -> jax.Array:
         """``cost(params, sample)``, checked to have the batch shape (a scalar without a plate)."""
-        cost = self.cost(params, sample)
+        cost = self.loss(params, sample)
         _check_cost_is_an_array(cost)
         self._check_cost_shape(jnp.shape(cost), jnp.shape(sample))
         return cost
 
+    def loss(self, params: Params, sample: jax.Array) -> jax.Array:
+        """``cost(params, sample)`` without its auxiliary output where ``has_aux``: what estimators use."""
+        if not self.has_aux:
+            return self.cost(params, sample)
+        return self.cost_and_aux(params, sample)[0]
+
+    def cost_and_aux(self, params: Params, sample: jax.Array) -> tuple[jax.Array, Any]:
+        """``(cost, aux)`` of a ``has_aux`` objective, checked to be a pair."""
+        output = self.cost(params, sample)
+        if not (isinstance(output, tuple) and len(output) == 2):
+            raise TypeError(f"Objective(..., has_aux=True): cost must return a pair (cost, aux), got "
+                            f"{type(output).__name__}. Return (cost, aux), or drop has_aux.")
+        return output
+
     def costs(self, params: Params, samples: jax.Array) -> jax.Array:
         """The cost of each sample along the leading axis of ``samples``: shape (L, *batch_shape)."""
-        costs = map_samples(self.cost, params, samples, in_axes=(None, 0))
+        costs = map_samples(self.loss, params, samples, in_axes=(None, 0))
         _check_cost_is_an_array(costs)
         self._check_cost_shape(jnp.shape(costs)[1:], jnp.shape(samples)[1:])
         return costs
@@ -197,8 +222,8 @@ def _check_cost_is_an_array(cost) -> None:
     if isinstance(cost, (tuple, list, dict)):
         raise TypeError(
             f"Objective.cost returned a {type(cost).__name__}; it must return the cost alone, one array (a scalar, "
-            "or one cost per example with batch_ndims). A (loss, aux) pair is not supported: return the loss, "
-            "and compute what you would log (a reconstruction or KL term) with the same parameters apart."
+            "or one cost per example with batch_ndims). For a (cost, aux) pair, with aux what you would log (a "
+            "reconstruction or KL term), declare Objective(..., has_aux=True)."
         )
 
 
@@ -217,7 +242,7 @@ def _flatten_objective_with_keys(objective: Objective):
             static.append((name, None))
         else:
             static.append((name, fn))
-    return children, (tuple(static), objective.batch_ndims)
+    return children, (tuple(static), objective.batch_ndims, objective.has_aux)
 
 
 def _flatten_objective(objective: Objective):
@@ -226,12 +251,13 @@ def _flatten_objective(objective: Objective):
 
 
 def _unflatten_objective(static, children) -> Objective:
-    functions, batch_ndims = static
+    functions, batch_ndims, has_aux = static
     objective = object.__new__(Objective)  # skips the checks: the children may be tracers or placeholders
     children = iter(children)
     for name, fn in functions:
         object.__setattr__(objective, name, next(children) if fn is None else fn)
     object.__setattr__(objective, "batch_ndims", batch_ndims)
+    object.__setattr__(objective, "has_aux", has_aux)
     return objective
 
 

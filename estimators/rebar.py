@@ -87,7 +87,7 @@ class Rebar(GradientEstimator):
 
     def estimate(self, objective, params, key, num_samples, state):
         def control(_, p, dist, z):
-            return self.scale * objective.cost(p, dist.soft(z, self.temperature))
+            return self.scale * objective.loss(p, dist.soft(z, self.temperature))
 
         surrogate = control_variate_surrogate(objective, sample_keys(key, num_samples), control)
         return surrogate_estimate(lambda p: surrogate(p, ()), params, state)

@@ -116,7 +116,7 @@ class Relax(GradientEstimator):
             examples = z.reshape(batch_shape + (-1,))  # r sees each example's latents
             hidden_bias = net["hidden_bias"].reshape((1,) * len(batch_shape) + (-1,))
             hidden = jnp.tanh(examples @ net["hidden"] + hidden_bias)
-            return phi["scale"] * objective.cost(p, relaxed) + hidden @ net["output"] + net["output_bias"]
+            return phi["scale"] * objective.loss(p, relaxed) + hidden @ net["output"] + net["output_bias"]
 
         surrogate = control_variate_surrogate(objective, sample_keys(key, num_samples), control, learned=True)
 

@@ -339,6 +339,52 @@ def test_an_objective_with_data_leaves_is_differentiated_in_params_only(key):
     np.testing.assert_allclose(grads["mu"], 2 * (PARAMS["mu"] - 3.0), atol=0.2)  # 6 standard errors (2σ/√4096 = 0.031)
 
 
+def _cost_with_terms(p, x):
+    recon, prior = jnp.sum((x - 1.0) ** 2), jnp.sum(jnp.exp(p["log_sigma"]) ** 2)
+    return recon + prior, {"recon": recon, "prior": prior}
+
+
+@pytest.mark.parametrize("name", ["pathwise", "score_function", "score_function_loo", "measure_valued"])
+def test_a_cost_with_aux_gives_the_same_gradient_and_the_mean_of_aux_over_the_samples(name, key):
+    """``has_aux``: estimators use the cost alone (the gradient is the plain objective's, key for key), and
+    aux is the mean over the L samples of the cost's second output, as a hand-written loop over the samples
+    ``sample(fold_in(key, i))`` gives it."""
+    with_aux = est.Objective(dist=_normal_of, cost=_cost_with_terms, has_aux=True)
+    plain = est.Objective(dist=_normal_of, cost=lambda p, x: _cost_with_terms(p, x)[0])
+    (value, aux), grads = jax.jit(est.value_and_grad(with_aux, name, 6))(PARAMS, key)
+    expected_value, expected_grads = est.value_and_grad(plain, name, 6)(PARAMS, jax.random.clone(key))
+    for leaf, ref in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected_grads)):
+        np.testing.assert_allclose(leaf, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-6)
+    samples = [_normal_of(PARAMS).sample(k) for k in est.sample_keys(jax.random.clone(key), 6)]
+    hand = [_cost_with_terms(PARAMS, x)[1] for x in samples]
+    np.testing.assert_allclose(aux["recon"], np.mean([h["recon"] for h in hand]), rtol=1e-5)
+    np.testing.assert_allclose(aux["prior"], hand[0]["prior"], rtol=1e-6)
+    _, aux_again = est.grad(with_aux, name, 6)(PARAMS, jax.random.clone(key))
+    np.testing.assert_allclose(aux_again["recon"], aux["recon"], rtol=1e-6)
+
+
+def test_a_cost_with_aux_serves_stateful_estimators_and_plates(key):
+    plate = est.Objective(dist=lambda p: est.Bernoulli(p["logits"]),
+                          cost=lambda p, b: ((b - 0.3) ** 2, {"ones": jnp.sum(b)}), batch_ndims=1, has_aux=True)
+    logits = {"logits": jnp.linspace(-1.0, 1.0, 4)}
+    init, update = est.grad_with_state(plate, "relax", 5)
+    (grads, aux), state = jax.jit(update)(logits, key, init(logits))
+    assert_same_structure(grads, logits)
+    assert set(aux) == {"ones"} and 0 <= float(aux["ones"]) <= 4
+    (_, _), _ = update(logits, jax.random.fold_in(key, 1), state)  # the state it returned is its own
+
+
+def test_has_aux_errors_say_what_to_return():
+    with pytest.raises(TypeError, match=r"has_aux=True\): cost must return a pair \(cost, aux\)"):
+        est.grad(est.Objective(dist=_normal_of, cost=lambda p, x: jnp.sum(x), has_aux=True), "pathwise", 2)(
+            PARAMS, jax.random.key(0))
+    with pytest.raises(TypeError, match=r"declare Objective\(\.\.\., has_aux=True\)"):
+        est.grad(est.Objective(dist=_normal_of, cost=_cost_with_terms), "pathwise", 2)(PARAMS, jax.random.key(0))
+    with pytest.raises(TypeError, match="has_aux is on or off"):
+        est.Objective(dist=_normal_of, cost=_cost_with_terms, has_aux="yes")
+
+
 def test_distributions_are_pytrees_of_their_parameters(key):
     dist = est.Normal(jnp.zeros(3), jnp.ones(3))
     assert len(jax.tree_util.tree_leaves(dist)) == 2
