@@ -21,7 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
+import estimators as est  # noqa: E402
 from analysis.load import load_run, wide  # noqa: E402
 from analysis.tables import training_table  # noqa: E402
 from experiments import catalog  # noqa: E402
@@ -41,15 +43,52 @@ SYMBOLS = {"mu": "μ", "dimension": "D", "temperature": "τ", "num_samples": "L"
            "num_particles": "K"}
 
 
+#: One hue per estimator family (colour-blind safe); an estimator's shade and marker tell it from the other
+#: members of its family, so the style of a name is the same in every figure and run.
+FAMILY_HUES = dict(zip(est.registry.FAMILIES, [
+    (0.004, 0.451, 0.698),  # pathwise: blue
+    (0.871, 0.561, 0.020),  # score function: orange
+    (0.008, 0.620, 0.451),  # control variates: green
+    (0.835, 0.369, 0.000),  # measure-valued: vermillion
+    (0.557, 0.267, 0.678),  # relaxations: purple
+    (0.800, 0.255, 0.569),  # antithetic: magenta
+    (0.090, 0.745, 0.812),  # conditional relaxations: cyan
+    (0.737, 0.741, 0.133),  # importance-weighted: olive
+]))
+#: Names that are no registered estimator (a run made by an older version): greys, in order.
+UNKNOWN_SHADES = [(0.25, 0.25, 0.25), (0.5, 0.5, 0.5), (0.1, 0.1, 0.1), (0.65, 0.65, 0.65)]
+
+
+#: The legend's one entry for the exact values drawn dotted in each estimator's colour.
+EXACT_LABEL = "exact value (dotted, in the estimator's colour)"
+
+
+def estimator_style(name: str) -> tuple[tuple[float, float, float], str]:
+    """(colour, marker) of estimator ``name``: its family's hue, darker to lighter through the family's
+    members in the registry's order, and the member's own marker."""
+    if name not in est.names():
+        return UNKNOWN_SHADES[0], MARKERS[0]
+    family = est.registry.family(name)
+    members = [other for other in est.names() if est.registry.family(other) == family]
+    index = members.index(name)
+    hue = FAMILY_HUES[family]
+    if len(members) == 1:
+        return hue, MARKERS[0]
+    dark = tuple(0.7 * c for c in hue)
+    light = tuple(c + 0.4 * (1 - c) for c in hue)
+    shades = sns.blend_palette([dark, hue, light], len(members))
+    return tuple(float(c) for c in shades[index]), MARKERS[index % len(MARKERS)]
+
+
 def estimator_palette(estimators, palette: dict | None = None) -> dict:
     """One colour per estimator: ``palette``'s where it has one (a report passes one palette to every
-    figure of every run), the next free colours for the others in the order given."""
+    figure of every run), else its family style (:func:`estimator_style`); names that are no registered
+    estimator get greys."""
     palette = dict(palette or {})
-    missing = [name for name in dict.fromkeys(estimators) if name not in palette]
-    colours = sns.color_palette("colorblind", 10) + [(0.0, 0.0, 0.0)]  # black for the eleventh
-    colours += sns.color_palette("husl", max(0, len(palette) + len(missing) - len(colours)))
-    free = [colour for colour in colours if colour not in palette.values()]
-    palette.update(zip(missing, free))
+    unknown = iter(UNKNOWN_SHADES * 4)
+    for name in dict.fromkeys(estimators):
+        if name not in palette:
+            palette[name] = estimator_style(name)[0] if name in est.names() else next(unknown)
     return palette
 
 
@@ -84,16 +123,24 @@ def _without_exact(frame: pd.DataFrame, column: str, x: str | None = None) -> tu
 def _note_exact(ax, names: list[str]) -> None:
     """Name, under the panel's x label, the estimators whose values :func:`_without_exact` blanked."""
     if names:
-        note = textwrap.fill("≈ 0, exact to rounding (not drawn): " + ", ".join(names), width=70)
-        ax.annotate(note, xy=(0.5, 0.0), xycoords=ax.xaxis.label, xytext=(0, -3), textcoords="offset points",
-                    ha="center", va="top", fontsize=7, color="0.3")
+        _note(ax, "≈ 0, exact to rounding (not drawn): " + ", ".join(names))
 
 
-#: Markers by the estimator's place in the palette, so that lines of similar colour still differ.
+def _note(ax, text: str) -> None:
+    """A small note under the panel's x label."""
+    ax.annotate(textwrap.fill(text, width=70), xy=(0.5, 0.0), xycoords=ax.xaxis.label, xytext=(0, -3),
+                textcoords="offset points", ha="center", va="top", fontsize=7, color="0.3")
+
+
+#: Markers by the estimator's place in its family, so that lines of similar colour still differ.
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">", "p", "d", "H", "8", "x")
 
 
 def marker(palette: dict, estimator: str) -> str:
+    """The estimator's marker: its place in its family (:func:`estimator_style`), or in ``palette`` for a
+    name that is no registered estimator."""
+    if estimator in est.names():
+        return estimator_style(estimator)[1]
     return MARKERS[list(palette).index(estimator) % len(MARKERS)]
 
 
@@ -129,7 +176,7 @@ def _grid(groups: list, columns: int = PANEL_COLUMNS):
 def _exact_line(ax, x, y, color, label) -> None:
     """The exact value of a measured line, dotted, where every point of it is known."""
     if y.notna().all():
-        ax.plot(x, y, ls=":", lw=2, color=color, label=f"{label} (exact)")
+        ax.plot(x, y, ls=":", lw=2, color=color, label=EXACT_LABEL)
 
 
 def _estimator_lines(ax, frame: pd.DataFrame, x: str, y: str, palette: dict, exact: str | None = None) -> None:
@@ -250,6 +297,13 @@ def _figure_legend(fig: plt.Figure, axes) -> None:
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
+    # Estimators family by family (the registry's order), then the other entries; one neutral entry for every
+    # estimator's dotted exact line, last.
+    order = {name: i for i, name in enumerate(est.names())}
+    handles = dict(sorted(handles.items(), key=lambda item: order.get(item[0], len(order))))
+    if EXACT_LABEL in handles:
+        del handles[EXACT_LABEL]
+        handles[EXACT_LABEL] = Line2D([], [], ls=":", lw=2, color="0.3")
     width, height = fig.get_size_inches()
     columns = max(1, min(len(handles), int(width // LEGEND_COLUMN_INCHES)))
     rows = math.ceil(len(handles) / columns)
@@ -280,7 +334,7 @@ def mse_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
             _line_with_band(ax, line["num_samples"], line["mse"], line["mse_se"], palette, estimator)
             if "exact_bias_squared" in line and (line["exact_bias_squared"] > 0).all():
                 ax.plot(line["num_samples"], line["exact_bias_squared"], ls=":", lw=2, color=color,
-                        label=f"{estimator} (exact bias²)")
+                        label=EXACT_LABEL)
         ax.set(xscale="log", yscale="log", title=problem, xlabel="samples per estimate, L",
                ylabel="mean squared error")
         _note_exact(ax, exact)
@@ -405,7 +459,11 @@ def variance_vs_batch(metrics: pd.DataFrame, palette: dict | None = None) -> plt
 
 def bias_vs_temperature(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """Squared bias, variance and MSE of the whole gradient against the temperature τ, one column per
-    (problem, L), one line per estimator, exact squared bias dotted where known."""
+    (problem, L), one line per estimator, exact squared bias dotted where known.  The squared bias is
+    estimated without the upward bias of ‖ḡ − g*‖², so an unbiased estimator's scatters around zero, below
+    it half the time: its row has a symmetric-log axis (linear within the smallest standard error of the
+    panel), and estimates within 1.96 standard errors of zero are drawn hollow ("zero within noise");
+    estimators with no bias estimate in a panel are named under it ("not measured")."""
     table = wide(metrics)
     table = table[table["parameter"] == "all"]
     palette = estimator_palette(table["estimator"], palette)
@@ -415,29 +473,39 @@ def bias_vs_temperature(metrics: pd.DataFrame, palette: dict | None = None) -> p
     for column, ((problem, num_samples), frame) in enumerate(groups):
         for row, metric in enumerate(rows):
             ax = axes[row, column]
+            bias_row = metric == "bias_squared"
+            not_measured = []
             for estimator, line in frame.groupby("estimator"):
                 line = line.sort_values("temperature")
-                shown = line[line[metric] > 0]  # a squared bias estimated at or below zero has no log
+                # Log rows: a value at or below zero has no place; the bias row shows every estimate.
+                shown = line[line[metric].notna()] if bias_row else line[line[metric] > 0]
+                if shown.empty:
+                    not_measured.append(estimator)
+                    continue
                 color = palette[estimator]
-                low = (shown[metric] - Z_95 * shown[f"{metric}_se"]).clip(lower=shown[metric] * 1e-2)
-                ax.errorbar(
-                    shown["temperature"],
-                    shown[metric],
-                    yerr=[shown[metric] - low, Z_95 * shown[f"{metric}_se"]],
-                    color=color,
-                    marker=marker(palette, estimator),
-                    ms=3,
-                    capsize=2,
-                    label=estimator,
-                )
+                errors = Z_95 * shown[f"{metric}_se"]
+                low = shown[metric] - errors if bias_row else (shown[metric] - errors).clip(lower=shown[metric] * 1e-2)
+                ax.errorbar(shown["temperature"], shown[metric], yerr=[shown[metric] - low, errors], color=color,
+                            marker=marker(palette, estimator), ms=3, capsize=2, label=estimator)
+                if bias_row:  # hollow where zero is within the 95% interval
+                    noise = shown[shown[metric].abs() <= errors]
+                    ax.plot(noise["temperature"], noise[metric], ls="none", marker=marker(palette, estimator), ms=5,
+                            mfc="white", color=color)
                 if (
                     metric == "bias_squared"
                     and "exact_bias_squared" in line
                     and line["exact_bias_squared"].notna().all()
                 ):
                     ax.plot(line["temperature"], line["exact_bias_squared"], ls=":", lw=2, color=color,
-                            label=f"{estimator} (exact)")
+                            label=EXACT_LABEL)
             ax.set(xscale="log", yscale="log", xlabel="temperature τ", ylabel=metric.replace("_", " "))
+            if bias_row:
+                errors = frame[f"{metric}_se"][frame[f"{metric}_se"] > 0]  # linear where the noise is
+                ax.set_yscale("symlog", linthresh=float(Z_95 * errors.median()) if len(errors) else 1e-12)
+                ax.axhline(0, color="0.6", lw=0.8, zorder=0)
+                ax.set_ylabel("squared bias (hollow: zero within noise)")
+            if not_measured:
+                _note(ax, "not measured: " + ", ".join(not_measured))
             if row == 0:
                 ax.set_title(f"{problem}, L = {num_samples}")
     fig.suptitle("Gumbel-Softmax family against the temperature: bias², variance and MSE of the gradient")

@@ -74,6 +74,12 @@ def names() -> list[str]:
     return sorted(_FACTORIES, key=lambda name: FAMILIES.index(_FAMILY[name]))
 
 
+def family(name: str) -> str:
+    """The family (one of :data:`FAMILIES`) the estimator ``name`` was registered in."""
+    _check_name(name)
+    return _FAMILY[name]
+
+
 def options(name: str) -> list[str]:
     """The keyword options the estimator ``name`` accepts (``get(name, **options)``)."""
     _check_name(name)

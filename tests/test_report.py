@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import estimators as est
 from analysis import figures, report, tables
 from analysis.load import load_run
 from experiments import catalog
@@ -115,9 +116,26 @@ def test_figures_have_labelled_axes_and_a_legend(run_dirs):
                     assert set(metrics.loc[metrics["metric"] == "held_out_nll", "estimator"]) <= set(labels), name
                 elif name != "bias_vs_L":  # which leaves out estimates exact to rounding, and says so
                     assert set(metrics["estimator"]) <= set(labels), name
+                assert len(labels) == len(set(labels)) and not any(label.endswith("(exact)") for label in labels), name
+                estimators = [label for label in labels if label in est.names()]
+                assert estimators == [n for n in est.names() if n in estimators], name  # family by family
                 assert fig._suptitle is not None and fig._suptitle.get_text(), name
             finally:
                 plt.close(fig)
+
+
+def test_every_estimator_has_its_own_style_by_family():
+    """Hue by family, shade and marker by member: every registered estimator's (colour, marker) differs from
+    every other's, members of a family share their hue's marker sequence, and the style of a name does not
+    depend on which other estimators a run has."""
+    styles = {name: figures.estimator_style(name) for name in est.names()}
+    assert len(set(styles.values())) == len(styles)
+    for family in est.registry.FAMILIES:
+        members = [n for n in est.names() if est.registry.family(n) == family]
+        assert len({styles[n][1] for n in members}) == len(members), family  # markers differ within a family
+    few = figures.estimator_palette(["relax", "pathwise"])
+    assert few["relax"] == figures.estimator_palette(est.names())["relax"] == styles["relax"][0]
+    assert figures.estimator_palette(["an_old_name"])["an_old_name"] in figures.UNKNOWN_SHADES
 
 
 def test_html_report_embeds_every_figure(run_dirs, tmp_path):
