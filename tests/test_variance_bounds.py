@@ -117,7 +117,10 @@ def test_check_command_reads_a_run(ci_run, capsys):
 
 
 def test_check_refuses_a_run_at_the_reference_seed(committed, tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"seed": committed.reference["seed"]}))
+    (tmp_path / "config.json").write_text(json.dumps({"experiment": "variance_vs_L", "profile": "ci",
+                                                      "seed": committed.reference["seed"]}))
+    (tmp_path / "env.json").write_text("{}")
+    (tmp_path / "metrics.csv").write_text("problem,estimator\n")
     with pytest.raises(bounds.BoundsMismatch, match="the reference run's: it would be compared with its own"):
         bounds.check_run(tmp_path, committed)
 
