@@ -461,8 +461,8 @@ def bias_vs_temperature(metrics: pd.DataFrame, palette: dict | None = None) -> p
     """Squared bias, variance and MSE of the whole gradient against the temperature τ, one column per
     (problem, L), one line per estimator, exact squared bias dotted where known.  The squared bias is
     estimated without the upward bias of ‖ḡ − g*‖², so an unbiased estimator's scatters around zero, below
-    it half the time: its row has a symmetric-log axis (linear within the smallest standard error of the
-    panel), and estimates within 1.96 standard errors of zero are drawn hollow ("zero within noise");
+    it half the time: its row has a symmetric-log axis (linear within 1.96 times the panel's median
+    standard error), and estimates within 1.96 standard errors of zero are drawn hollow ("zero within noise");
     estimators with no bias estimate in a panel are named under it ("not measured")."""
     table = wide(metrics)
     table = table[table["parameter"] == "all"]
@@ -491,11 +491,7 @@ def bias_vs_temperature(metrics: pd.DataFrame, palette: dict | None = None) -> p
                     noise = shown[shown[metric].abs() <= errors]
                     ax.plot(noise["temperature"], noise[metric], ls="none", marker=marker(palette, estimator), ms=5,
                             mfc="white", color=color)
-                if (
-                    metric == "bias_squared"
-                    and "exact_bias_squared" in line
-                    and line["exact_bias_squared"].notna().all()
-                ):
+                if bias_row and "exact_bias_squared" in line and line["exact_bias_squared"].notna().all():
                     ax.plot(line["temperature"], line["exact_bias_squared"], ls=":", lw=2, color=color,
                             label=EXACT_LABEL)
             ax.set(xscale="log", yscale="log", xlabel="temperature τ", ylabel=metric.replace("_", " "))

@@ -163,23 +163,23 @@ def _checked_estimate(objective, estimator, num_samples, caller,
         aux = _mean_aux(objective, params, _same_key(key), num_samples) if objective.has_aux else None
         result = estimator.estimate(objective, params, key, num_samples, state)
         if check_finite:
-            jax.debug.callback(functools.partial(_raise_if_not_finite, estimator.name, num_samples,
-                                                 jax.tree_util.tree_structure(result.grads)),
-                               result.value, jax.tree_util.tree_leaves(result.grads))
+            paths, leaves = zip(*jax.tree_util.tree_flatten_with_path(result.grads)[0])
+            paths = tuple(jax.tree_util.keystr(path) for path in paths)
+            jax.debug.callback(functools.partial(_raise_if_not_finite, estimator.name, num_samples, paths),
+                               result.value, list(leaves))
         return result, aux
 
     return estimate
 
 
-def _raise_if_not_finite(name: str, num_samples: int, structure, value, grad_leaves) -> None:
-    """On the host: a ``FloatingPointError`` naming what in an estimate (or a batch of them) is not finite."""
+def _raise_if_not_finite(name: str, num_samples: int, paths: tuple[str, ...], value, grad_leaves) -> None:
+    """On the host: a ``FloatingPointError`` naming what in an estimate (or a batch of them) is not finite;
+    ``paths`` name the gradient's leaves."""
     problems = []
     value = np.asarray(value)
     if not np.all(np.isfinite(value)):
         problems.append(f"the cost's mean over the L = {num_samples} samples is {_non_finite_kinds(value)} (the cost "
                         "returned NaN or inf for some sample)")
-    paths = [jax.tree_util.keystr(path) for path, _ in
-             jax.tree_util.tree_flatten_with_path(jax.tree_util.tree_unflatten(structure, grad_leaves))[0]]
     for path, leaf in zip(paths, grad_leaves):
         leaf = np.asarray(leaf)
         bad = ~np.isfinite(leaf)
