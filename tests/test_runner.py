@@ -220,7 +220,8 @@ def test_resume_refuses_what_it_cannot_continue(case, message, small_run, tmp_pa
     (["--estimators", "reinforce"], r"Unknown estimator 'reinforce'"),
     (["--num-samples", "0,4"], r"--num-samples must be positive integers, got \[0\]"),
     (["--num-samples", "1,x"], r"expected comma-separated numbers"),
-    (["--replicates", "1"], r"--replicates must be at least 2"),
+    (["--replicates", "1"], r"--replicates must be at least 3"),
+    (["--replicates", "2"], r"--replicates must be at least 3 to give a variance a standard error"),
     (["--problems", ""], r"--problems: expected at least one comma-separated value, got ''; leave the option out"),
     (["--estimators", " , "], r"--estimators: expected at least one comma-separated value"),
 ])

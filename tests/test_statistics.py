@@ -35,6 +35,16 @@ def test_needs_two_replicates():
         group_summary(np.ones((1, 3)))
 
 
+def test_two_replicates_give_a_variance_no_standard_error():
+    # The two squared deviations from the mean are equal, so their spread is 0 whatever the variance:
+    # the standard error is not a number, never a zero.
+    data = np.array([[1.0, 5.0], [3.0, 2.0]])
+    assert np.isnan(group_summary(data)["variance"][1])
+    assert np.all(np.isnan(coordinate_summary(data)["variance"][1]))
+    assert group_summary(data)["variance"][0] == pytest.approx((4 + 9) / 2)
+    assert np.isfinite(group_summary(np.vstack([data, [[0.0, 1.0]]]))["variance"][1])
+
+
 @pytest.mark.parametrize("bias", [0.0, 0.3])
 def test_estimates_are_unbiased_and_standard_errors_calibrated(bias):
     # Over many simulated runs of R = 400 replicates: the variance and squared-bias estimates average

@@ -49,10 +49,14 @@ class MeasurementSettings(RunSettings):
     share_programs: bool = True
 
     def validate(self) -> None:
-        if self.replicates < 2:
-            raise ValueError(f"--replicates must be at least 2 to measure a variance, got {self.replicates}.")
-        if self.min_replicates < 2:
-            raise ValueError(f"min_replicates must be at least 2 to measure a variance, got {self.min_replicates}.")
+        # A variance's standard error is the spread of the replicates' squared deviations from their mean,
+        # which are all equal at R = 2: it would come out 0 whatever the variance.
+        if self.replicates < 3:
+            raise ValueError(f"--replicates must be at least 3 to give a variance a standard error, got "
+                             f"{self.replicates}; the report compares with exact values from R = 100.")
+        if self.min_replicates < 3:
+            raise ValueError(f"min_replicates must be at least 3 to give a variance a standard error, got "
+                             f"{self.min_replicates}.")
         if self.chunk_elements < 1:
             raise ValueError(f"chunk_elements must be positive, got {self.chunk_elements}.")
         if self.warmup_steps < 0:

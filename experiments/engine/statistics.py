@@ -25,11 +25,47 @@ def _as_replicates(estimates) -> np.ndarray:
     return estimates
 
 
+def _spread_se(squared_deviations: np.ndarray):
+    """The standard error of a variance from its replicates' squared deviations (along the first axis):
+    their spread over √R.  NaN at R = 2, where the two squared deviations from the mean are equal and
+    the spread would be 0 whatever the variance."""
+    num_replicates = squared_deviations.shape[0]
+    if num_replicates < 3:
+        return np.full(squared_deviations.shape[1:], np.nan)
+    return squared_deviations.std(axis=0, ddof=1) / np.sqrt(num_replicates)
+
+
+#: The blocks of replicates whose means :func:`median_of_means` takes the median of (fewer when R is smaller).
+MEDIAN_OF_MEANS_BLOCKS = 20
+
+
+def median_of_means_blocks(num_replicates: int) -> list[int]:
+    """The sizes of the blocks that :func:`median_of_means` cuts R replicates into: min(R, 20) blocks of
+    consecutive replicates, sizes differing by at most one (``np.array_split``)."""
+    blocks = min(num_replicates, MEDIAN_OF_MEANS_BLOCKS)
+    return [len(part) for part in np.array_split(np.arange(num_replicates), blocks)]
+
+
+def median_of_means(estimates) -> np.ndarray:
+    """Per coordinate, the median of the means of the blocks of :func:`median_of_means_blocks`.
+
+    Unlike the mean's normal z-score, a test built on it holds whatever the estimates' tails, given only
+    their exact variance σ²: a block of b replicates misses the expectation by c or more with probability
+    q ≤ σ²/(b c²) (Chebyshev), and the median of k block means only if at least ⌈k/2⌉ blocks do, so
+    P(|median − E g| ≥ c) ≤ P(Binomial(k, q) ≥ ⌈k/2⌉) (Lugosi and Mendelson, 2019, "Mean estimation and
+    regression under heavy-tailed distributions"; see :func:`analysis.tables.measured_vs_exact`)."""
+    g = np.asarray(estimates, dtype=np.float64)
+    g = g.reshape(g.shape[0], -1)
+    block_means = [part.mean(axis=0) for part in np.array_split(g, min(g.shape[0], MEDIAN_OF_MEANS_BLOCKS))]
+    return np.median(np.stack(block_means), axis=0)
+
+
 def coordinate_summary(estimates, exact=None, exact_se=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per coordinate: metric -> (value, standard error), each of shape (n,).
 
     ``mean``; ``variance`` (unbiased sample variance, standard error from the spread of the squared
-    deviations, which captures heavy tails); and, with the exact gradient, ``bias`` (mean − exact).
+    deviations, which captures heavy tails); ``median_of_means`` (:func:`median_of_means`, no standard
+    error); and, with the exact gradient, ``bias`` (mean − exact).
     Where the "exact" gradient is a Monte Carlo reference with standard error ``exact_se``, the bias's
     standard error includes it.
     """
@@ -40,7 +76,8 @@ def coordinate_summary(estimates, exact=None, exact_se=None) -> dict[str, tuple[
     variance = squared_deviations.sum(axis=0) / (num_replicates - 1)
     summary = {
         "mean": (mean, np.sqrt(variance / num_replicates)),
-        "variance": (variance, squared_deviations.std(axis=0, ddof=1) / np.sqrt(num_replicates)),
+        "variance": (variance, _spread_se(squared_deviations)),
+        "median_of_means": (median_of_means(g), np.full_like(mean, np.nan)),
     }
     if exact is not None:
         reference_variance = 0.0 if exact_se is None else np.ravel(exact_se) ** 2
@@ -67,7 +104,7 @@ def group_summary(estimates, exact=None, exact_se=None) -> dict[str, tuple[float
     centred = g - mean
     squared_norms = (centred**2).sum(axis=1)
     trace = squared_norms.sum() / (num_replicates - 1)
-    summary = {"variance": (trace, squared_norms.std(ddof=1) / np.sqrt(num_replicates))}
+    summary = {"variance": (trace, float(_spread_se(squared_norms)))}
     if exact is not None:
         bias = mean - np.ravel(exact)
         bias_squared = bias @ bias - trace / num_replicates

@@ -71,6 +71,9 @@ def cell_rows(problem: Problem, estimator: est.GradientEstimator, num_samples: i
         if exact_variance is not None:
             values = flat_exact([exact_variance[i] for i in leaves])
             coordinates["exact_variance"] = (values, np.zeros_like(values))
+        if exact_mean is not None and not estimator.unbiased:
+            values = flat_exact([exact_mean[i] for i in leaves])
+            coordinates["exact_expectation"] = (values, np.zeros_like(values))
         for metric, (values, ses) in coordinates.items():
             for coordinate, (value, se) in enumerate(zip(values, ses)):
                 coordinate_rows.append(row(parameter, metric, float(value), float(se), coordinate=coordinate))
