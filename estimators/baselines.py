@@ -6,7 +6,7 @@ called with the costs of the L samples (the state, and, where it needs them, the
 :math:`b`, one value per sample, or, for a per-coordinate baseline, one value per sample and gradient
 coordinate.
 
-With independent examples (``Objective(..., batch_ndims=B)``) the costs have shape (L, *batch_shape),
+With independent examples (``Objective(..., batch_ndims=B)``) the costs have shape ``(L, *batch_shape)``,
 and :math:`b_{i,n}` must not depend on :math:`x_{i,n}` (the other examples' samples may enter): the
 leave-one-out and optimal baselines are fitted per example from that example's other samples; the
 moving average is one scalar shared by all examples.
@@ -42,11 +42,11 @@ class BaselineInfo(NamedTuple):
 class Baseline(abc.ABC):
     """The interface: ``values(costs, state, scores) -> (b, new_state)``.
 
-    ``costs`` has shape (L, *batch_shape).  b has that shape (one value per sample and example), or,
+    ``costs`` has shape ``(L, *batch_shape)``.  b has that shape (one value per sample and example), or,
     for a baseline whose :attr:`info` says ``needs_scores``, one value per sample, example and gradient
     coordinate: it is then given the flat scores, (L, n) without a plate and (L, E, n) with E examples
     (the costs reshaped to (L, E)), and returns b of the scores' shape.  Baselines are pytrees, like the
-    estimators (:func:`estimators.base.estimator_dataclass`).
+    estimators (:func:`estimators.estimator_dataclass`).
     """
 
     @property

@@ -19,7 +19,7 @@ from estimators.base import GradientEstimator
 
 T = TypeVar("T")
 
-#: The families, in the order :func:`names` lists them (and tables and legends show them).
+#: The families, in the order :func:`~estimators.names` lists them (and tables and legends show them).
 FAMILIES = ("pathwise", "score_function", "control_variate", "measure_valued", "relaxation", "antithetic",
             "conditional_relaxation", "importance_weighted")
 
@@ -69,8 +69,8 @@ def classes() -> dict[str, type]:
 
 
 def names() -> list[str]:
-    """The registered estimator names, family by family (:data:`FAMILIES`), each family's in the order its
-    modules register them."""
+    """The registered estimator names, family by family (:data:`~estimators.registry.FAMILIES`), each
+    family's in the order its modules register them."""
     return sorted(_FACTORIES, key=lambda name: FAMILIES.index(_FAMILY[name]))
 
 
