@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("problems:")
         for name in problems.names():
-            print(f"  {name:28s} {problems.get(name).description}")
+            print(f"  {name:28s} {problems.describe(name)}")
         print(f"  {'gaussian_quadratic_<D>d':28s} the same quadratic in any dimension D, e.g. gaussian_quadratic_100d")
         print("estimators:\n  " + "\n  ".join(est.names()))
         return 0

@@ -36,3 +36,10 @@ def test_sized_family_by_name():
 def test_unknown_problem_lists_the_known_ones(name):
     with pytest.raises(ValueError, match=r"Unknown problem .*Known problems: gaussian_quadratic, .*<D>d"):
         problems.get(name)
+
+
+def test_every_registered_problem_is_described_without_building_as_it_is_built():
+    # ``--list`` prints problems.describe(name), a copy kept beside the factories so that nothing is built.
+    stale = {name: (problems.describe(name), problems.get(name).description) for name in problems.names()}
+    stale = {name: pair for name, pair in stale.items() if pair[0] != pair[1]}
+    assert not stale, f"update _DESCRIPTIONS in experiments/problems/__init__.py: {stale}"
