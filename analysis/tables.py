@@ -54,8 +54,11 @@ def measured_vs_exact(metrics: pd.DataFrame, coordinate_metrics: pd.DataFrame, u
     P(Binomial(k, min(q, 1)) ≥ ⌈k/2⌉) is valid for any distribution of that variance.  A comparison is
     flagged where it is below ``false_alarm_rate`` / m, m the comparisons made (Bonferroni, each
     coordinate counted), so the table raises a false alarm with probability at most ``false_alarm_rate``.
-    The price of holding for any tails is power: at R = 1000 the test sees a bias of about 17σ/√R
-    (0.5 σ), where a normal test would see 4.4σ/√R.  Coordinates whose exact variance is unknown (a
+    The price of holding for any tails is power: at R = 1000 and 1,000 comparisons the test sees a bias
+    of about 0.44σ (14σ/√R), where a normal test would see 0.14σ (4.4σ/√R)
+    (:func:`median_of_means_detectable_bias`).  An exact variance of 0 is taken as float rounding's,
+    (``ROUNDING`` × the group's largest exact gradient)².  A mean that is not finite is flagged,
+    ``differs: not finite``, outside the count.  Coordinates whose exact variance is unknown (a
     stateful estimator, a Monte Carlo reference gradient) are not judged: their sample standard error
     can be far too small for skewed or heavy-tailed estimates (a rare category never drawn, a score
     function's fourth powers), and so can the normal tail at a Bonferroni threshold.
@@ -99,7 +102,8 @@ def measured_vs_exact(metrics: pd.DataFrame, coordinate_metrics: pd.DataFrame, u
                                     **{c: pd.Series(dtype=float) for c in _MEAN_COLUMNS},
                                     "untested_reason": pd.Series(dtype=object)})
     out = out.merge(coordinates, on=keys, how="left")
-    out["expectation_known"] = out["expectation_known"].astype("boolean").fillna(False).astype(bool)
+    for flag in ("expectation_known", "within_rounding", "not_finite"):
+        out[flag] = out[flag].astype("boolean").fillna(False).astype(bool)
     # A biased estimator's mean says nothing where its expectation is not known.
     out.loc[out["biased"] & ~out["expectation_known"], ["mean_z", "mean_p", "tested_coordinates"]] = np.nan
 
@@ -124,7 +128,7 @@ def measured_vs_exact(metrics: pd.DataFrame, coordinate_metrics: pd.DataFrame, u
 
 
 _MEAN_COLUMNS = ("coordinates", "tested_coordinates", "untested_reason", "gradient_scale", "expectation_known",
-                 "mean_z", "mean_p", "mean", "mean_se", "exact_mean")
+                 "within_rounding", "not_finite", "mean_z", "mean_p", "mean", "mean_se", "exact_mean")
 
 
 def _mean_against_exact(coordinate_metrics: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -134,39 +138,48 @@ def _mean_against_exact(coordinate_metrics: pd.DataFrame, keys: list[str]) -> pd
     if coordinate_metrics.empty or "bias" not in set(coordinate_metrics["metric"]):
         return pd.DataFrame()
     frame = wide(coordinate_metrics)
-    frame = frame.dropna(subset=["bias"])
+    frame = frame.dropna(subset=["exact_grad"])
     for column in ("exact_variance", "exact_expectation", "exact_grad_se", "median_of_means"):
         if column not in frame:
             frame[column] = np.nan
+    # A NaN or infinite mean is wrong whatever its spread; it is flagged, not tested.
+    frame["not_finite"] = ~np.isfinite(frame["mean"])
     scale = frame.groupby(keys, sort=False)["exact_grad"].transform(lambda g: g.abs().max())
     expectation_known = frame["exact_expectation"].notna()
     expectation = frame["exact_expectation"].fillna(frame["exact_grad"])
     distance = frame["bias"] - (expectation - frame["exact_grad"])  # mean − E ĝ
     rounding = (distance.abs() <= ROUNDING * scale).to_numpy()
     replicates = frame["replicates"].to_numpy()
-    known = (frame["exact_variance"] > 0).to_numpy()
+    known = (frame["exact_variance"] >= 0).to_numpy()
     # The mean's z-score, for reading: with σ where it is known.
     se = np.where(known, np.sqrt(frame["exact_variance"] / replicates), frame["bias_se"])
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(rounding, 0.0, np.where(se > 0, distance / se, np.nan))
-    # The verdict's p-value: the median of means against E ĝ, needing σ and no reference noise.
-    judged = known & frame["median_of_means"].notna().to_numpy() & ~(frame["exact_grad_se"] > 0).to_numpy()
+    # The verdict's p-value: the median of means against E ĝ, needing σ and no reference noise.  An exact
+    # variance of 0 is taken as float rounding's, (ROUNDING · scale)², so that rounding is not a bias.
+    judged = (known & np.isfinite(frame["median_of_means"]).to_numpy() & ~(frame["exact_grad_se"] > 0).to_numpy()
+              & ~frame["not_finite"].to_numpy())
+    variance = np.maximum(frame["exact_variance"], (ROUNDING * scale) ** 2)
     p = np.full(len(frame), np.nan)
     for i in np.flatnonzero(judged):
         p[i] = 1.0 if rounding[i] else median_of_means_p_value(
-            frame["median_of_means"].iat[i] - expectation.iat[i], frame["exact_variance"].iat[i], int(replicates[i]))
+            frame["median_of_means"].iat[i] - expectation.iat[i], variance.iat[i], int(replicates[i]))
     reason = np.where(judged, "", np.where(~known, "no exact variance", np.where(
         frame["median_of_means"].isna(), "no median of means (an older run folder)", "reference gradient")))
     frame = frame.assign(z=z, p=p, scale=scale, expectation_known=expectation_known, reason=reason,
-                         order=np.where(np.isnan(p), 2.0, p))
-    worst = frame.sort_values("order", ascending=False, kind="stable").groupby(keys, sort=False).tail(1)
-    worst = worst.set_index(keys)
+                         rounding=rounding, order=np.where(np.isnan(p), 2.0, p),
+                         abs_z=np.abs(np.nan_to_num(z, nan=0.0)))
+    # The coordinate the verdict rests on: the smallest p-value, then (none tested) the largest |z|.
+    worst = frame.sort_values(["order", "abs_z"], ascending=[False, True], kind="stable")
+    worst = worst.groupby(keys, sort=False).tail(1).set_index(keys)
     grouped = frame.groupby(keys, sort=False)
     single = grouped["coordinate"].transform("size") == 1
     result = pd.DataFrame({"coordinates": grouped.size(), "tested_coordinates": grouped["p"].count(),
                            "untested_reason": grouped["reason"].max(),
                            "gradient_scale": grouped["scale"].first(),
-                           "expectation_known": grouped["expectation_known"].all()})
+                           "expectation_known": grouped["expectation_known"].all(),
+                           "within_rounding": grouped["rounding"].all(),
+                           "not_finite": grouped["not_finite"].any()})
     result["mean_z"] = worst["z"]
     result["mean_p"] = worst["p"]
     ones = frame[single].set_index(keys)
@@ -201,12 +214,15 @@ def median_of_means_detectable_bias(num_replicates: int, level: float) -> float:
 
 
 def _verdict(row, level: float) -> str:
-    if row.exact_estimate and not row.biased and not abs(row.mean_z) > 0:
+    if row.not_finite:
+        return "differs: not finite"
+    if row.exact_estimate and not row.biased and row.within_rounding:
         return "exact (to float rounding)"
     if not row.tested_coordinates > 0:
         if row.biased and not row.expectation_known:
             return "biased (exact expectation unknown)"
-        return f"not judged ({row.untested_reason or 'no per-coordinate rows'})"
+        reason = row.untested_reason if isinstance(row.untested_reason, str) and row.untested_reason else None
+        return f"not judged ({reason or 'no per-coordinate rows'})"
     if row.mean_p < level:
         return "differs: mean"
     return "biased, as its exact expectation says" if row.biased else "agrees"

@@ -228,7 +228,7 @@ def test_the_recommendation_is_the_lowest_mse_times_time_with_its_margin():
 
 
 def test_measured_against_exact_judges_the_median_of_means_and_shows_the_z_scores():
-    # R = 1000: k = 20 blocks of b = 50.  pathwise's median of means is 0.5 = 5σ/√b from its expectation
+    # R = 1000: k = 20 blocks of b = 50.  pathwise's median of means is 0.5 = 3.5σ/√b from its expectation
     # (σ² = 1): a block misses by that much with probability q ≤ 1/(50 · 0.25) = 0.08 (Chebyshev), the median
     # only if 10 of 20 blocks do: p ≤ P(Bin(20, 0.08) ≥ 10), below 0.05 / 3.  score_function's is 0.1 off.
     metrics = pd.DataFrame(
@@ -268,6 +268,36 @@ def test_measured_against_exact_judges_the_median_of_means_and_shows_the_z_score
     assert table.loc["straight_through", "bias_squared_z"] == pytest.approx(0.5)
     assert table.loc["relax", "verdict"] == "not judged (no exact variance)"
     assert tables.bonferroni_threshold(1, 0.05) == pytest.approx(1.959964, abs=1e-6)
+
+
+def test_what_the_verdict_cannot_test_is_never_called_agreement():
+    def cell(estimator, variance, coordinates, **group):
+        metrics = _rows("p", estimator, 4, "loc", variance=(variance, 0.0), bias_squared=(0.0, 0.1), **group)
+        rows = [{**row, "coordinate": c} for c, values in enumerate(coordinates) for row in
+                _rows("p", estimator, 4, "loc", **values)]
+        return metrics, rows
+
+    deterministic = dict(exact_grad=(2.0, 0.0))
+    cells = [
+        # No exact variance and no spread, the first coordinate off by 1: not "exact", whichever coordinate is last.
+        cell("wrong_deterministic", 0.0, [dict(mean=(3.0, 0.0), bias=(1.0, 0.0), **deterministic),
+                                           dict(mean=(2.0, 0.0), bias=(0.0, 0.0), **deterministic)]),
+        # An exact variance of 0 is a test (of rounding's size): off by 1e-3 of the gradient is flagged.
+        cell("zero_variance", 0.0, [dict(mean=(2.002, 0.0), bias=(0.002, 0.0), exact_variance=(0.0, 0.0),
+                                         median_of_means=(2.002, np.nan), **deterministic)]),
+        # A NaN estimate is flagged however it spreads.
+        cell("nan", 1.0, [dict(mean=(np.nan, np.nan), bias=(np.nan, np.nan), exact_variance=(1.0, 0.0),
+                               median_of_means=(np.nan, np.nan), exact_grad=(2.0, 0.0))]),
+        # A group without per-coordinate rows (over 256 coordinates) says so.
+        cell("large_group", 1.0, [], exact_variance=(1.0, 0.0)),
+    ]
+    metrics = pd.DataFrame([row for group, _ in cells for row in group])
+    coordinates = pd.DataFrame([row for _, rows in cells for row in rows])
+    verdicts = tables.measured_vs_exact(metrics, coordinates).set_index("estimator")["verdict"]
+    assert verdicts["wrong_deterministic"] == "not judged (no exact variance)"
+    assert verdicts["zero_variance"] == "differs: mean"
+    assert verdicts["nan"] == "differs: not finite"
+    assert verdicts["large_group"] == "not judged (no per-coordinate rows)"
 
 
 def _verdict_metrics(estimates: dict, exact: dict) -> tuple[pd.DataFrame, pd.DataFrame]:

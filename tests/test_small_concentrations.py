@@ -58,6 +58,17 @@ def scipy_log_cell(log_probability, params, width):
     return value, np.array(grad)
 
 
+def test_the_derivative_is_finite_where_log_g_sits_at_the_smallest_float():
+    # exp of float32's log(tiny) rounds below tiny: the draw is then in the underflow branch, not 0 / 0.
+    from estimators.distributions.gamma import _implicit_log_gamma, log_tiny
+
+    alpha = jnp.float32(0.01)
+    at_threshold = jnp.float32(log_tiny(jnp.float32))
+    derivative = jax.grad(lambda a: _implicit_log_gamma(a, at_threshold))(alpha)
+    assert np.isfinite(derivative)
+    assert float(derivative) == pytest.approx((special.digamma(1.01) - float(at_threshold)) / 0.01, rel=1e-4)
+
+
 @pytest.mark.parametrize("alpha", CONCENTRATIONS)
 def test_log_prob_at_a_stored_zero_or_one_is_the_log_mean_density_of_its_cell(alpha):
     """At 0 (any draw below t) and at the Beta's 1 (any draw within half a float spacing of it), log_prob

@@ -116,8 +116,10 @@ def _implicit_log_gamma(concentration, log_g):
 def _implicit_log_gamma_jvp(primals, tangents):
     concentration, log_g = primals
     concentration_dot, _ = tangents  # log_g was drawn at a constant concentration: it has no tangent of its own
-    normal = log_g >= log_tiny(log_g.dtype)
-    g = jnp.exp(jnp.where(normal, log_g, 0))
+    # Normal where exp(log G) is: a log G at the threshold itself may round to a G flushed to 0.
+    g = jnp.exp(log_g)
+    normal = g >= jnp.finfo(log_g.dtype).tiny
+    g = jnp.where(normal, g, 1)
     implicit = jax.lax.random_gamma_grad(concentration, g) / g
     underflow = (digamma(concentration + 1) - log_g) / concentration
     return log_g, concentration_dot * jnp.where(normal, implicit, underflow)
