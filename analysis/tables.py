@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from analysis.load import wide
-from experiments.engine.statistics import bonferroni_z, median_of_means_blocks
+from experiments.engine.statistics import MEDIAN_OF_MEANS_BLOCKS, bonferroni_z, median_of_means_blocks
 
 #: Columns that are neither labels of a row nor metrics.
 _BOOKKEEPING = ("run_id", "replicates", "metric", "value", "std_error")
@@ -160,10 +160,8 @@ def _mean_against_exact(coordinate_metrics: pd.DataFrame, keys: list[str]) -> pd
     judged = (known & np.isfinite(frame["median_of_means"]).to_numpy() & ~(frame["exact_grad_se"] > 0).to_numpy()
               & ~frame["not_finite"].to_numpy())
     variance = np.maximum(frame["exact_variance"], (ROUNDING * scale) ** 2)
-    p = np.full(len(frame), np.nan)
-    for i in np.flatnonzero(judged):
-        p[i] = 1.0 if rounding[i] else median_of_means_p_value(
-            frame["median_of_means"].iat[i] - expectation.iat[i], variance.iat[i], int(replicates[i]))
+    p = median_of_means_p_value((frame["median_of_means"] - expectation).to_numpy(), variance.to_numpy(), replicates)
+    p = np.where(judged, np.where(rounding, 1.0, p), np.nan)
     reason = np.where(judged, "", np.where(~known, "no exact variance", np.where(
         frame["median_of_means"].isna(), "no median of means (an older run folder)", "reference gradient")))
     frame = frame.assign(z=z, p=p, scale=scale, expectation_known=expectation_known, reason=reason,
@@ -189,17 +187,17 @@ def _mean_against_exact(coordinate_metrics: pd.DataFrame, keys: list[str]) -> pd
     return result.reset_index()
 
 
-def median_of_means_p_value(distance: float, variance: float, num_replicates: int) -> float:
+def median_of_means_p_value(distance, variance, num_replicates):
     """P(|median of means − E g| ≥ |distance|) at most, for estimates of variance ``variance`` (any
-    distribution): the blocks of :func:`~experiments.engine.statistics.median_of_means_blocks` each miss
-    by that much with probability q ≤ variance / (b |distance|²) (Chebyshev, b the smallest block), and
-    the median only if at least ⌈k/2⌉ of the k blocks do."""
-    blocks = median_of_means_blocks(num_replicates)
-    k = len(blocks)
-    if distance == 0:
-        return 1.0
-    q = min(1.0, variance / (min(blocks) * distance**2))
-    return float(stats.binom.sf(math.ceil(k / 2) - 1, k, q))
+    distribution), elementwise over arrays: each of the k blocks of
+    :func:`~experiments.engine.statistics.median_of_means_blocks` misses by that much with probability
+    q ≤ variance / (b |distance|²) (Chebyshev, b the smallest block, ⌊R/k⌋), and the median only if at least
+    ⌈k/2⌉ of them do."""
+    distance, variance, num_replicates = np.broadcast_arrays(distance, variance, num_replicates)
+    blocks = np.minimum(num_replicates, MEDIAN_OF_MEANS_BLOCKS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.minimum(1.0, variance / (num_replicates // blocks * distance**2))
+    return np.where(distance == 0, 1.0, stats.binom.sf(np.ceil(blocks / 2) - 1, blocks, q))
 
 
 def median_of_means_detectable_bias(num_replicates: int, level: float) -> float:
