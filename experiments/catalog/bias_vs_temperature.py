@@ -56,6 +56,11 @@ class Config(MeasurementSettings):
 
     def validate(self) -> None:
         check_names(self.problems, self.estimators, self.num_samples)
+        self.validate_options()
+        super().validate()
+
+    def validate_options(self) -> None:
+        """The checks that need no problem built: an estimator without a temperature, a temperature ≤ 0."""
         without = [name for name in self.estimators if name not in temperature_estimators()]
         if without:
             raise ValueError(
@@ -63,7 +68,6 @@ class Config(MeasurementSettings):
             )
         if not self.temperatures or any(t <= 0 for t in self.temperatures):
             raise ValueError(f"--temperatures must be positive numbers, got {list(self.temperatures)}.")
-        super().validate()
 
 
 def run(config: Config, device: jax.Device | None = None, progress: bool = True, resume=None) -> Path:
@@ -99,9 +103,13 @@ def add_options(sub: argparse.ArgumentParser) -> None:
 
 
 def make_config(args: argparse.Namespace, given: Sequence[str]) -> Config:
-    return Config(problems=tuple(args.problems), estimators=tuple(args.estimators or ()),
-                  temperatures=tuple(args.temperatures), num_samples=tuple(args.num_samples),
-                  **options.measurement_settings(args)).resolved()
+    config = Config(problems=tuple(args.problems), estimators=tuple(args.estimators or ()),
+                    temperatures=tuple(args.temperatures), num_samples=tuple(args.num_samples),
+                    **options.measurement_settings(args))
+    # Resolving the default problems builds every problem (the real-data ones train or load a model): a
+    # mistyped option is refused before that, in a second rather than twenty.
+    config.validate_options()
+    return config.resolved()
 
 
 EXPERIMENT = catalog.register(Experiment(
