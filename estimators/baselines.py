@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from estimators.base import check_option, estimator_dataclass
+from estimators.base import check_option, estimator_dataclass, static
 from estimators.control_variates import leave_one_out_coefficient, leave_one_out_mean
 
 
@@ -37,6 +37,9 @@ class BaselineInfo(NamedTuple):
     #: (the moving average): with a plate, Σ_n (f_n - b) s_n = Σ_n f_n s_n - b Σ_n s_n needs no score per
     #: example
     shared: bool = False
+    #: False where b depends on the sample's own cost (the group mean, GRPO's scaling), so the estimator's
+    #: expectation is not the gradient
+    unbiased: bool = True
 
 
 class Baseline(abc.ABC):
@@ -150,3 +153,68 @@ class OptimalConstant(Baseline):
         if scores is None:
             raise ValueError("OptimalConstant is fitted per gradient coordinate and needs the scores.")
         return leave_one_out_coefficient(costs[..., None] * scores, scores), state
+
+
+@estimator_dataclass
+class GroupMean(Baseline):
+    r"""The mean cost of the whole group of L samples, the sample's own included:
+    :math:`b_i = \bar f = \frac1L \sum_j f(x_j)`, so the estimate is
+    :math:`\frac1L \sum_i (f_i - \bar f)\,\nabla \log q(x_i)`.
+
+    The centring of GRPO's advantages without its division by the standard deviation (Liu et al.'s
+    Dr. GRPO); a group is the L samples of one example (one prompt), so with a plate b is each example's
+    own mean.  Since :math:`f_i - \bar f = \frac{L-1}{L}(f_i - b^{\text{loo}}_i)`, it is
+    :math:`\frac{L-1}{L}` times the leave-one-out estimator: its expectation is
+    :math:`\frac{L-1}{L}\nabla F` (plus the direct term, unscaled), the gradient's direction exactly and
+    its length shrunk by 1/L, which a learning rate absorbs.  It is registered as biased, since its
+    expectation is not the gradient.  Needs L ≥ 2.
+
+    Reference: Shao et al., *DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language
+    Models*, 2024 (GRPO); Liu et al., *Understanding R1-Zero-Like Training: A Critical Perspective*, 2025.
+    """
+
+    info = BaselineInfo("group_mean", min_num_samples=2, unbiased=False)
+
+    def values(self, costs, state, scores=None):
+        return jnp.broadcast_to(jnp.mean(costs, axis=0, keepdims=True), costs.shape), state
+
+
+@estimator_dataclass
+class GroupStandardized(Baseline):
+    r"""GRPO's advantage: the cost centred by its group's mean and divided by a standard deviation,
+    :math:`A_i = (f_i - \bar f) / (s + \epsilon)`, the estimate :math:`\frac1L \sum_i A_i \nabla \log q(x_i)`
+    (as a baseline, :math:`b_i = f_i - A_i`).
+
+    s is the sample standard deviation (L − 1 in the denominator) of the group's L costs (per example with a
+    plate: a group is one prompt's samples), or with ``batch_std=True`` of every cost of the call, all samples
+    of all examples (the ``scale_rewards="batch"`` of TRL's GRPO trainer; without a plate the two agree).
+    ε = 1e-4 as in TRL keeps a group whose costs are all equal at A = 0.
+
+    Biased twice over: the centring by a mean that includes f_i scales the expectation by (L − 1)/L
+    (:class:`GroupMean`), and s depends on the samples, so the expectation is no longer a multiple of the
+    gradient: groups whose costs barely differ are amplified, so coordinates are reweighted by how
+    spread their costs are (measured against the exact gradient in the benchmark; on one Bernoulli
+    variable the expectation is a binomial sum, tests/test_group_baselines.py).  Needs L ≥ 2.
+
+    Reference: Shao et al., *DeepSeekMath*, 2024, section 4.1 (GRPO); Liu et al., *Understanding
+    R1-Zero-Like Training*, 2025 (the bias of the standard-deviation scaling); Hu, *REINFORCE++*, 2025
+    (the batch standard deviation).
+    """
+
+    epsilon: float = 1e-4
+    batch_std: bool = static(default=False)
+
+    def __post_init__(self):
+        check_option(self, "epsilon", lambda e: e >= 0, "an epsilon >= 0")
+
+    @property
+    def info(self):
+        return BaselineInfo("grpo_batch" if self.batch_std else "grpo", min_num_samples=2, unbiased=False)
+
+    def values(self, costs, state, scores=None):
+        centred = costs - jnp.mean(costs, axis=0, keepdims=True)
+        if self.batch_std:
+            spread = jnp.std(costs, ddof=1)
+        else:
+            spread = jnp.std(costs, axis=0, ddof=1, keepdims=True)
+        return costs - centred / (spread + self.epsilon), state

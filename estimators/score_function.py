@@ -14,7 +14,14 @@ from estimators.base import (
     sample_keys,
     surrogate_estimate,
 )
-from estimators.baselines import Baseline, LeaveOneOut, MovingAverage, OptimalConstant
+from estimators.baselines import (
+    Baseline,
+    GroupMean,
+    GroupStandardized,
+    LeaveOneOut,
+    MovingAverage,
+    OptimalConstant,
+)
 from estimators.control_variates import per_sample_jacobians
 from estimators.registry import register
 from estimators.sample_axis import map_samples
@@ -66,8 +73,8 @@ class ScoreFunction(GradientEstimator):
         if self.baseline is None:
             return EstimatorInfo("score_function", separable=True)
         baseline = self.baseline.info
-        return EstimatorInfo(f"score_function_{baseline.suffix}", stateful=baseline.stateful,
-                             min_num_samples=baseline.min_num_samples)
+        return EstimatorInfo(f"score_function_{baseline.suffix}", unbiased=baseline.unbiased,
+                             stateful=baseline.stateful, min_num_samples=baseline.min_num_samples)
 
     def init(self, objective, params, key):
         dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
@@ -196,3 +203,9 @@ class ScoreFunction(GradientEstimator):
 register("score_function_ema", lambda decay=0.9: ScoreFunction(baseline=MovingAverage(decay)), family="score_function")
 register("score_function_loo", lambda: ScoreFunction(baseline=LeaveOneOut()), family="score_function")
 register("score_function_optimal", lambda: ScoreFunction(baseline=OptimalConstant()), family="score_function")
+register("score_function_group_mean", lambda: ScoreFunction(baseline=GroupMean()), family="score_function")
+register("score_function_grpo", lambda epsilon=1e-4: ScoreFunction(baseline=GroupStandardized(epsilon)),
+         family="score_function")
+register("score_function_grpo_batch",
+         lambda epsilon=1e-4: ScoreFunction(baseline=GroupStandardized(epsilon, batch_std=True)),
+         family="score_function")

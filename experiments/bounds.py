@@ -3,7 +3,7 @@
     python -m experiments.bounds check [RUN_DIR]     # measure the ci profile (or read a run) and compare
     python -m experiments.bounds regenerate          # after an intended change: new reference, new file,
                                                      # and a list of what moved
-    python -m experiments.bounds extend              # a problem added to the profile: its bounds only
+    python -m experiments.bounds extend              # a problem or an estimator added: its cells' bounds only
     python -m experiments.bounds calibrate --seeds 20   # the unmodified code on 20 seeds in a row
 
 The check's functions are re-exported here for scripts that import them from this module.
@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_argument("--bounds", default=str(BOUNDS_FILE), help="the file to write (default: %(default)s)")
     sub.add_argument("--output-dir", default="results", help="where the reference run folder goes")
     sub.add_argument("--dry-run", action="store_true", help="print what moved without writing the file")
-    sub = commands.add_parser("extend", help="add bounds for the profile's problems the file lacks, from a reference "
-                              "run of those alone; existing checks keep their expected values")
+    sub = commands.add_parser("extend", help="add bounds for the profile's cells the file lacks (a new problem or "
+                              "estimator), from a reference run of those alone; existing checks keep their expected "
+                              "values")
     sub.add_argument("--replicates", type=int, default=REFERENCE_REPLICATES, help="reference R (default: %(default)s)")
     sub.add_argument("--seed", type=int, default=REFERENCE_SEED, help="reference seed (default: %(default)s)")
     sub.add_argument("--bounds", default=str(BOUNDS_FILE), help="the file to extend (default: %(default)s)")

@@ -12,6 +12,9 @@ import textwrap
 
 import pytest
 
+import estimators as est
+from experiments import problems
+
 SCRIPT = textwrap.dedent("""
     import json
     import jax, numpy as np
@@ -54,7 +57,10 @@ def device_report():
 
 
 def test_every_replicate_is_the_same_on_two_and_four_devices(device_report):
-    assert len(device_report) == 18  # every estimator that applies, on a Gaussian and a categorical problem
+    applying = [f"{name}/{estimator.name}" for name in ("gaussian_elbo", "categorical_toy")
+                for estimator in map(est.get, est.names())
+                if estimator.supports(problems.get(name).distribution()) is None]
+    assert [cell["cell"] for cell in device_report] == applying  # every estimator that applies, on both problems
     for cell in device_report:
         assert cell["devices"] == [1, 2, 4], cell
         assert len(set(cell["chunks"])) == 1, cell  # the chunk does not depend on the devices

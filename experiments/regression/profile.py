@@ -162,26 +162,35 @@ def regenerate(path: Path | str = BOUNDS_FILE, replicates: int = REFERENCE_REPLI
 
 def extend(path: Path | str = BOUNDS_FILE, replicates: int = REFERENCE_REPLICATES, seed: int = REFERENCE_SEED,
            output_dir: str = "results", write: bool = True, progress: bool = True) -> Bounds:
-    """Add bounds for the profile's problems that the file does not cover yet, from a reference run of
-    those problems alone, leaving every existing check's expected value and standard errors as they are
-    (their bands widen slightly: the threshold z grows with the number of checks)."""
+    """Add bounds for the profile's cells that the file does not cover yet (a problem added to the profile,
+    an estimator added to the registry), from a reference run of those (problem, estimator) pairs alone,
+    leaving every existing check's expected value and standard errors as they are (their bands widen
+    slightly: the threshold z grows with the number of checks)."""
     from experiments.engine.results import git_state
 
     path = Path(path)
     old = load_bounds(path)
-    covered = set(old.checks["problem"])
-    new_problems = [name for name in dict.fromkeys(c.problem.name for c in profile_cells()) if name not in covered]
-    if not new_problems:
-        print("every problem of the profile has bounds already: nothing to extend")
+    covered = set(zip(old.checks["problem"], old.checks["estimator"]))
+    cells = [c for c in profile_cells() if (c.problem.name, c.estimator.name) not in covered]
+    new_pairs = sorted({(c.problem.name, c.estimator.name) for c in cells})
+    if not new_pairs:
+        print("every cell of the profile has bounds already: nothing to extend")
         return old
+    new_problems = list(dict.fromkeys(problem for problem, _ in new_pairs))
+    new_estimators = list(dict.fromkeys(estimator for _, estimator in new_pairs))
     start = time.perf_counter()
+    # The run measures the new problems × the new estimators; pairs among them that the file covers already
+    # (an old estimator on a new problem beside a new estimator on an old one) are measured but not added.
     config = dataclasses.replace(profile_config(seed=seed, output_dir=str(output_dir), figures=False),
-                                 problems=tuple(new_problems), replicates=replicates)
+                                 problems=tuple(new_problems), estimators=tuple(new_estimators),
+                                 replicates=replicates)
     from experiments.catalog import variance_vs_L
 
     run_dir = variance_vs_L.run(config, progress=progress)
     reference = measured_from_run(run_dir)
-    exact = exact_answers([c for c in profile_cells() if c.problem.name in new_problems])
+    is_new = pd.Series(list(zip(reference["problem"], reference["estimator"])), index=reference.index).isin(new_pairs)
+    reference = reference[is_new]
+    exact = exact_answers(cells)
     sanity = reference_against_exact(reference, exact)
     if not sanity["passed"].all():
         bad = sanity[~sanity["passed"]][[*CHECK, "exact", "measured", "z"]]
@@ -204,13 +213,15 @@ def extend(path: Path | str = BOUNDS_FILE, replicates: int = REFERENCE_REPLICATE
         "family_wise_false_alarm_if_their_tails_are_100x_normal":
             per_check * (len(checks) - heavy + HEAVY_TAIL_INFLATION * heavy),
         "extensions": [*old.reference.get("extensions", []), {
-            "problems": new_problems, "replicates": replicates, "seed": seed, **git_state(),
+            "problems": new_problems, "estimators": new_estimators,
+            "cells": [f"{problem}/{estimator}" for problem, estimator in new_pairs],
+            "replicates": replicates, "seed": seed, **git_state(),
             "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "wall_time_s": round(time.perf_counter() - start, 1),
             "max_abs_z_against_exact": round(float(sanity["z"].abs().max()), 3), "run_id": Path(run_dir).name}],
     }
     new = Bounds(old.replicates, old.family_wise_false_alarm, z, reference, checks)
-    print(f"reference run {run_dir} of {', '.join(new_problems)}: {len(added.checks)} new checks, {len(sanity)} with "
+    print(f"reference run {run_dir} of {len(new_pairs)} cells: {len(added.checks)} new checks, {len(sanity)} with "
           f"exact answers (max |z| against them {sanity['z'].abs().max():.2f}); {len(checks)} checks in all, "
           f"z = {z:.3f} (was {old.z_threshold:.3f}); no existing expected value moved")
     if write:
