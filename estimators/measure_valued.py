@@ -1,4 +1,5 @@
-r"""The measure-valued (weak-derivative) gradient estimator for Gaussian mean and scale.
+r"""The measure-valued (weak-derivative) gradient estimator for Gaussian mean and scale, and Bernoulli
+probabilities.
 
 The derivative of a density in one parameter is written as a difference of two densities,
 :math:`\partial_\theta q = c_\theta (q^+ - q^-)`, so
@@ -21,7 +22,22 @@ depends on θ, the direct term
 :math:`E[\nabla_\theta f(\theta, x)]` is added at the common draw; gradients reach any θ that maps to
 (μ, σ) through the chain rule.
 
-Assumptions: q is a diagonal Gaussian; f need not be differentiable (only evaluated).  Unbiased.
+For a Bernoulli coordinate, :math:`\partial_{p_d} q = \delta_1 - \delta_0` in coordinate d (c = 1): the
+derivative is the difference of the cost with :math:`x_d` set to 1 and to 0, the other coordinates at the
+common draw,
+
+.. math::
+
+    \nabla_{\ell_d} F \approx \frac1L \sum_{i=1}^L p_d(1 - p_d)\,
+        \big(f(x_{i,-d}, x_d = 1) - f(x_{i,-d}, x_d = 0)\big),
+
+2 evaluations per coordinate and sample (plus the common draw's), the same per-example treatment of a
+plate, and no noise to couple (``coupling`` changes nothing).  This is IndeCateR's estimate for two
+classes (:mod:`estimators.indecater`), and, since the difference does not depend on :math:`x_d`, the
+conditional expectation given :math:`x_{-d}` of the score function with a baseline fitted per coordinate.
+
+Assumptions: q is a diagonal Gaussian or a product of Bernoullis; f need not be differentiable (only
+evaluated).  Unbiased.
 
 References:
   Pflug, *Optimization of Stochastic Models*, 1996.
@@ -44,7 +60,7 @@ from estimators.base import (
     static,
     surrogate_estimate,
 )
-from estimators.distributions import Normal
+from estimators.distributions import Bernoulli, Normal
 from estimators.registry import register
 from estimators.sample_axis import map_samples
 
@@ -66,23 +82,29 @@ def _weak_derivative_noise(key, shape, dtype, coupled: bool):
 @register("measure_valued", family="measure_valued")
 @estimator_dataclass
 class MeasureValued(GradientEstimator):
-    """The measure-valued estimator of a Gaussian's mean and scale gradients; option ``coupling``
-    (static).  See :mod:`estimators.measure_valued` for the formula."""
+    """The measure-valued estimator of a Gaussian's mean and scale gradients, or a Bernoulli's
+    probabilities; option ``coupling`` (static, Gaussian only).  See :mod:`estimators.measure_valued` for
+    the formulas."""
 
     coupling: bool = static(default=True)
     info = EstimatorInfo("measure_valued", separable=True)
 
     def supports(self, dist):
-        if isinstance(dist, Normal):
+        if isinstance(dist, (Normal, Bernoulli)):
             return None
-        return f"its weak-derivative decomposition is implemented for the Gaussian (Normal), not {type(dist).__name__}"
+        return (f"its weak-derivative decomposition is implemented for the Gaussian (Normal) and the Bernoulli, "
+                f"not {type(dist).__name__}")
 
     def cost_evaluations(self, num_samples, dist, batch_ndims=0):
-        # 4 per coordinate of one example per sample, plus the common draw (for the value and direct term).
-        return num_samples * (4 * math.prod(dist.event_shape[batch_ndims:]) + 1)
+        # 4 (Gaussian) or 2 (Bernoulli) per coordinate of one example per sample, plus the common draw (for
+        # the value and direct term).
+        per_coordinate = 2 if isinstance(dist, Bernoulli) else 4
+        return num_samples * (per_coordinate * math.prod(dist.event_shape[batch_ndims:]) + 1)
 
     def estimate(self, objective, params, key, num_samples, state):
         dist = objective.distribution(params)
+        if isinstance(dist, Bernoulli):
+            return self._bernoulli_estimate(objective, params, key, num_samples, state)
         batch_shape = objective.batch_shape(dist)
         # (E, K) with a plate: example e's K coordinates, coordinate k perturbed in every example at once;
         # (K,) without one.
@@ -120,5 +142,33 @@ class MeasureValued(GradientEstimator):
             q = objective.distribution(p)
             costs = objective.sum_examples(objective.costs(p, commons))  # the direct term, at the common draws
             return jnp.sum(loc_grad * q.loc) + jnp.sum(scale_grad * q.scale) + jnp.mean(costs), jnp.mean(costs)
+
+        return surrogate_estimate(surrogate, params, state)
+
+    def _bernoulli_estimate(self, objective, params, key, num_samples, state):
+        dist = objective.distribution(params)
+        batch_shape = objective.batch_shape(dist)
+        flat_shape = (math.prod(batch_shape), -1) if batch_shape else (-1,)
+        size = math.prod(dist.event_shape[len(batch_shape):])
+
+        def cost(x):
+            return objective.checked_cost(params, x.reshape(dist.event_shape)).reshape(flat_shape[:-1])
+
+        def one_sample(sample_key):
+            common = jax.lax.stop_gradient(dist.sample(sample_key)).reshape(flat_shape)
+
+            def difference(k):  # coordinate k of every example at 1, then at 0
+                return cost(common.at[..., k].set(1)) - cost(common.at[..., k].set(0))
+
+            return jnp.moveaxis(jax.vmap(difference)(jnp.arange(size)), 0, -1), common
+
+        differences, commons = map_samples(one_sample, sample_keys(key, num_samples))
+        probability_grad = jax.lax.stop_gradient(jnp.mean(differences, axis=0).reshape(dist.event_shape))
+        commons = commons.reshape(num_samples, *dist.event_shape)
+
+        def surrogate(p):
+            probabilities = jax.nn.sigmoid(objective.distribution(p).logits)
+            costs = objective.sum_examples(objective.costs(p, commons))  # the direct term, at the common draws
+            return jnp.sum(probability_grad * probabilities) + jnp.mean(costs), jnp.mean(costs)
 
         return surrogate_estimate(surrogate, params, state)

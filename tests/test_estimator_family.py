@@ -219,6 +219,8 @@ def test_every_estimator_runs_on_every_problem_it_applies_to(problem_name, key):
 
 GAUSSIAN = est.Objective(dist=lambda p: est.Normal(p["mu"], 1.0), cost=lambda p, x: jnp.sum(x**2))
 BINARY = est.Objective(dist=lambda p: est.Bernoulli(p["mu"]), cost=lambda p, x: jnp.sum(x))
+CATEGORICAL = est.Objective(dist=lambda p: est.Categorical(jnp.stack([p["mu"], -p["mu"]], axis=-1)),
+                            cost=lambda p, x: jnp.sum(x[..., 0]))
 PARAMS = {"mu": jnp.zeros(3)}
 
 
@@ -238,7 +240,7 @@ PARAMS = {"mu": jnp.zeros(3)}
             r"'pathwise_delta' cannot serve a Bernoulli.*only under a Gaussian.*Estimators that can: score_function",
         ),
         ("score_function_delta", BINARY, r"'score_function_delta' cannot serve a Bernoulli"),
-        ("measure_valued", BINARY, r"'measure_valued' cannot serve a Bernoulli.*Gaussian"),
+        ("measure_valued", CATEGORICAL, r"'measure_valued' cannot serve a Categorical.*Gaussian.*Bernoulli"),
     ],
 )
 def test_wrong_distribution_kind(name, objective, message, key):

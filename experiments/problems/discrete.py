@@ -112,6 +112,8 @@ def bernoulli_toy(name: str = "bernoulli_toy", target: float = 0.45, dim: int = 
     per_sample = {
         "score_function": costs[:, None] * scores,
         "straight_through": 2 * (outcomes - target) * p * (1 - p),
+        # f(x_{-d}, 1) − f(x_{-d}, 0) = (1 − t)² − t² whatever the sample: the exact gradient every time.
+        "measure_valued": np.broadcast_to(p * (1 - p) * ((1 - target) ** 2 - target**2), outcomes.shape),
     }
     variances, means = _enumerated_answers(probabilities, costs, scores, per_sample)
     for estimator_name, (_, variance) in antithetic_moments(logits, lambda b: ((b - target) ** 2).sum(axis=1)).items():
