@@ -16,7 +16,9 @@ def test_exact_answers_have_the_structure_of_the_params(name):
     structure = jax.tree_util.tree_structure(problem.params)
     assert jax.tree_util.tree_structure(problem.exact_grad) == structure
     # The measure-valued estimator differentiates the Bernoulli toys' separable cost exactly: variance 0.
-    exact_estimators = {"measure_valued"} if name.startswith("bernoulli_toy") else set()
+    # So do IndeCateR there and on the categorical toy.
+    exact_estimators = ({"measure_valued", "indecater"} if name.startswith("bernoulli_toy")
+                        else {"indecater"} if name == "categorical_toy" else set())
     for estimator in problem.exact_variances:
         for num_samples in (2, 7):
             variance = problem.exact_variance(estimator, num_samples)

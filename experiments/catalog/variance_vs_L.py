@@ -97,10 +97,11 @@ PROFILES = {
                      "gaussian_plate", *IMPORTANCE_WEIGHTED_CI),
         # The Gaussian plate's cost is quadratic, so the delta method returns the exact gradient from every
         # sample: a variance of float rounding has no band (tests/test_plates.py checks that exactness); so
-        # does the measure-valued estimator on the Bernoulli toy's separable cost
-        # (tests/test_bernoulli_measure_valued.py).
+        # do the measure-valued estimator and IndeCateR on the toys' separable costs
+        # (tests/test_bernoulli_measure_valued.py, tests/test_indecater.py).
         "exclude": (("gaussian_plate", "pathwise_delta"), ("gaussian_plate", "score_function_delta"),
-                    ("bernoulli_toy", "measure_valued"),
+                    ("bernoulli_toy", "measure_valued"), ("bernoulli_toy", "indecater"),
+                    ("categorical_toy", "indecater"),
                     *((problem, name) for problem, names in IMPORTANCE_WEIGHTED_CI.items()
                       for name in est.names() if name not in names)),
         "num_samples": (2, 16),

@@ -115,6 +115,7 @@ def bernoulli_toy(name: str = "bernoulli_toy", target: float = 0.45, dim: int = 
         # f(x_{-d}, 1) − f(x_{-d}, 0) = (1 − t)² − t² whatever the sample: the exact gradient every time.
         "measure_valued": np.broadcast_to(p * (1 - p) * ((1 - target) ** 2 - target**2), outcomes.shape),
     }
+    per_sample["indecater"] = per_sample["measure_valued"]  # the same estimate for two classes
     variances, means = _enumerated_answers(probabilities, costs, scores, per_sample)
     for estimator_name, (_, variance) in antithetic_moments(logits, lambda b: ((b - target) ** 2).sum(axis=1)).items():
         variances[estimator_name] = iid_variance(variance)
@@ -191,9 +192,11 @@ def categorical_toy(dim: int = 3, num_categories: int = 4, target: float = 0.45)
         "score_function": costs[:, None] * scores,
         "straight_through": straight_through.reshape(len(costs), -1),
     }
-    variances, means = _enumerated_answers(probabilities, costs, scores, per_sample)
     class_costs = (values - target) ** 2
     exact_grad = p * (class_costs - (p @ class_costs)[:, None])
+    # The cost is separable, so IndeCateR's every estimate is the exact gradient.
+    per_sample["indecater"] = np.broadcast_to(exact_grad.reshape(-1), (len(costs), exact_grad.size))
+    variances, means = _enumerated_answers(probabilities, costs, scores, per_sample)
     dtype = jnp.result_type(float)
     shape = (dim, num_categories)
     return Problem(
