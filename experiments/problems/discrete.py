@@ -38,7 +38,16 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.polynomial.legendre import leggauss
 
-from estimators import Bernoulli, Categorical, GumbelRao, GumbelSoftmax, Objective, Rebar, StraightThroughGumbel
+from estimators import (
+    Bernoulli,
+    Categorical,
+    GumbelRao,
+    GumbelSoftmax,
+    Objective,
+    Rebar,
+    ReinMax,
+    StraightThroughGumbel,
+)
 from experiments.problems.base import Problem, iid_variance, u_statistic_variance
 from experiments.problems.bernoulli_exact import (
     antithetic_moments,
@@ -139,6 +148,8 @@ def bernoulli_toy(name: str = "bernoulli_toy", target: float = 0.45, dim: int = 
             mean, variance = gumbel_rao_separable_moments(logits, coordinate_cost_derivative, estimator.temperature,
                                                           estimator.num_conditional_samples)
             return {"logits": mean}, _as_logits(iid_variance(variance), (dim,))
+        if isinstance(estimator, ReinMax):
+            return reinmax_answers(estimator, {"logits": p * (1 - p) * (1 - 2 * target)})
         if not isinstance(estimator, (GumbelSoftmax, StraightThroughGumbel)):
             return None
         straight_through = isinstance(estimator, StraightThroughGumbel)
@@ -211,4 +222,13 @@ def categorical_toy(dim: int = 3, num_categories: int = 4, target: float = 0.45)
         exact_grad={"logits": exact_grad},
         exact_variances={name: _as_logits(v, shape) for name, v in variances.items()},
         exact_means={"straight_through": {"logits": means["straight_through"].reshape(shape)}},
+        exact_for_options=lambda estimator: reinmax_answers(estimator, {"logits": exact_grad}),
     )
+
+
+def reinmax_answers(estimator, exact_grad):
+    """ReinMax's expectation on a cost quadratic in the latents: the exact gradient at τ = 1 (its variance is
+    not derived), unknown at other temperatures; None for other estimators."""
+    if not isinstance(estimator, ReinMax) or float(estimator.temperature) != 1.0:
+        return None
+    return exact_grad, None
