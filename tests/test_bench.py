@@ -14,10 +14,12 @@ def test_bench_times_each_estimator_against_its_floor(tmp_path, capsys):
                        "--repeats", "2", "--output", str(out)]) == 0
     table = pd.read_csv(out)
     assert set(map(tuple, table[["problem", "estimator"]].values)) == {
-        ("gaussian_cosine", "pathwise"), ("gaussian_cosine", "measure_valued"), ("bernoulli_toy", "straight_through")}
+        ("gaussian_cosine", "pathwise"), ("gaussian_cosine", "measure_valued"), ("bernoulli_toy", "measure_valued"),
+        ("bernoulli_toy", "straight_through")}
     rows = table.set_index(["problem", "estimator"])
     assert rows.loc[("gaussian_cosine", "pathwise"), "cost_evaluations"] == 4
     assert rows.loc[("gaussian_cosine", "measure_valued"), "cost_evaluations"] == 4 * (4 * 1 + 1)
+    assert rows.loc[("bernoulli_toy", "measure_valued"), "cost_evaluations"] == 4 * (2 * 5 + 1)
     assert (table["x_floor"] > 0).all() and (table["estimates_per_s"] > 0).all() and (table["compile_s"] > 0).all()
     assert "| gaussian_cosine | measure_valued |" in capsys.readouterr().out
 
