@@ -241,6 +241,8 @@ PARAMS = {"mu": jnp.zeros(3)}
         ),
         ("score_function_delta", BINARY, r"'score_function_delta' cannot serve a Bernoulli"),
         ("measure_valued", CATEGORICAL, r"'measure_valued' cannot serve a Categorical.*Gaussian.*Bernoulli"),
+        ("indecater", GAUSSIAN, r"'indecater' cannot serve a Normal.*categorical or Bernoulli"),
+        ("reinmax", GAUSSIAN, r"'reinmax' cannot serve a Normal.*Bernoulli or Categorical"),
     ],
 )
 def test_wrong_distribution_kind(name, objective, message, key):
@@ -249,13 +251,15 @@ def test_wrong_distribution_kind(name, objective, message, key):
 
 
 @pytest.mark.parametrize("name, options", [("score_function_loo", {}), ("score_function_optimal", {}),
-                                           ("pathwise_delta", {"coefficient": None})])
+                                           ("pathwise_delta", {"coefficient": None}),
+                                           ("score_function_group_mean", {}), ("score_function_grpo", {}),
+                                           ("score_function_grpo_batch", {})])
 def test_leave_one_out_estimators_need_two_samples(name, options):
     with pytest.raises(ValueError, match=rf"'{name}' needs num_samples >= 2, got 1.*num_samples=2"):
         est.grad(GAUSSIAN, est.get(name, **options), 1)
 
 
-@pytest.mark.parametrize("name", ["gumbel_softmax", "straight_through_gumbel"])
+@pytest.mark.parametrize("name", ["gumbel_softmax", "straight_through_gumbel", "reinmax"])
 @pytest.mark.parametrize("temperature", [0.0, -1.0, "hot"])
 def test_non_positive_temperature(name, temperature):
     with pytest.raises(ValueError, match=rf"{name} needs a positive temperature"):
