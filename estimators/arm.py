@@ -54,7 +54,7 @@ from estimators.distributions import Bernoulli
 from estimators.registry import register
 
 
-def _unsupported(dist) -> str | None:
+def unsupported(dist) -> str | None:
     if isinstance(dist, Bernoulli):
         return None
     return (
@@ -105,7 +105,7 @@ class ARM(GradientEstimator):
     info = EstimatorInfo("arm", separable=True)
 
     def supports(self, dist):
-        return _unsupported(dist)
+        return unsupported(dist)
 
     def cost_evaluations(self, num_samples, dist, batch_ndims=0):
         return 2 * num_samples
@@ -128,7 +128,7 @@ class DisARM(GradientEstimator):
     info = EstimatorInfo("disarm", separable=True)
 
     def supports(self, dist):
-        return _unsupported(dist)
+        return unsupported(dist)
 
     def cost_evaluations(self, num_samples, dist, batch_ndims=0):
         return 2 * num_samples
