@@ -25,6 +25,8 @@ For independent coordinates :math:`b_d \sim \mathrm{Bernoulli}(p_d)`, :math:`p =
 from __future__ import annotations
 
 import itertools
+import math
+from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
@@ -176,3 +178,55 @@ def gumbel_rao_separable_moments(logits, coordinate_cost_derivative, temperature
         means.append(mean)
         variances.append(second - mean**2)
     return np.array(means), np.array(variances)
+
+
+def _spacing_count_moments(q: float, num_samples: int) -> tuple[Fraction, ...]:
+    """E[K^r], r = 0…4, K the number of ARMS's L coupled uniforms at or below q, in exact arithmetic.
+
+    :math:`u_i \\le q \\iff d_i \\ge a = 1 - q^{1/(L-1)}` for the uniform spacings d, and
+    :math:`P(d_i \\ge a \\text{ for } r \\text{ given } i) = (1 - r a)_+^{L-1}`, so the factorial
+    moments are :math:`E[K^{\\underline r}] = L^{\\underline r} (1 - r a)_+^{L-1}`, and the raw ones follow
+    through the Stirling numbers of the second kind.  The float a is exact as a rational, so no sum
+    cancels: this holds at any L."""
+    gap = Fraction(-math.expm1(math.log(q) / (num_samples - 1)))
+    falling = [Fraction(math.perm(num_samples, r)) * max(1 - r * gap, Fraction(0)) ** (num_samples - 1)
+               for r in range(5)]
+    stirling = [[1], [0, 1], [0, 1, 1], [0, 1, 3, 1], [0, 1, 7, 6, 1]]
+    return tuple(sum((s * falling[j] for j, s in enumerate(row)), Fraction(0)) for row in stirling)
+
+
+def arms_separable_variance(logits, cost_difference, num_samples: int) -> np.ndarray:
+    r"""Exact per-coordinate variance of the L-sample ARMS logit gradient for a separable cost
+    :math:`f(b) = \sum_d c_d(b_d)`, given :math:`\Delta_d = c_d(1) - c_d(0)`.
+
+    With :math:`y_i = b_{i,d} - p_d` and n the number of ones among coordinate d's L samples,
+    :math:`\sum_i (f_i - \bar f)\,y_i = \Delta_d\,Q_d + \sum_i S_{i}\,(y_i - \bar y)`, where
+    :math:`Q_d = \sum_i y_i (y_i - \bar y) = n(L - n)/L` and :math:`S_i` is sample i's cost over the other
+    coordinates, independent of coordinate d and exchangeable over i.  The cross term has mean zero given
+    coordinate d, so with :math:`k_d = p_d(1-p_d)/(q_d - C_d)` (:math:`q = \min(p, 1-p)`, C the copula's
+    diagonal),
+
+    .. math::
+        \mathrm{Var}\,\hat g_d = \frac{k_d^2}{(L-1)^2}\Big(\Delta_d^2\,\mathrm{Var}\,Q_d
+        + E[Q_d] \sum_{j \ne d} \Delta_j^2\,(q_j - C_j)\Big),
+
+    :math:`q_j - C_j = E[c_j(b_{1j})^2] - E[c_j(b_{1j}) c_j(b_{2j})]` over \Delta_j^2.  Q is symmetric in
+    n ↔ L − n, so its moments are those of K = #{u_i ≤ q} (:func:`_spacing_count_moments`) whichever
+    side of ½ p lies."""
+    if num_samples < 2:
+        raise ValueError(f"ARMS needs at least 2 samples, got {num_samples}.")
+    p = _sigmoid(np.asarray(logits, np.float64))
+    cost_difference = np.broadcast_to(np.asarray(cost_difference, np.float64), p.shape)
+    size = Fraction(num_samples)
+    q_mean, q_variance, q_gap = [], [], []
+    for p_d in p:
+        k1, k2, k3, k4 = _spacing_count_moments(min(p_d, 1 - p_d), num_samples)[1:]
+        mean = (size * k1 - k2) / size  # E[K(L − K)] / L
+        second = (size**2 * k2 - 2 * size * k3 + k4) / size**2
+        q_mean.append(float(mean))
+        q_variance.append(float(second - mean**2))
+        q_gap.append(float(mean) / (num_samples - 1))  # E[Q] = (L − 1)(q − C)
+    q_mean, q_variance, q_gap = map(np.array, (q_mean, q_variance, q_gap))
+    decorrelation = p * (1 - p) / q_gap
+    others = np.sum(cost_difference**2 * q_gap) - cost_difference**2 * q_gap
+    return (decorrelation / (num_samples - 1)) ** 2 * (cost_difference**2 * q_variance + q_mean * others)

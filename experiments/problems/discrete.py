@@ -21,6 +21,9 @@ come from enumerating the :math:`2^D` outcomes:
 straight-through one :math:`(\mathrm{diag}\,p_d - p_d p_d^\top)\,2(v^\top x_d - t)v`, enumerated over
 the :math:`K^D` outcomes.
 
+ARMS's L coupled samples have a variance in closed form for the Bernoulli toy's separable cost at any L
+(:func:`experiments.problems.bernoulli_exact.arms_separable_variance`).
+
 The leave-one-out baseline's variance is that of a U-statistic (see
 :func:`experiments.problems.base.u_statistic_variance`), from the enumeration over pairs of outcomes.
 
@@ -51,6 +54,7 @@ from estimators import (
 from experiments.problems.base import Problem, iid_variance, u_statistic_variance
 from experiments.problems.bernoulli_exact import (
     antithetic_moments,
+    arms_separable_variance,
     gumbel_rao_separable_moments,
     rebar_separable_moments,
 )
@@ -128,6 +132,8 @@ def bernoulli_toy(name: str = "bernoulli_toy", target: float = 0.45, dim: int = 
     variances, means = _enumerated_answers(probabilities, costs, scores, per_sample)
     for estimator_name, (_, variance) in antithetic_moments(logits, lambda b: ((b - target) ** 2).sum(axis=1)).items():
         variances[estimator_name] = iid_variance(variance)
+    # ARMS couples its L samples, so its variance is not the per-sample one over L; the cost is separable.
+    variances["arms"] = functools.partial(arms_separable_variance, logits, (1 - target) ** 2 - target**2)
 
     def coordinate_cost(x):
         return (x - target) ** 2
