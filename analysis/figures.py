@@ -341,6 +341,29 @@ def mse_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     return _finish(fig, panels, "Mean squared error of the gradient estimate: variance falls with L, bias does not")
 
 
+def mse_vs_cost(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
+    """Mean squared error of the whole gradient against the cost evaluations of one estimate, log-log, one
+    panel per problem: at any vertical line every estimator has spent the same budget.  A biased
+    estimator's exact squared bias is dotted where known, the floor its MSE flattens onto."""
+    table = wide(metrics)
+    table = table[table["parameter"] == "all"].dropna(subset=["cost_evaluations"]).assign(parameter="whole gradient")
+    palette = estimator_palette(table["estimator"], palette)
+    fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
+    for (problem, _), frame, ax in panels:
+        floor = frame["mse"].max() * RESOLUTION  # an exact bias² below it is the rounding of an unbiased one
+        frame, exact = _without_exact(frame, "mse", x="cost_evaluations")
+        for estimator, line in frame.groupby("estimator"):
+            line = line.sort_values("cost_evaluations")
+            _line_with_band(ax, line["cost_evaluations"], line["mse"], line["mse_se"], palette, estimator)
+            if "exact_bias_squared" in line and (line["exact_bias_squared"] > floor).all():
+                ax.plot(line["cost_evaluations"], line["exact_bias_squared"], ls=":", lw=2, color=palette[estimator],
+                        label=EXACT_LABEL)
+        ax.set(xscale="log", yscale="log", title=problem, xlabel="cost evaluations per estimate",
+               ylabel="mean squared error")
+        _note_exact(ax, exact)
+    return _finish(fig, panels, "Mean squared error of the gradient estimate at equal cost evaluations")
+
+
 def efficiency_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """Cost-normalized variance, the variance of the whole gradient times the wall time of one estimate,
     against L, log-log.  Averaging n independent estimates divides the variance by n and multiplies the
@@ -608,7 +631,8 @@ def training_log_likelihood(metrics: pd.DataFrame, palette: dict | None = None) 
 
 
 #: The figures drawn by a function of their own, by name.
-DRAWERS = {draw.__name__: draw for draw in (variance_vs_L, bias_vs_L, mse_vs_L, efficiency_vs_L, variance_vs_dimension,
+DRAWERS = {draw.__name__: draw for draw in (variance_vs_L, bias_vs_L, mse_vs_L, mse_vs_cost, efficiency_vs_L,
+                                             variance_vs_dimension,
                                              variance_vs_batch, bias_vs_temperature, training_curves,
                                              training_log_likelihood,
                                              snr_vs_particles)}

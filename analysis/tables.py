@@ -331,3 +331,51 @@ def final_objectives(metrics: pd.DataFrame) -> pd.DataFrame:
                "held_out_nll", "held_out_nll_se"]
     ranked = summary.sort_values(["problem", "rank_by"], key=lambda c: c.map(order) if c.name == "problem" else c)
     return ranked[columns].reset_index(drop=True)
+
+
+def equal_cost(metrics: pd.DataFrame, budgets) -> pd.DataFrame:
+    """Each estimator at each budget of cost evaluations per estimate: the row of its largest measured
+    estimate within the budget (the whole gradient), with MSE, bias², variance and time per estimate.  An
+    estimator none of whose estimates fits a budget has no row there."""
+    table = wide(metrics)
+    table = table[table["parameter"] == "all"].dropna(subset=["mse", "cost_evaluations"])
+    columns = ["problem", "estimator", "num_samples", "cost_evaluations", "mse", "mse_se", "bias_squared",
+               "variance", "time_per_estimate_s"]
+    rows = []
+    for budget in sorted(set(int(b) for b in budgets)):
+        within = table[table["cost_evaluations"] <= budget]
+        if within.empty:
+            continue
+        largest = within.loc[within.groupby(["problem", "estimator"], sort=False)["cost_evaluations"].idxmax()]
+        rows.append(largest[[c for c in columns if c in largest]].assign(cost_budget=budget))
+    if not rows:
+        return pd.DataFrame()
+    result = pd.concat(rows, ignore_index=True)
+    order = ["problem", "cost_budget", *[c for c in result.columns if c not in ("problem", "cost_budget")]]
+    return result[order].sort_values(["problem", "cost_budget", "mse"], kind="stable", ignore_index=True)
+
+
+def equal_cost_ranking(table: pd.DataFrame) -> pd.DataFrame:
+    """Per problem and budget of :func:`equal_cost`: the estimators exact to float rounding there (``exact``:
+    their names, comma-separated; IndeCateR and the measure-valued estimator on a separable cost), and among
+    the others the one of lowest MSE (``best``), the runner-up, the margin (the runner-up's MSE over the best
+    one's) and whether it is clear (difference over two standard errors, taken as independent: conservative
+    under common random numbers)."""
+    rows = []
+    for (problem, budget), group in table.groupby(["problem", "cost_budget"], sort=False):
+        group = group.sort_values("mse")
+        is_exact = group["mse"] <= RESOLUTION * group["mse"].max()
+        inexact = group[~is_exact]
+        row = {"problem": problem, "cost_budget": budget, "exact": ", ".join(group.loc[is_exact, "estimator"]),
+               "best": None, "num_samples": np.nan, "mse": np.nan, "mse_se": np.nan, "runner_up": None,
+               "margin": np.nan, "clear": False, "candidates": len(group)}
+        if len(inexact):
+            best = inexact.iloc[0]
+            row.update(best=best["estimator"], num_samples=best["num_samples"], mse=best["mse"], mse_se=best["mse_se"])
+        if len(inexact) > 1:
+            best, second = inexact.iloc[0], inexact.iloc[1]
+            spread = math.hypot(best["mse_se"], second["mse_se"])
+            row.update(runner_up=second["estimator"], margin=second["mse"] / best["mse"],
+                       clear=bool(spread > 0 and (second["mse"] - best["mse"]) / spread > 2))
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -35,6 +35,8 @@ def run_dirs(tmp_path_factory):
          "gumbel_softmax,straight_through_gumbel,gumbel_rao"],
         ["variance_vs_batch", "--models", "binary_vae", "--batch-sizes", "1,2", "--estimators", "score_function_loo"],
         ["variance_vs_particles", "--models", "linear_gaussian", "--particles", "1,2", "--estimators", "pathwise,dreg"],
+        ["discrete", "--problems", "bernoulli_toy", "--estimators", "disarm,score_function_loo,straight_through",
+         "--cost-budgets", "4,16"],
     ]
     for command in commands:
         assert cli.main(command + common) == 0
@@ -87,7 +89,9 @@ def test_the_report_has_every_figure_and_table_of_every_run(run_dirs, tmp_path):
     assert all(rows for _, rows in found), "every table has data rows"
     assert sum("best estimator" in h for h in headers) == 1  # the recommendation (variance_vs_L)
     assert sum("| L = 2 | L = 16 |" in h for h in headers) == 1  # and its problem × L grid
-    assert sum("max \\|z\\| mean" in h for h in headers) == 5  # agreement: every experiment but training
+    assert sum("max \\|z\\| mean" in h for h in headers) == 6  # agreement: every experiment but training
+    # The equal-cost ranking: its problem × budget grid, and each problem's estimators relative to the best.
+    assert sum("| 4 evaluations | 16 evaluations |" in h for h in headers) == 2
     assert sum("exact variance" in h for h in headers) == 1  # the detail at L = 16
     assert sum("best τ" in h for h in headers) == 1
     assert sum("held-out −ELBO" in h for h in headers) == 1

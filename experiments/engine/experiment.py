@@ -19,9 +19,10 @@ from pathlib import Path
 from experiments.engine.settings import RunSettings
 
 #: The blocks a report section can hold, in the order an experiment lists them: its recommendation
-#: table (MSE × time per problem and L), its temperature table, its training table, its figures, and the
-#: table of measured against exact values.
-REPORT_BLOCKS = ("recommendation", "temperature", "training", "figures", "agreement")
+#: table (MSE × time per problem and L), its equal-cost ranking (MSE per problem and budget of cost
+#: evaluations), its temperature table, its training table, its figures, and the table of measured against
+#: exact values.
+REPORT_BLOCKS = ("recommendation", "equal_cost", "temperature", "training", "figures", "agreement")
 
 
 @dataclasses.dataclass(frozen=True)

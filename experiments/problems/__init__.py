@@ -26,7 +26,11 @@ _FACTORIES: dict[str, Callable[[], Problem]] = {
     "gaussian_quadratic_20d": functools.partial(gaussian_quadratic_nd, 20),
     "bernoulli_toy": functools.partial(bernoulli_toy, "bernoulli_toy", target=0.45),
     "bernoulli_toy_499": functools.partial(bernoulli_toy, "bernoulli_toy_499", target=0.499),
+    # The target of the DisARM and ARMS papers' toys (Dong et al. 2020; Dimitriev & Zhou 2021).
+    "bernoulli_toy_49": functools.partial(bernoulli_toy, "bernoulli_toy_49", target=0.49),
     "categorical_toy": categorical_toy,
+    "categorical_toy_3": functools.partial(categorical_toy, "categorical_toy_3", num_categories=3),
+    "categorical_toy_10": functools.partial(categorical_toy, "categorical_toy_10", num_categories=10),
     "bernoulli_plate": plates.bernoulli_plate,
     "bernoulli_plate_summed": functools.partial(plates.bernoulli_plate, per_example=False),
     "gaussian_plate": plates.gaussian_plate,
@@ -58,7 +62,10 @@ _DESCRIPTIONS: dict[str, str] = {
     "gaussian_quadratic_20d": "f(x) = ||x - 0.5||², x ~ N(μ, diag σ²) in 20 dimensions",
     "bernoulli_toy": "f(b) = Σ (b - 0.45)², b ~ Bernoulli(σ(θ)) in 5 dimensions",
     "bernoulli_toy_499": "f(b) = Σ (b - 0.499)², b ~ Bernoulli(σ(θ)) in 5 dimensions",
+    "bernoulli_toy_49": "f(b) = Σ (b - 0.49)², b ~ Bernoulli(σ(θ)) in 5 dimensions",
     "categorical_toy": "f(x) = Σ_d (v·x_d - 0.45)², x_d ~ Categorical(softmax(ℓ_d)), 3 variables × 4 classes",
+    "categorical_toy_3": "f(x) = Σ_d (v·x_d - 0.45)², x_d ~ Categorical(softmax(ℓ_d)), 3 variables × 3 classes",
+    "categorical_toy_10": "f(x) = Σ_d (v·x_d - 0.45)², x_d ~ Categorical(softmax(ℓ_d)), 3 variables × 10 classes",
     "bernoulli_plate": "3 examples x 3 bits, b ~ Bernoulli(σ(φ_n W + c)), f_n = (v·b_n - t_n)², signal: each "
                        "example's own cost",
     "bernoulli_plate_summed": "3 examples x 3 bits, b ~ Bernoulli(σ(φ_n W + c)), f_n = (v·b_n - t_n)², signal: "

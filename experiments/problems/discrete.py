@@ -67,13 +67,19 @@ def _moments(probabilities, values):
 
 
 def _leave_one_out_zetas(probabilities, costs, scores):
-    """ζ₁, ζ₂ of the leave-one-out U-statistic with kernel ½(f₁ − f₂)(s₁ − s₂), over all outcome pairs."""
-    mean_cost = probabilities @ costs
+    """ζ₁, ζ₂ of the leave-one-out U-statistic with kernel h = ½(f₁ − f₂)(s₁ − s₂).
+
+    Both come from single-outcome moments m(·) = E[·], so the cost is linear in the outcomes: with two
+    independent samples, E[h] = m(fs) − m(f)m(s) and
+    E[(f₁ − f₂)²(s₁ − s₂)²] = 2m(f²s²) − 4m(f²s)m(s) + 2m(f²)m(s²) − 4m(f)m(fs²) + 4m(fs)²."""
+    m = lambda values: probabilities @ values
+    f, s = costs[:, None], scores
+    mean_cost = m(costs)
     _, zeta1 = _moments(probabilities, 0.5 * (costs - mean_cost)[:, None] * scores)
-    kernel = 0.5 * (costs[:, None] - costs[None, :])[..., None] * (scores[:, None] - scores[None, :])
-    pair_probabilities = np.outer(probabilities, probabilities).reshape(-1)
-    _, zeta2 = _moments(pair_probabilities, kernel.reshape(-1, scores.shape[1]))
-    return zeta1, zeta2
+    kernel_mean = m(f * s) - mean_cost * m(s)
+    kernel_second = 0.25 * (2 * m(f**2 * s**2) - 4 * m(f**2 * s) * m(s) + 2 * m(costs**2) * m(s**2)
+                            - 4 * mean_cost * m(f * s**2) + 4 * m(f * s) ** 2)
+    return zeta1, kernel_second - kernel_mean**2
 
 
 def _enumerated_answers(probabilities, costs, scores, per_sample):
@@ -193,7 +199,8 @@ def _as_logits(variance, shape):
     return lambda num_samples: {"logits": np.reshape(variance(num_samples), shape)}
 
 
-def categorical_toy(dim: int = 3, num_categories: int = 4, target: float = 0.45) -> Problem:
+def categorical_toy(name: str = "categorical_toy", dim: int = 3, num_categories: int = 4,
+                    target: float = 0.45) -> Problem:
     """The categorical toy: ``dim`` variables with ``num_categories`` classes and spread logits."""
     logits = np.linspace(1.0, -1.0, num_categories)[None, :] * np.linspace(0.5, 1.5, dim)[:, None]
     p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
@@ -217,7 +224,7 @@ def categorical_toy(dim: int = 3, num_categories: int = 4, target: float = 0.45)
     dtype = jnp.result_type(float)
     shape = (dim, num_categories)
     return Problem(
-        name="categorical_toy",
+        name=name,
         description=f"f(x) = Σ_d (v·x_d - {target})², x_d ~ Categorical(softmax(ℓ_d)), "
         f"{dim} variables × {num_categories} classes",
         objective=Objective(
