@@ -44,6 +44,7 @@ from numpy.polynomial.legendre import leggauss
 from estimators import (
     Bernoulli,
     Categorical,
+    GappedStraightThrough,
     GumbelRao,
     GumbelSoftmax,
     Objective,
@@ -162,6 +163,11 @@ def bernoulli_toy(name: str = "bernoulli_toy", target: float = 0.45, dim: int = 
             return {"logits": mean}, _as_logits(iid_variance(variance), (dim,))
         if isinstance(estimator, ReinMax):
             return reinmax_answers(estimator, {"logits": p * (1 - p) * (1 - 2 * target)})
+        if isinstance(estimator, GappedStraightThrough):  # the two-class categorical with logits (0, ℓ)
+            two_class = np.stack([np.zeros(dim), logits], axis=-1)
+            class_gradients = np.zeros((dim, 2, 2))
+            class_gradients[:, :, 1] = 2 * (np.array([0.0, 1.0]) - target)  # ∂f/∂b at b = 0 and b = 1
+            return gapped_answers(estimator, two_class, class_gradients, (dim, 2), column=1)
         if not isinstance(estimator, (GumbelSoftmax, StraightThroughGumbel)):
             return None
         straight_through = isinstance(estimator, StraightThroughGumbel)
@@ -218,6 +224,9 @@ def categorical_toy(name: str = "categorical_toy", dim: int = 3, num_categories:
     }
     class_costs = (values - target) ** 2
     exact_grad = p * (class_costs - (p @ class_costs)[:, None])
+    # ∇ of (v·x_d − t)² in x_d at class k, for every variable: 2(v_k − t) v.
+    class_gradients = np.broadcast_to(2 * (values - target)[:, None] * values[None, :],
+                                      (dim, num_categories, num_categories))
     # The cost is separable, so IndeCateR's every estimate is the exact gradient.
     per_sample["indecater"] = np.broadcast_to(exact_grad.reshape(-1), (len(costs), exact_grad.size))
     variances, means = _enumerated_answers(probabilities, costs, scores, per_sample)
@@ -235,8 +244,21 @@ def categorical_toy(name: str = "categorical_toy", dim: int = 3, num_categories:
         exact_grad={"logits": exact_grad},
         exact_variances={name: _as_logits(v, shape) for name, v in variances.items()},
         exact_means={"straight_through": {"logits": means["straight_through"].reshape(shape)}},
-        exact_for_options=lambda estimator: reinmax_answers(estimator, {"logits": exact_grad}),
+        exact_for_options=lambda estimator: (reinmax_answers(estimator, {"logits": exact_grad})
+                                             or gapped_answers(estimator, logits, class_gradients, shape)),
     )
+
+
+def gapped_answers(estimator, logits, class_gradients, shape, column=None):
+    """Gapped straight-through's exact mean and variance function at the estimator's options, or None for
+    other estimators; ``column`` picks one class's logit (a Bernoulli's ℓ in logits (0, ℓ))."""
+    if not isinstance(estimator, GappedStraightThrough):
+        return None
+    mean, variance = gapped_straight_through_moments(logits, class_gradients, float(estimator.temperature),
+                                                     float(estimator.gap))
+    if column is not None:
+        mean, variance, shape = mean[:, column], variance[:, column], shape[:-1]
+    return {"logits": mean.reshape(shape)}, _as_logits(iid_variance(variance.reshape(-1)), shape)
 
 
 def reinmax_answers(estimator, exact_grad):
@@ -245,3 +267,27 @@ def reinmax_answers(estimator, exact_grad):
     if not isinstance(estimator, ReinMax) or float(estimator.temperature) != 1.0:
         return None
     return exact_grad, None
+
+
+def gapped_straight_through_moments(logits, class_gradients, temperature: float, gap: float):
+    r"""Exact (mean, per-sample variance) of gapped straight-through's logit gradient for a cost separable
+    across variables, whose gradient in variable d's one-hot vector at class k is ``class_gradients[d, k]``
+    (shape (D, K, K)).  The estimate is a function of the sampled class alone:
+    :math:`J(s)\,g/\tau` with s the softmax of the gapped logits over τ, written here from the formula."""
+    logits = np.asarray(logits, np.float64)
+    num_classes = logits.shape[-1]
+    probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probabilities /= probabilities.sum(axis=-1, keepdims=True)
+    top = logits.max(axis=-1, keepdims=True)
+    estimates = []  # (K, D, K): the estimate when class k is sampled
+    for k in range(num_classes):
+        sampled = np.arange(num_classes) == k
+        moved = np.where(sampled, top, logits - np.maximum(logits - top + gap, 0.0))
+        soft = np.exp((moved - moved.max(axis=-1, keepdims=True)) / temperature)
+        soft /= soft.sum(axis=-1, keepdims=True)
+        jacobian = np.einsum("dk,kj->dkj", soft, np.eye(num_classes)) - np.einsum("dk,dj->dkj", soft, soft)
+        estimates.append(np.einsum("dkj,dj->dk", jacobian, class_gradients[:, k]) / temperature)
+    estimates = np.stack(estimates)
+    weights = probabilities.T[..., None]  # (K, D, 1)
+    mean = (weights * estimates).sum(axis=0)
+    return mean, (weights * (estimates - mean) ** 2).sum(axis=0)
