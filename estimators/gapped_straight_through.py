@@ -29,9 +29,8 @@ import jax
 import jax.numpy as jnp
 
 from estimators.base import EstimatorInfo, GradientEstimator, check_option, estimator_dataclass
-from estimators.distributions import Bernoulli
 from estimators.registry import register
-from estimators.relaxation import check_temperature, relaxed_cost_estimate, unsupported
+from estimators.relaxation import check_temperature, one_hot_surrogate, relaxed_cost_estimate, unsupported
 
 
 def gapped_logits(logits: jax.Array, one_hot: jax.Array, gap) -> jax.Array:
@@ -73,9 +72,5 @@ class GappedStraightThrough(GradientEstimator):
         return relaxed_cost_estimate(objective, params, key, num_samples, state, self._surrogate_sample)
 
     def _surrogate_sample(self, dist, key):
-        hard = jax.lax.stop_gradient(dist.sample(key))
-        if isinstance(dist, Bernoulli):  # the two-class categorical with logits (0, ℓ)
-            logits = jnp.stack([jnp.zeros_like(dist.logits), dist.logits], axis=-1)
-            one_hot = jnp.stack([1 - hard, hard], axis=-1)
-            return gapped_straight_through_sample(logits, one_hot, self.temperature, self.gap)[..., 1], hard
-        return gapped_straight_through_sample(dist.logits, hard, self.temperature, self.gap), hard
+        return one_hot_surrogate(dist, key, lambda logits, one_hot: gapped_straight_through_sample(
+            logits, one_hot, self.temperature, self.gap))

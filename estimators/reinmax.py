@@ -35,16 +35,17 @@ import jax
 import jax.numpy as jnp
 
 from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclass
-from estimators.distributions import Bernoulli
 from estimators.registry import register
-from estimators.relaxation import check_temperature, relaxed_cost_estimate, unsupported
+from estimators.relaxation import check_temperature, one_hot_surrogate, relaxed_cost_estimate, unsupported
 
 
 def reinmax_sample(logits: jax.Array, one_hot: jax.Array, temperature) -> jax.Array:
     """The one-hot ``one_hot`` (classes along the last axis) forward, ReinMax's Jacobian in ``logits`` backward."""
     halfway = 0.5 * (jax.nn.softmax(logits / temperature, axis=-1) + one_hot)
-    # softmax(ℓ + sg(log π − ℓ)) is π, and its Jacobian in ℓ is the softmax's, written at π.
-    at_halfway = jax.nn.softmax(logits + jax.lax.stop_gradient(jnp.log(halfway) - logits), axis=-1)
+    # softmax(ℓ + sg(log π − ℓ)) is π, and its Jacobian in ℓ is the softmax's, written at π.  A masked class
+    # (ℓ = −inf, never sampled) has π = 0: its offset is left at 0 so that its logit stays −inf, not NaN.
+    offset = jnp.where(halfway > 0, jnp.log(jnp.where(halfway > 0, halfway, 1.0)) - logits, 0.0)
+    at_halfway = jax.nn.softmax(logits + jax.lax.stop_gradient(offset), axis=-1)
     slope = 2 * at_halfway - 0.5 * jax.nn.softmax(logits, axis=-1)
     return one_hot + slope - jax.lax.stop_gradient(slope)
 
@@ -69,8 +70,4 @@ class ReinMax(GradientEstimator):
         return relaxed_cost_estimate(objective, params, key, num_samples, state, self._surrogate_sample)
 
     def _surrogate_sample(self, dist, key):
-        hard = jax.lax.stop_gradient(dist.sample(key))
-        if isinstance(dist, Bernoulli):  # the two-class categorical with logits (0, ℓ)
-            logits = jnp.stack([jnp.zeros_like(dist.logits), dist.logits], axis=-1)
-            return reinmax_sample(logits, jnp.stack([1 - hard, hard], axis=-1), self.temperature)[..., 1], hard
-        return reinmax_sample(dist.logits, hard, self.temperature), hard
+        return one_hot_surrogate(dist, key, lambda logits, one_hot: reinmax_sample(logits, one_hot, self.temperature))

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from estimators.base import Estimate, check_option, sample_keys, surrogate_estimate
-from estimators.distributions import Categorical
+from estimators.distributions import Bernoulli, Categorical
 from estimators.sample_axis import map_samples
 
 
@@ -42,6 +42,17 @@ def hard_sample(dist, relaxed: jax.Array) -> jax.Array:
     if isinstance(dist, Categorical):  # one-hot samples
         return jax.nn.one_hot(jnp.argmax(relaxed, axis=-1), relaxed.shape[-1], dtype=relaxed.dtype)
     return (relaxed > 0.5).astype(relaxed.dtype)
+
+
+def one_hot_surrogate(dist, key: jax.Array, surrogate: Callable[[jax.Array, jax.Array], jax.Array]):
+    """``(surrogate sample, hard sample)`` for an estimator written for one-hot samples,
+    ``surrogate(logits, one_hot)`` (classes on the last axis); a Bernoulli is the two-class categorical with
+    logits (0, ℓ), and its surrogate the second class's coordinate."""
+    hard = jax.lax.stop_gradient(dist.sample(key))
+    if isinstance(dist, Bernoulli):
+        logits = jnp.stack([jnp.zeros_like(dist.logits), dist.logits], axis=-1)
+        return surrogate(logits, jnp.stack([1 - hard, hard], axis=-1))[..., 1], hard
+    return surrogate(dist.logits, hard), hard
 
 
 def relaxed_cost_estimate(objective, params, key, num_samples, state,

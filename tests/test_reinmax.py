@@ -106,3 +106,11 @@ def test_the_sampled_estimate_is_unbiased_on_the_quadratic_toys_and_returns_the_
         samples = jax.vmap(lambda k: jax.vmap(problem.distribution().sample)(est.sample_keys(k, 4)))(keys[:8])
         hard_costs = jax.vmap(jax.vmap(lambda x: problem.objective.cost(problem.params, x)))(samples)
         np.testing.assert_allclose(values[:8], jnp.mean(hard_costs, axis=1), rtol=1e-6)
+
+
+def test_a_masked_class_gets_no_gradient_and_no_nan(key):
+    logits = jnp.array([0.2, -jnp.inf, 0.5])
+    objective = est.Objective(dist=est.Categorical, cost=lambda q, x: (x @ jnp.array([1.0, 2.0, -1.0])) ** 2)
+    grads = np.asarray(jax.vmap(est.grad(objective, "reinmax", 3), in_axes=(None, 0))(
+        logits, jax.random.split(key, 100)))
+    assert np.all(np.isfinite(grads)) and np.all(grads[:, 1] == 0)
