@@ -333,10 +333,12 @@ def final_objectives(metrics: pd.DataFrame) -> pd.DataFrame:
     return ranked[columns].reset_index(drop=True)
 
 
-def equal_cost(metrics: pd.DataFrame, budgets) -> pd.DataFrame:
+def equal_cost(metrics: pd.DataFrame, budgets, skipped=()) -> pd.DataFrame:
     """Each estimator at each budget of cost evaluations per estimate: the row of its largest measured
     estimate within the budget (the whole gradient), with MSE, bias², variance and time per estimate.  An
-    estimator none of whose estimates fits a budget has no row there."""
+    estimator none of whose estimates fits a budget has no row there, nor has one the run skipped at that
+    budget (``skipped``: the run's skipped combinations, those with a ``cost_budget``), so a smaller estimate
+    never stands in for it."""
     table = wide(metrics)
     table = table[table["parameter"] == "all"].dropna(subset=["mse", "cost_evaluations"])
     columns = ["problem", "estimator", "num_samples", "cost_evaluations", "mse", "mse_se", "bias_squared",
@@ -347,6 +349,8 @@ def equal_cost(metrics: pd.DataFrame, budgets) -> pd.DataFrame:
         if within.empty:
             continue
         largest = within.loc[within.groupby(["problem", "estimator"], sort=False)["cost_evaluations"].idxmax()]
+        passed_over = {(s["problem"], s["estimator"]) for s in skipped if s.get("cost_budget") == budget}
+        largest = largest[[pair not in passed_over for pair in zip(largest["problem"], largest["estimator"])]]
         rows.append(largest[[c for c in columns if c in largest]].assign(cost_budget=budget))
     if not rows:
         return pd.DataFrame()

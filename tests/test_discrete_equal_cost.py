@@ -87,6 +87,13 @@ def test_the_equal_cost_table_takes_each_estimators_largest_estimate_within_the_
     assert ranking.loc[16, "margin"] == pytest.approx(2.0)
 
 
+def test_an_estimator_skipped_at_a_budget_has_no_row_there():
+    metrics = _metrics([("a", 2, 4, 1.0, 0.01), ("a", 8, 16, 0.25, 0.01), ("b", 4, 4, 0.5, 0.01)])
+    skipped = [{"problem": "toy", "estimator": "b", "cost_budget": 16, "reason": "too many backward passes"}]
+    table = tables.equal_cost(metrics, [4, 16], skipped)
+    assert sorted(zip(table["cost_budget"], table["estimator"])) == [(4, "a"), (4, "b"), (16, "a")]
+
+
 def test_estimators_exact_to_rounding_are_named_apart_and_the_rest_ranked():
     metrics = _metrics([("a", 4, 4, 1.0, 0.01), ("b", 4, 4, 0.5, 0.01), ("exact", 1, 4, 1e-16, 1e-18)])
     ranking = tables.equal_cost_ranking(tables.equal_cost(metrics, [4]))

@@ -319,7 +319,7 @@ def _training_blocks(run: Run, name: str, folder: Path) -> list:
 def _equal_cost_blocks(run: Run, name: str, folder: Path) -> list:
     budgets = run.config.get("cost_budgets") or sorted(set(run.metrics.loc[run.metrics["metric"] == "cost_evaluations",
                                                                           "value"].astype(int)))
-    table = tables.equal_cost(run.metrics, budgets)
+    table = tables.equal_cost(run.metrics, budgets, run.config.get("skipped", []))
     if table.empty or table["mse"].isna().all():
         return ["No cell of this run has an MSE (an exact or reference gradient) to rank at equal cost."]
     csv = _write_csv(table, folder, f"{name}/equal_cost")
