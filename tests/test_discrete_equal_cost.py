@@ -106,3 +106,18 @@ def test_a_margin_within_two_standard_errors_is_not_clear():
     metrics = _metrics([("a", 4, 4, 1.0, 0.1), ("b", 4, 4, 1.1, 0.1)])
     ranking = tables.equal_cost_ranking(tables.equal_cost(metrics, [4]))
     assert ranking.loc[0, "best"] == "a" and not ranking.loc[0, "clear"]
+
+
+def test_the_report_grid_reads_well_when_an_estimator_has_no_runner_up(tmp_path):
+    """At 16 evaluations one inexact estimator is left beside an exact one: no runner-up to compare with."""
+    from analysis.load import Run
+    from analysis.report.content import _equal_cost_blocks
+
+    metrics = _metrics([("exact", 1, 4, 1e-16, 1e-18), ("b", 4, 4, 0.5, 0.01), ("c", 4, 4, 1.0, 0.01),
+                        ("exact", 4, 16, 1e-16, 1e-18), ("a", 8, 16, 0.25, 0.01)])
+    skipped = [{"problem": "toy", "estimator": name, "cost_budget": 16, "reason": "r"} for name in ("b", "c")]
+    run = Run(path=tmp_path, config={"cost_budgets": [4, 16], "skipped": skipped}, env={}, metrics=metrics,
+              coordinate_metrics=pd.DataFrame())
+    glance = _equal_cost_blocks(run, "discrete", tmp_path)[0].frame
+    assert glance.loc[0, "4 evaluations"] == "exact: exact; then b (L = 4; ×2.00 to c)"
+    assert glance.loc[0, "16 evaluations"] == "exact: exact; then a (L = 8)"

@@ -327,10 +327,10 @@ def _equal_cost_blocks(run: Run, name: str, folder: Path) -> list:
 
     def entry(row) -> str:
         text = f"exact: {row.exact}; then " if row.exact else ""
-        if row.best is None:
+        if pd.isna(row.best):  # every estimator exact here
             return text.removesuffix("; then ") or "—"
         text += f"{row.best} (L = {int(row.num_samples)}"
-        if row.runner_up is not None:
+        if not pd.isna(row.runner_up):
             text += f"; {_ratio(row.margin)} to {row.runner_up}{'' if row.clear else ', within noise'}"
         return text + ")"
 
