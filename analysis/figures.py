@@ -327,12 +327,13 @@ def mse_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     palette = estimator_palette(table["estimator"], palette)
     fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
     for (problem, _), frame, ax in panels:
+        floor = frame["mse"].max() * RESOLUTION  # an exact bias² below it is the rounding of an unbiased one
         frame, exact = _without_exact(frame, "mse")
         for estimator, line in frame.groupby("estimator"):
             line = line.sort_values("num_samples")
             color = palette[estimator]
             _line_with_band(ax, line["num_samples"], line["mse"], line["mse_se"], palette, estimator)
-            if "exact_bias_squared" in line and (line["exact_bias_squared"] > 0).all():
+            if "exact_bias_squared" in line and (line["exact_bias_squared"] > floor).all():
                 ax.plot(line["num_samples"], line["exact_bias_squared"], ls=":", lw=2, color=color,
                         label=EXACT_LABEL)
         ax.set(xscale="log", yscale="log", title=problem, xlabel="samples per estimate, L",

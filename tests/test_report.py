@@ -398,3 +398,19 @@ def test_the_command_line_writes_the_report(run_dirs, tmp_path, capsys):
     assert report.main([str(run_dirs["bias_vs_temperature"]), "-o", str(out)]) == 0
     assert f"report: wrote {out / 'report.md'}" in capsys.readouterr().out
     assert Path(out / "figures" / "bias_vs_temperature" / "bias_vs_temperature.png").is_file()
+
+
+@pytest.mark.parametrize("draw", [figures.mse_vs_L, figures.mse_vs_cost])
+def test_the_rounding_of_an_exact_estimators_bias_does_not_stretch_the_mse_axis(draw):
+    """An unbiased estimator exact on the problem has an 'exact bias²' of float rounding (1e-34): it is not
+    drawn as a bias floor, so the axis spans the measured MSEs."""
+    rows = []
+    for estimator, mse, bias in (("exact_one", 1e-35, 1e-34), ("biased_one", 1e-2, 1e-3)):
+        for num_samples in (1, 16):
+            key = {"problem": "toy", "estimator": estimator, "num_samples": num_samples, "parameter": "all"}
+            rows += [{**key, "metric": "mse", "value": mse / num_samples, "std_error": mse / 100},
+                     {**key, "metric": "exact_bias_squared", "value": bias, "std_error": math.nan},
+                     {**key, "metric": "cost_evaluations", "value": num_samples, "std_error": math.nan}]
+    fig = draw(pd.DataFrame(rows).assign(replicates=100))
+    assert fig.axes[0].get_ylim()[0] > 1e-20
+    plt.close(fig)
