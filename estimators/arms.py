@@ -21,8 +21,9 @@ correlation so that the estimate stays unbiased.  For each coordinate (and examp
 
 Unbiased: :math:`E[f(b_j)(b_{i,d} - p_d)] = \rho_d\, \partial_{\ell_d} F` for j ≠ i (coordinate d of b_j is
 the only part of it correlated with :math:`b_{i,d}`), which the factor :math:`1/(1 - \rho)` corrects; with
-independent samples (ρ = 0) it is leave-one-out REINFORCE.  At L = 2 the pair is antithetic (u, 1 − u), as
-in DisARM, but without DisARM's integration over u.  L evaluations of the cost, L ≥ 2.  The samples are
+independent samples (ρ = 0) it is leave-one-out REINFORCE.  At L = 2 the pair is antithetic (u, 1 − u) and
+the estimate, a function of the pair alone, is DisARM's with one pair (their exact variances agree:
+tests/test_reproductions.py).  L evaluations of the cost, L ≥ 2.  The samples are
 coupled, so an L-sample estimate is not the mean of per-sample terms.  A cost that depends on θ adds
 :math:`\frac1L\sum_i \nabla_\theta f(\theta, b_i)`; the value is :math:`\bar f`.  With independent examples
 (``Objective(..., batch_ndims=B)``) each example's samples are coupled among themselves and its logits
