@@ -322,47 +322,39 @@ def mse_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """Mean squared error of the whole gradient against L, log-log, all estimators together: an
     unbiased estimator's MSE falls as 1/L, a biased one's flattens at its squared bias (dotted where
     the exact bias is known), so the crossing shows the sample budget where bias starts to dominate."""
-    table = wide(metrics)
-    table = table[table["parameter"] == "all"].assign(parameter="whole gradient")
-    palette = estimator_palette(table["estimator"], palette)
-    fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
-    for (problem, _), frame, ax in panels:
-        floor = frame["mse"].max() * RESOLUTION  # an exact bias² below it is the rounding of an unbiased one
-        frame, exact = _without_exact(frame, "mse")
-        for estimator, line in frame.groupby("estimator"):
-            line = line.sort_values("num_samples")
-            color = palette[estimator]
-            _line_with_band(ax, line["num_samples"], line["mse"], line["mse_se"], palette, estimator)
-            if "exact_bias_squared" in line and (line["exact_bias_squared"] > floor).all():
-                ax.plot(line["num_samples"], line["exact_bias_squared"], ls=":", lw=2, color=color,
-                        label=EXACT_LABEL)
-        ax.set(xscale="log", yscale="log", title=problem, xlabel="samples per estimate, L",
-               ylabel="mean squared error")
-        _note_exact(ax, exact)
-    return _finish(fig, panels, "Mean squared error of the gradient estimate: variance falls with L, bias does not")
+    return _mse_against(metrics, palette, "num_samples", "samples per estimate, L",
+                        "Mean squared error of the gradient estimate: variance falls with L, bias does not")
 
 
 def mse_vs_cost(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:
     """Mean squared error of the whole gradient against the cost evaluations of one estimate, log-log, one
     panel per problem: at any vertical line every estimator has spent the same budget.  A biased
     estimator's exact squared bias is dotted where known, the floor its MSE flattens onto."""
+    return _mse_against(metrics, palette, "cost_evaluations", "cost evaluations per estimate",
+                        "Mean squared error of the gradient estimate at equal cost evaluations",
+                        exact_x="cost_evaluations")
+
+
+def _mse_against(metrics: pd.DataFrame, palette: dict | None, x: str, x_label: str, title: str,
+                 exact_x: str | None = None) -> plt.Figure:
+    """MSE of the whole gradient against ``x``, one panel per problem, with each biased estimator's exact
+    squared bias dotted (not an unbiased one's float rounding); ``exact_x`` names the x values of the
+    estimators :func:`_without_exact` blanks, where they are not blanked everywhere."""
     table = wide(metrics)
-    table = table[table["parameter"] == "all"].dropna(subset=["cost_evaluations"]).assign(parameter="whole gradient")
+    table = table[table["parameter"] == "all"].dropna(subset=[x]).assign(parameter="whole gradient")
     palette = estimator_palette(table["estimator"], palette)
     fig, panels = _panels(table, list(dict.fromkeys(metrics["problem"])))
     for (problem, _), frame, ax in panels:
         floor = frame["mse"].max() * RESOLUTION  # an exact bias² below it is the rounding of an unbiased one
-        frame, exact = _without_exact(frame, "mse", x="cost_evaluations")
+        frame, exact = _without_exact(frame, "mse", x=exact_x)
         for estimator, line in frame.groupby("estimator"):
-            line = line.sort_values("cost_evaluations")
-            _line_with_band(ax, line["cost_evaluations"], line["mse"], line["mse_se"], palette, estimator)
+            line = line.sort_values(x)
+            _line_with_band(ax, line[x], line["mse"], line["mse_se"], palette, estimator)
             if "exact_bias_squared" in line and (line["exact_bias_squared"] > floor).all():
-                ax.plot(line["cost_evaluations"], line["exact_bias_squared"], ls=":", lw=2, color=palette[estimator],
-                        label=EXACT_LABEL)
-        ax.set(xscale="log", yscale="log", title=problem, xlabel="cost evaluations per estimate",
-               ylabel="mean squared error")
+                ax.plot(line[x], line["exact_bias_squared"], ls=":", lw=2, color=palette[estimator], label=EXACT_LABEL)
+        ax.set(xscale="log", yscale="log", title=problem, xlabel=x_label, ylabel="mean squared error")
         _note_exact(ax, exact)
-    return _finish(fig, panels, "Mean squared error of the gradient estimate at equal cost evaluations")
+    return _finish(fig, panels, title)
 
 
 def efficiency_vs_L(metrics: pd.DataFrame, palette: dict | None = None) -> plt.Figure:

@@ -335,7 +335,8 @@ def final_objectives(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def equal_cost(metrics: pd.DataFrame, budgets, skipped=()) -> pd.DataFrame:
     """Each estimator at each budget of cost evaluations per estimate: the row of its largest measured
-    estimate within the budget (the whole gradient), with MSE, bias², variance and time per estimate.  An
+    estimate within the budget (the whole gradient), with MSE, bias², variance and time per estimate, and
+    ``exact`` where its MSE is float rounding beside the others' there.  An
     estimator none of whose estimates fits a budget has no row there, nor has one the run skipped at that
     budget (``skipped``: the run's skipped combinations, those with a ``cost_budget``), so a smaller estimate
     never stands in for it."""
@@ -355,6 +356,9 @@ def equal_cost(metrics: pd.DataFrame, budgets, skipped=()) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     result = pd.concat(rows, ignore_index=True)
+    # Exact to float rounding: an MSE below RESOLUTION × the largest at the same problem and budget.
+    largest = result.groupby(["problem", "cost_budget"])["mse"].transform("max")
+    result = result.assign(exact=result["mse"] <= RESOLUTION * largest)
     order = ["problem", "cost_budget", *[c for c in result.columns if c not in ("problem", "cost_budget")]]
     return result[order].sort_values(["problem", "cost_budget", "mse"], kind="stable", ignore_index=True)
 
@@ -368,9 +372,8 @@ def equal_cost_ranking(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (problem, budget), group in table.groupby(["problem", "cost_budget"], sort=False):
         group = group.sort_values("mse")
-        is_exact = group["mse"] <= RESOLUTION * group["mse"].max()
-        inexact = group[~is_exact]
-        row = {"problem": problem, "cost_budget": budget, "exact": ", ".join(group.loc[is_exact, "estimator"]),
+        inexact = group[~group["exact"]]
+        row = {"problem": problem, "cost_budget": budget, "exact": ", ".join(group.loc[group["exact"], "estimator"]),
                "best": None, "num_samples": np.nan, "mse": np.nan, "mse_se": np.nan, "runner_up": None,
                "margin": np.nan, "clear": False, "candidates": len(group)}
         if len(inexact):

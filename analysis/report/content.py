@@ -345,9 +345,8 @@ def _equal_cost_blocks(run: Run, name: str, folder: Path) -> list:
                     "the others, the L the budget buys it, and the runner-up's MSE over its own (within noise: "
                     "less than two standard errors apart).", csv)]
     unbiased = {n: p["unbiased"] for n, p in run.config.get("estimator_properties", {}).items()}
-    exact = table["mse"] <= tables.RESOLUTION * table.groupby(["problem", "cost_budget"])["mse"].transform("max")
-    reference = table["mse"].where(~exact).groupby([table["problem"], table["cost_budget"]]).transform("min")
-    relative = table.assign(ratio=(table["mse"] / reference).where(~exact, 0.0))
+    reference = table["mse"].where(~table["exact"]).groupby([table["problem"], table["cost_budget"]]).transform("min")
+    relative = table.assign(ratio=(table["mse"] / reference).where(~table["exact"], 0.0))
     for problem, frame in relative.groupby("problem", sort=False):
         grid = frame.pivot_table(index="estimator", columns="cost_budget", values="ratio", aggfunc="first")
         grid = grid.reindex(columns=sorted(grid.columns))

@@ -25,7 +25,7 @@ ARMS's L coupled samples have a variance in closed form for the Bernoulli toy's 
 (:func:`experiments.problems.bernoulli_exact.arms_separable_variance`).
 
 The leave-one-out baseline's variance is that of a U-statistic (see
-:func:`experiments.problems.base.u_statistic_variance`), from the enumeration over pairs of outcomes.
+:func:`experiments.problems.base.u_statistic_variance`), from moments of single outcomes.
 
 Reference: Tucker, Mnih, Maddison, Lawson & Sohl-Dickstein, *REBAR: Low-variance, unbiased gradient
 estimates for discrete latent variable models*, NeurIPS 2017, section 6.1.
