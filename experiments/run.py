@@ -40,6 +40,8 @@ def _resumed_config(experiment, path: str, given: list[str], **execution):
         raise ValueError(f"--resume {path}: that is a {stored.get('experiment')} run, not {experiment.name}.")
     fields = {f.name for f in dataclasses.fields(experiment.config)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in fields}
+    if "xla_optimization_level" in fields:  # a run from before the option compiled at XLA's default
+        values.setdefault("xla_optimization_level", None)
     return experiment.config(**{**values, **execution})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from unittest import mock
 
 import jax
 import numpy as np
@@ -525,3 +526,43 @@ def test_a_shared_program_takes_raw_keys_as_it_takes_typed_ones():
     for n in (2, 8):
         np.testing.assert_array_equal(typed[n].values, raw[n].values)
         np.testing.assert_array_equal(typed[n].grads["logits"], raw[n].grads["logits"])
+
+
+def test_the_xla_optimization_level_reaches_the_timed_programs_and_leaves_the_estimates(tmp_path):
+    """The default run compiles its timed programs at XLA's backend level 1, the profiles and
+    ``--xla-optimization-level default`` at XLA's own; the estimates agree to float32 rounding, and the
+    level is part of config.json."""
+    from experiments.catalog import variance_vs_L
+    from experiments.engine import measure
+
+    levels = []
+    original = measure._measure
+
+    def recording(*args, **kwargs):
+        levels.append(args[5] if len(args) > 5 else kwargs.get("compiler_options"))
+        return original(*args, **kwargs)
+
+    runs = {}
+    for level in (1, None):
+        jax.clear_caches()
+        config = variance_vs_L.Config(problems=("bernoulli_toy",), estimators=("disarm", "score_function_loo"),
+                                      num_samples=(2, 8), replicates=64, xla_optimization_level=level,
+                                      output_dir=str(tmp_path / str(level)), figures=False)
+        with mock.patch.object(measure, "_measure", recording):
+            runs[level] = analysis.load_run(variance_vs_L.run(config, progress=False))
+        assert runs[level].config["xla_optimization_level"] == level
+    assert levels == [{"xla_backend_optimization_level": 1}] * 2 + [None] * 2
+    statistics = lambda run: run.coordinate_metrics.query("metric in ['mean', 'variance']").drop(columns="run_id")
+    pd.testing.assert_frame_equal(statistics(runs[1]).reset_index(drop=True),
+                                  statistics(runs[None]).reset_index(drop=True), rtol=1e-5)
+    assert variance_vs_L.Config().xla_optimization_level == 1
+    assert variance_vs_L.Config.from_profile("full").xla_optimization_level is None
+    with pytest.raises(ValueError, match="xla-optimization-level must be 0, 1, 2, 3 or default"):
+        variance_vs_L.Config(xla_optimization_level=5).validate()
+    for given, expected in ((["--xla-optimization-level", "default"], None), (["--xla-optimization-level", "0"], 0),
+                            ([], 1)):
+        args = cli.build_parser().parse_args(["variance_vs_L", *given])
+        assert variance_vs_L.make_config(args, given[:1]).xla_optimization_level == expected
+    args = cli.build_parser().parse_args(["variance_vs_L", "--profile", "full", "--xla-optimization-level", "1"])
+    with pytest.raises(ValueError, match="drop --xla-optimization-level"):
+        variance_vs_L.make_config(args, ["--profile", "--xla-optimization-level"])

@@ -91,6 +91,7 @@ PROFILES = {
         "num_samples": (1, 16, 128, 1024),
         "replicates": 10_000,
         "max_cost_evaluations": 2**25,
+        "xla_optimization_level": None,  # times per estimate as XLA's default compiles them
     },
     "ci": {
         "problems": ("gaussian_cosine", "gaussian_elbo", "bernoulli_toy", "categorical_toy", "bernoulli_plate",
@@ -110,6 +111,7 @@ PROFILES = {
         "warmup_steps": 10,
         "warmup": "per_replicate",
         "max_cost_evaluations": 2**40,  # never fewer replicates than the bounds were made for
+        "xla_optimization_level": None,
     },
 }
 
@@ -227,7 +229,7 @@ def add_options(sub: argparse.ArgumentParser) -> None:
 
 #: The options a profile fixes.
 PROFILE_FIXES = ("--problems", "--estimators", "--num-samples", "--replicates", "--max-cost-evaluations", "--quick",
-                 "--no-quick")
+                 "--no-quick", "--xla-optimization-level")
 
 
 def make_config(args: argparse.Namespace, given: Sequence[str]) -> Config:

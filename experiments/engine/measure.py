@@ -154,6 +154,7 @@ def measure_cell(
     warmup_steps: int = DEFAULT_WARMUP_STEPS,
     warmup: str = "shared",
     mesh: Mesh | None = None,
+    compiler_options: dict | None = None,
 ) -> CellMeasurement:
     """R independent L-sample estimates of the gradient at the problem's parameters.
 
@@ -168,7 +169,8 @@ def measure_cell(
     With ``warmup="per_replicate"`` each replicate runs its own chain first (from
     ``fold_in(replicate_key, WARMUP_STREAM)``): the replicates are i.i.d. and measure the estimator
     averaged over its warm states, at ``warmup_steps + 1`` times the cost.  A program compiled for an
-    earlier cell that differs only in values (parameters, continuous options) is reused.
+    earlier cell that differs only in values (parameters, continuous options) is reused.  The timed program
+    is compiled with XLA's ``compiler_options`` (None: its defaults).
     """
     if warmup not in ("shared", "per_replicate"):
         raise ValueError(f"warmup must be 'shared' or 'per_replicate', got {warmup!r}.")
@@ -177,7 +179,7 @@ def measure_cell(
     batch = chunk_size(problem, estimator, num_samples, num_replicates, chunk_elements,
                        warmup_steps + 1 if per_replicate else 1)
     layout = _layout(num_samples, (), warmup_steps, per_replicate, num_replicates, batch, mesh)
-    return _measure(problem, estimator, layout, num_replicates, key)
+    return _measure(problem, estimator, layout, num_replicates, key, compiler_options)
 
 
 def measure_grid(
@@ -189,6 +191,7 @@ def measure_grid(
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
     warmup_steps: int = DEFAULT_WARMUP_STEPS,
     mesh: Mesh | None = None,
+    compiler_options: dict | None = None,
 ) -> dict[int, CellMeasurement]:
     """R replicate estimates at every L of ``grid`` from one program, for an estimator with per-sample
     statistics (:meth:`~estimators.GradientEstimator.has_sample_statistics`: every separable one, the
@@ -216,7 +219,7 @@ def measure_grid(
     statistics_size = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(one_sample))
     batch = chunk_size(problem, estimator, largest, num_replicates, chunk_elements, elements_per_sample=statistics_size)
     layout = _layout(largest, grid, warmup_steps, False, num_replicates, batch, mesh)
-    shared = _measure(problem, estimator, layout, num_replicates, key)
+    shared = _measure(problem, estimator, layout, num_replicates, key, compiler_options)
     total_cost = problem.cost_evaluations(estimator, largest)
     measurements = {}
     for index, num_samples in enumerate(grid):
@@ -239,7 +242,7 @@ def _layout(num_samples, grid, warmup_steps, per_replicate, num_replicates, batc
 
 
 def _measure(problem: Problem, estimator: est.GradientEstimator, layout: _Layout, num_replicates: int,
-             key: jax.Array) -> CellMeasurement:
+             key: jax.Array, compiler_options: dict | None = None) -> CellMeasurement:
     """Compile and run the program of ``layout``; the first ``num_replicates`` estimates on the host."""
     objective, params = problem.objective, problem.params
     num_samples, warmup_steps, per_replicate = layout.num_samples, layout.warmup_steps, layout.per_replicate
@@ -254,7 +257,8 @@ def _measure(problem: Problem, estimator: est.GradientEstimator, layout: _Layout
             state = est.value_and_grad_with_state(objective, estimator, num_samples).init(params)
 
         start = time.perf_counter()
-        compiled = _all_replicates.lower(objective, estimator, layout, params, key, state).compile()
+        lowered = _all_replicates.lower(objective, estimator, layout, params, key, state)
+        compiled = lowered.compile(compiler_options=compiler_options)
         compile_time = time.perf_counter() - start if compilations() else 0.0
 
         start = time.perf_counter()

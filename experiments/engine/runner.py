@@ -153,9 +153,9 @@ def measure_cells(settings: MeasurementSettings, cell: Cell, grid: Sequence[int]
     (:func:`measure_grid`) for several L, :func:`measure_cell` for one."""
     if len(grid) > 1:
         return measure_grid(cell.problem, cell.estimator, grid, replicates, key, settings.chunk_elements,
-                            settings.warmup_steps, mesh)
+                            settings.warmup_steps, mesh, settings.compiler_options)
     return {grid[0]: measure_cell(cell.problem, cell.estimator, grid[0], replicates, key, settings.chunk_elements,
-                                  settings.warmup_steps, settings.warmup, mesh)}
+                                  settings.warmup_steps, settings.warmup, mesh, settings.compiler_options)}
 
 
 def devices_for(settings: MeasurementSettings, device: jax.Device) -> list:
