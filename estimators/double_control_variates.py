@@ -53,6 +53,7 @@ from estimators.base import (
     estimator_dataclass,
     sample_keys,
 )
+from estimators.control_variates import leave_one_out_mean
 from estimators.registry import register
 
 
@@ -60,12 +61,6 @@ class DoubleControlVariateState(NamedTuple):
     alpha: jax.Array  #: the control variate's coefficient α (a scalar)
     cross: jax.Array  #: moving average of :math:`A^\top B`
     square: jax.Array  #: moving average of :math:`B^\top B`
-
-
-def leave_one_out_mean(values: jax.Array) -> jax.Array:
-    """Each sample's mean over the other L − 1 samples (leading axis L)."""
-    num_samples = values.shape[0]
-    return (jnp.sum(values, axis=0, keepdims=True) - values) / (num_samples - 1)
 
 
 def double_control_variate_terms(costs: jax.Array, cost_gradients: jax.Array, samples: jax.Array,
