@@ -536,7 +536,7 @@ def test_the_xla_optimization_level_reaches_the_timed_programs_and_leaves_the_es
     from experiments.engine import measure
 
     levels = []
-    original = measure._measure
+    original = measure._compile
 
     def recording(*args, **kwargs):
         levels.append(args[5] if len(args) > 5 else kwargs.get("compiler_options"))
@@ -548,7 +548,7 @@ def test_the_xla_optimization_level_reaches_the_timed_programs_and_leaves_the_es
         config = variance_vs_L.Config(problems=("bernoulli_toy",), estimators=("disarm", "score_function_loo"),
                                       num_samples=(2, 8), replicates=64, xla_optimization_level=level,
                                       output_dir=str(tmp_path / str(level)), figures=False)
-        with mock.patch.object(measure, "_measure", recording):
+        with mock.patch.object(measure, "_compile", recording):
             runs[level] = analysis.load_run(variance_vs_L.run(config, progress=False))
         assert runs[level].config["xla_optimization_level"] == level
     assert levels == [{"xla_backend_optimization_level": 1}] * 2 + [{"xla_backend_optimization_level": 3}] * 2

@@ -205,6 +205,42 @@ def measure_grid(
     run time is the program's, shared out in proportion to its cost evaluations
     (``program_num_samples`` records the L that was timed); the compilations are counted at the smallest L."""
     grid = tuple(sorted(set(grid)))
+    cell = _compile_grid(problem, estimator, grid, num_replicates, key, chunk_elements, warmup_steps, mesh,
+                         compiler_options)
+    return cell.measurements(key)
+
+
+def compile_cells(
+    problem: Problem,
+    estimator: est.GradientEstimator,
+    grid: Sequence[int],
+    num_replicates: int,
+    key: jax.Array,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    warmup_steps: int = DEFAULT_WARMUP_STEPS,
+    mesh: Mesh | None = None,
+    compiler_options: dict | None = None,
+) -> CompiledCell:
+    """The compiled program of :func:`measure_grid` (several L, an estimator with per-sample statistics)
+    or of :func:`measure_cell` (one L, a shared warm-up), for rounds of ``num_replicates`` fresh replicates:
+    ``compile_cells(...).measurements(fold_in(key, round))``.  Its stateful estimator starts every round
+    from the state of one warm-up chain, drawn from ``key``."""
+    grid = tuple(sorted(set(grid)))
+    if len(grid) > 1:
+        return _compile_grid(problem, estimator, grid, num_replicates, key, chunk_elements, warmup_steps, mesh,
+                             compiler_options)
+    (num_samples,) = grid
+    reason = estimator.applicability(problem.distribution(), num_samples)
+    if reason is not None:
+        raise ValueError(f"{estimator.name} cannot be measured on {problem.name} at L = {num_samples}: {reason}.")
+    mesh = mesh if mesh is not None else replicate_mesh()
+    batch = chunk_size(problem, estimator, num_samples, num_replicates, chunk_elements)
+    layout = _layout(num_samples, (), warmup_steps, False, num_replicates, batch, mesh)
+    return _compile(problem, estimator, layout, num_replicates, key, compiler_options)
+
+
+def _compile_grid(problem, estimator, grid, num_replicates, key, chunk_elements, warmup_steps, mesh,
+                  compiler_options) -> CompiledCell:
     if not estimator.has_sample_statistics(problem.objective):
         raise ValueError(f"{estimator.name} has no per-sample statistics on {problem.name}: measure each L with "
                          "measure_cell.")
@@ -219,7 +255,14 @@ def measure_grid(
     statistics_size = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(one_sample))
     batch = chunk_size(problem, estimator, largest, num_replicates, chunk_elements, elements_per_sample=statistics_size)
     layout = _layout(largest, grid, warmup_steps, False, num_replicates, batch, mesh)
-    shared = _measure(problem, estimator, layout, num_replicates, key, compiler_options)
+    return _compile(problem, estimator, layout, num_replicates, key, compiler_options)
+
+
+def _split_grid(problem: Problem, estimator: est.GradientEstimator, grid: tuple[int, ...],
+                shared: CellMeasurement) -> dict[int, CellMeasurement]:
+    """Each L's measurement from a grid program's: its estimates, and the run time shared out in proportion
+    to each L's cost evaluations (the compilations counted at the smallest L)."""
+    largest = grid[-1]
     total_cost = problem.cost_evaluations(estimator, largest)
     measurements = {}
     for index, num_samples in enumerate(grid):
@@ -244,6 +287,12 @@ def _layout(num_samples, grid, warmup_steps, per_replicate, num_replicates, batc
 def _measure(problem: Problem, estimator: est.GradientEstimator, layout: _Layout, num_replicates: int,
              key: jax.Array, compiler_options: dict | None = None) -> CellMeasurement:
     """Compile and run the program of ``layout``; the first ``num_replicates`` estimates on the host."""
+    return _compile(problem, estimator, layout, num_replicates, key, compiler_options).run(key)
+
+
+def _compile(problem: Problem, estimator: est.GradientEstimator, layout: _Layout, num_replicates: int,
+             key: jax.Array, compiler_options: dict | None = None) -> CompiledCell:
+    """The program of ``layout``, compiled (a stateful estimator's starting state prepared from ``key``)."""
     objective, params = problem.objective, problem.params
     num_samples, warmup_steps, per_replicate = layout.num_samples, layout.warmup_steps, layout.per_replicate
 
@@ -260,27 +309,54 @@ def _measure(problem: Problem, estimator: est.GradientEstimator, layout: _Layout
         lowered = _all_replicates.lower(objective, estimator, layout, params, key, state)
         compiled = lowered.compile(compiler_options=compiler_options)
         compile_time = time.perf_counter() - start if compilations() else 0.0
+    return CompiledCell(problem, estimator, layout, num_replicates, state, compiled, compile_time, compilations())
 
+
+@dataclasses.dataclass(frozen=True)
+class CompiledCell:
+    """A cell's compiled replicate program and the state its replicates start from: :meth:`run` computes
+    ``num_replicates`` fresh estimates for each key it is given, with no further compilation (rounds of
+    replicates within a time budget)."""
+
+    problem: Problem
+    estimator: est.GradientEstimator
+    layout: Any  #: the program's :class:`_Layout`
+    num_replicates: int
+    state: Any
+    compiled: Any
+    compile_time_s: float
+    compilations: int
+
+    def run(self, key: jax.Array) -> CellMeasurement:
+        """The ``num_replicates`` estimates of replicate keys ``fold_in(key, r)``, on the host, timed."""
         start = time.perf_counter()
-        values, grads = jax.block_until_ready(compiled(objective, estimator, params, key, state))
+        values, grads = jax.block_until_ready(
+            self.compiled(self.problem.objective, self.estimator, self.problem.params, key, self.state))
         run_time = time.perf_counter() - start
 
-    def to_host(x):
-        if jax.process_count() > 1:  # every host holds its own devices' share
-            from jax.experimental import multihost_utils
+        def to_host(x):
+            if jax.process_count() > 1:  # every host holds its own devices' share
+                from jax.experimental import multihost_utils
 
-            x = multihost_utils.process_allgather(x, tiled=True)
-        return np.asarray(x, dtype=np.float64)[:num_replicates]
+                x = multihost_utils.process_allgather(x, tiled=True)
+            return np.asarray(x, dtype=np.float64)[:self.num_replicates]
 
-    return CellMeasurement(
-        grads=jax.tree_util.tree_map(to_host, grads),
-        values=to_host(values),
-        compile_time_s=compile_time,
-        run_time_s=run_time,
-        chunk_size=layout.batch,
-        devices=layout.mesh.size,
-        compilations=compilations(),
-    )
+        return CellMeasurement(
+            grads=jax.tree_util.tree_map(to_host, grads),
+            values=to_host(values),
+            compile_time_s=self.compile_time_s,
+            run_time_s=run_time,
+            chunk_size=self.layout.batch,
+            devices=self.layout.mesh.size,
+            compilations=self.compilations,
+        )
+
+    def measurements(self, key: jax.Array) -> dict[int, CellMeasurement]:
+        """:meth:`run`'s estimates by L: the program's one L, or each L of its grid."""
+        measured = self.run(key)
+        if not self.layout.grid:
+            return {self.layout.num_samples: measured}
+        return _split_grid(self.problem, self.estimator, self.layout.grid, measured)
 
 
 class _Layout(NamedTuple):

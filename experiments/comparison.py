@@ -1,0 +1,441 @@
+"""Rank every applicable gradient estimator on the user's own objective, within a time budget.
+
+    import experiments
+    result = experiments.compare(objective, params, jax.random.key(0), budget_seconds=60)
+    print(result)                 # the recommendation per L
+    result.table                  # estimator, L, parameter group: variance, bias², MSE, time, cost, ...
+
+:func:`compare` measures the estimators the way the benchmark measures its problems (the same compiled
+replicate programs, the same statistics, the same ranking as :func:`analysis.tables.recommendations`),
+pointed at an objective the project has never seen:
+
+- **What is measured.** Every registered estimator that applies to the objective's distribution (or the
+  ones given, with their options) at every L of ``num_samples`` it can use: R independent L-sample
+  estimates at ``params``, their variance (trace of the covariance) with its standard error, the time per
+  estimate and the cost evaluations.  A stateful estimator (a moving-average baseline, RELAX's network)
+  first makes ``warmup_steps`` updates on one chain, as in the benchmark.
+- **The reference.** Bias² and MSE need the true gradient.  Given as ``reference`` (with its standard error,
+  if it is itself an estimate), it is used as such.  Otherwise it is formed from the measurements: the mean
+  of the unbiased estimator whose mean has the smallest standard error (at its largest L), with that
+  standard error carried into every bias² and MSE.  With no reference (``reference=False``), an unbiased
+  estimator's MSE is its variance and the biased ones are not ranked.
+- **Agreement.** Against a formed reference, every unbiased estimator's mean should agree within noise; a
+  ``disagrees`` flag (family-wise false alarm 1%) marks those that do not: an estimator whose assumptions
+  the objective breaks (the pathwise gradient of a cost with a step, for instance).
+- **The ranking.** Per L, the estimator with the lowest MSE × time per estimate, the runner-up, their margin
+  and whether it is clear (more than two standard errors).
+- **The budget.** Each program is compiled and run for one round of ``round_replicates`` replicates; then
+  rounds go, by turns, to the program that has used the least time, until the next round would overrun
+  ``budget_seconds`` or every program has ``replicates`` estimates.  The budget covers compiling, so the
+  run ends within about one compilation and one round of it.  Programs not reached before the budget ran
+  out are rows with that reason.
+- **Failures.** An estimator that raises (an objective it cannot serve) becomes a row with the error; the
+  others are measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+import estimators as est
+from experiments.engine.measure import CellMeasurement, compile_cells
+from experiments.engine.statistics import bonferroni_z
+from experiments.engine.tidy import ALL_PARAMETERS, cell_rows
+from experiments.problems import Problem
+
+PyTree = Any
+
+#: Replicates a program computes per round; every measured L has at least this many.
+ROUND_REPLICATES = 64
+#: The most gradient elements (replicates × parameters × L values) kept on the host per program, so the
+#: statistics of a large model's gradients stay within a few hundred megabytes.
+MAX_HOST_ELEMENTS = 2**25
+#: Family-wise false-alarm rate of the ``disagrees`` flags.
+DISAGREEMENT_FALSE_ALARM = 0.01
+#: XLA's backend optimization level of the programs (LLVM -O1 on CPU), as the benchmark's default run: it
+#: compiles in about 70% of the time of XLA's default for the same run time.
+COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """What :func:`compare` measured.
+
+    Attributes:
+      table: one row per estimator, L and parameter group (``all``: the whole gradient), with the variance,
+        bias², MSE and their standard errors (``_se``), time per estimate, cost evaluations, replicates,
+        whether the estimator is unbiased, whether its mean disagrees with the reference, and ``error``
+        (why it was not measured, empty where it was).
+      recommendations: one row per L: the ``best`` estimator by MSE × time, the ``runner_up``, ``margin``
+        (the runner-up's MSE × time over the best's), ``margin_z`` (that difference in standard errors) and
+        ``clear`` (margin_z > 2).
+      metrics: the tidy rows a run folder's metrics.csv holds (problem, estimator, num_samples, parameter,
+        metric, value, std_error, replicates); ``coordinate_metrics`` those of metrics_by_coordinate.csv.
+      skipped: the (estimator, L) not measured, each with its ``error``.
+      reference: the reference gradient (a pytree like the parameters) or None.
+      reference_se: its standard error per coordinate (None where it is exact).
+      reference_source: where it came from ("given", "<estimator> at L = ..., R = ..." or "none").
+      wall_time_s: the whole call's wall time.
+    """
+
+    table: pd.DataFrame
+    recommendations: pd.DataFrame
+    metrics: pd.DataFrame
+    coordinate_metrics: pd.DataFrame
+    skipped: list[dict]
+    reference: PyTree | None
+    reference_se: PyTree | None
+    reference_source: str
+    wall_time_s: float
+
+    def __str__(self) -> str:
+        lines = [f"Estimators compared in {self.wall_time_s:.1f} s; reference gradient: {self.reference_source}."]
+        if self.recommendations.empty:
+            lines.append("No estimator could be ranked.")
+        else:
+            columns = ["num_samples", "best", "runner_up", "margin", "clear", "mse", "time_per_estimate_s"]
+            lines.append(self.recommendations[[c for c in columns if c in self.recommendations]].to_string(index=False))
+        failed = self.table.loc[self.table["error"] != "", ["estimator", "num_samples", "error"]].drop_duplicates()
+        if not failed.empty:
+            lines.append("Not measured:")
+            lines.extend(f"  {r.estimator} (L = {r.num_samples}): {r.error}" for r in failed.itertuples())
+        flagged = self.table.loc[self.table["disagrees"] & (self.table["parameter"] == ALL_PARAMETERS)]
+        if not flagged.empty:
+            lines.append("Unbiased estimators whose mean disagrees with the reference (is an assumption broken?): "
+                         + ", ".join(f"{r.estimator} (L = {r.num_samples})" for r in flagged.itertuples()))
+        return "\n".join(lines)
+
+
+def compare(
+    objective: est.Objective,
+    params: PyTree,
+    key: jax.Array,
+    *,
+    estimators: str | Sequence[str | est.GradientEstimator] = "applicable",
+    num_samples: Sequence[int] = (1, 4, 16, 64),
+    budget_seconds: float = 60.0,
+    replicates: int = 10_000,
+    reference: PyTree | bool | None = None,
+    reference_se: PyTree | None = None,
+    warmup_steps: int = 50,
+    round_replicates: int = ROUND_REPLICATES,
+    name: str = "objective",
+    progress: bool = True,
+) -> Comparison:
+    """Measure and rank gradient estimators on ``objective`` at ``params`` within ``budget_seconds``.
+
+    Args:
+      objective: the :class:`estimators.Objective` (plates and importance-weighted objectives included).
+      params: the parameters at which the gradient is estimated.
+      key: a JAX key; the same key gives the same samples.  Each estimator draws from its own stream, so the
+        estimators' errors are independent.
+      estimators: ``"applicable"`` (every registered estimator that serves the distribution), or a list of
+        registry names and estimator objects (with options).
+      num_samples: the sample counts L to compare at.
+      budget_seconds: the wall time to spend, compilation included (see the module's description).
+      replicates: the most replicates per estimator and L.
+      reference: the true gradient (a pytree like ``params``) where known; None forms one from the unbiased
+        estimators' measurements; False ranks without one (unbiased estimators only).
+      reference_se: the standard error of a given reference, per coordinate (a pytree like ``params``).
+      warmup_steps: updates a stateful estimator makes before it is measured.
+      round_replicates: replicates per round of a program.
+      name: the objective's name in the tables.
+      progress: show a progress bar of the budget spent.
+
+    Returns:
+      a :class:`Comparison`; ``print`` it for the recommendation.
+    """
+    start = time.perf_counter()
+    _check_arguments(num_samples, budget_seconds, replicates, round_replicates, warmup_steps, reference,
+                     reference_se)
+    given = reference is not None and reference is not False
+    problem = Problem(
+        name=name, description="a user's objective", objective=objective, params=params,
+        exact_grad=_host_tree(reference) if given else None,
+        exact_grad_se=_host_tree(reference_se) if given and reference_se is not None else None)
+    candidates = _candidates(estimators)
+    programs, skipped = _plan(problem, candidates, sorted(set(int(n) for n in num_samples)),
+                              every_registered=isinstance(estimators, str))
+
+    bar = tqdm(total=round(budget_seconds, 1), unit="s", desc=f"compare on {name}", disable=not progress,
+               dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s{postfix}")
+    deadline = start + budget_seconds
+    measured = _measure_within_budget(problem, programs, key, deadline, replicates, round_replicates,
+                                      warmup_steps, skipped, bar, start)
+    bar.close()
+
+    measurements = {cell: _concatenate(rounds) for cell, rounds in measured.items()}
+    if given:
+        source = "given"
+    elif reference is None:
+        problem, source = _formed_reference(problem, measurements)
+    else:
+        source = "none"
+
+    rows, coordinate_rows = [], []
+    for (estimator, num_samples_), measurement in measurements.items():
+        cell, by_coordinate = cell_rows(problem, estimator, num_samples_, measurement)
+        rows.extend(cell)
+        coordinate_rows.extend(by_coordinate)
+    metrics = pd.DataFrame(rows)
+    if problem.exact_grad is None and not metrics.empty:
+        metrics = _variance_as_mse_of_unbiased(metrics, {e.name: e.unbiased for e, _ in measurements})
+    table = _table(metrics, skipped, {e.name: e.unbiased for e in candidates}, _disagreeing(problem, measurements))
+    from analysis.tables import recommendations  # the benchmark's ranking, so the two agree
+
+    ranking = recommendations(metrics) if not metrics.empty else pd.DataFrame()
+    ranking = ranking.drop(columns=["problem"], errors="ignore")
+    return Comparison(table=table, recommendations=ranking, metrics=metrics,
+                      coordinate_metrics=pd.DataFrame(coordinate_rows), skipped=skipped,
+                      reference=problem.exact_grad, reference_se=problem.exact_grad_se, reference_source=source,
+                      wall_time_s=time.perf_counter() - start)
+
+
+def _check_arguments(num_samples, budget_seconds, replicates, round_replicates, warmup_steps, reference,
+                     reference_se) -> None:
+    if not num_samples or any(int(n) != n or n < 1 for n in num_samples):
+        raise ValueError(f"num_samples must be positive integers, got {list(num_samples)}.")
+    if not budget_seconds > 0:
+        raise ValueError(f"budget_seconds must be positive, got {budget_seconds}.")
+    if round_replicates < 3:
+        raise ValueError(f"round_replicates must be at least 3 (a variance needs a standard error), got "
+                         f"{round_replicates}.")
+    if replicates < round_replicates:
+        raise ValueError(f"replicates ({replicates}) must be at least round_replicates ({round_replicates}).")
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be non-negative, got {warmup_steps}.")
+    if reference_se is not None and (reference is None or reference is False):
+        raise ValueError("reference_se is the standard error of a given reference: pass reference as well.")
+
+
+def _candidates(estimators) -> list[est.GradientEstimator]:
+    if isinstance(estimators, str):
+        if estimators != "applicable":
+            raise ValueError(f"estimators must be 'applicable' or a list of names and estimators, got "
+                             f"{estimators!r}.")
+        return [est.get(name) for name in est.names()]
+    chosen = [est.get(e) if isinstance(e, str) else e for e in estimators]
+    if not chosen:
+        raise ValueError("estimators is empty: give at least one, or 'applicable'.")
+    return chosen
+
+
+def _plan(problem: Problem, candidates, grid, every_registered: bool
+          ) -> tuple[list[tuple[est.GradientEstimator, tuple[int, ...]]], list[dict]]:
+    """The programs to compile, (estimator, its L values): one for the whole grid where the estimator has
+    per-sample statistics, one per L otherwise; and the (estimator, L) it cannot serve, with the reason
+    (of every registered estimator, only those that serve the distribution but not at some L)."""
+    try:
+        dist = problem.distribution()
+    except Exception as error:
+        raise ValueError(f"objective.distribution(params) failed: {type(error).__name__}: {error}") from error
+    programs, skipped = [], []
+    for estimator in candidates:
+        if every_registered and estimator.supports(dist) is not None:
+            continue
+        usable = []
+        for n in grid:
+            reason = estimator.applicability(dist, n)
+            if reason is None:
+                usable.append(n)
+            else:
+                skipped.append({"estimator": estimator.name, "num_samples": n, "error": f"not applicable: {reason}"})
+        if not usable:
+            continue
+        try:
+            shared = len(usable) > 1 and estimator.has_sample_statistics(problem.objective)
+        except Exception:
+            shared = False
+        programs.extend([(estimator, tuple(usable))] if shared else [(estimator, (n,)) for n in usable])
+    return programs, skipped
+
+
+def _measure_within_budget(problem, programs, key, deadline, replicates, round_replicates, warmup_steps, skipped,
+                           bar, start):
+    """Compile each program and run its first round; then give rounds, by turns, to the program that has
+    used the least time, until the budget or every program's replicates are spent.  Returns
+    {(estimator, L): [CellMeasurement of each round]}."""
+    measured: dict[tuple, list[CellMeasurement]] = {}
+    compiled, spent, round_time, limit = [], [], [], []
+    parameter_size = sum(math.prod(np.shape(leaf)) for leaf in jax.tree_util.tree_leaves(problem.params))
+
+    def tick():  # tqdm redraws at most every 0.1 s
+        bar.update(round(min(time.perf_counter() - start, bar.total), 1) - bar.n)
+
+    for estimator, grid in programs:
+        label = f"{estimator.name} L={','.join(map(str, grid))}"
+        if time.perf_counter() >= deadline:
+            skipped.extend({"estimator": estimator.name, "num_samples": n,
+                            "error": "the time budget ran out before it was reached; raise budget_seconds or "
+                                     "compare fewer estimators"} for n in grid)
+            continue
+        bar.set_postfix_str(label)
+        try:
+            program_key = _estimator_key(key, estimator)
+            program = compile_cells(problem, estimator, grid, round_replicates, program_key,
+                                    warmup_steps=warmup_steps, compiler_options=COMPILER_OPTIONS)
+            first = program.measurements(jax.random.fold_in(program_key, 0))
+            _check_finite(first)
+        except Exception as error:  # one estimator's failure is a row, not the end of the comparison
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
+            skipped.extend({"estimator": estimator.name, "num_samples": n, "error": reason} for n in grid)
+            tick()
+            continue
+        for n, m in first.items():
+            measured[(estimator, n)] = [m]
+        compiled.append((program, program_key))
+        # Compiling and warming up do not count against a program's turns: every program starts at its
+        # first round's run time.
+        round_time.append(max(m.run_time_s for m in first.values()) if len(first) == 1 else
+                          sum(m.run_time_s for m in first.values()))
+        spent.append(round_time[-1])
+        host_cap = MAX_HOST_ELEMENTS // max(1, parameter_size * len(grid))
+        limit.append(max(1, min(replicates, host_cap) // round_replicates))
+        tick()
+
+    rounds = [1] * len(compiled)
+    while compiled:
+        open_programs = [i for i in range(len(compiled)) if rounds[i] < limit[i]]
+        if not open_programs:
+            break
+        i = min(open_programs, key=lambda j: spent[j])
+        if time.perf_counter() + round_time[i] > deadline:
+            limit[i] = rounds[i]  # its next round would overrun the budget
+            continue
+        program, program_key = compiled[i]
+        began = time.perf_counter()
+        try:
+            more = program.measurements(jax.random.fold_in(program_key, rounds[i]))
+            _check_finite(more)
+        except Exception:
+            limit[i] = rounds[i]
+            continue
+        elapsed = time.perf_counter() - began
+        round_time[i] = 0.5 * (round_time[i] + elapsed)
+        spent[i] += elapsed
+        rounds[i] += 1
+        for n, m in more.items():
+            measured[(program.estimator, n)].append(m)
+        tick()
+    return measured
+
+
+def _estimator_key(key: jax.Array, estimator: est.GradientEstimator) -> jax.Array:
+    """Each estimator's own stream, so that the estimators' errors are independent (the margins between them
+    and their bias against a formed reference assume it); the same for its every L, as in the benchmark."""
+    return jax.random.fold_in(key, zlib.crc32(repr(estimator).encode()) & 0x7FFFFFFF)
+
+
+def _check_finite(measurements: dict[int, CellMeasurement]) -> None:
+    for n, m in measurements.items():
+        leaves = jax.tree_util.tree_leaves(m.grads)
+        if not all(np.isfinite(leaf).all() for leaf in leaves):
+            raise FloatingPointError(f"non-finite gradient estimates at L = {n}")
+
+
+def _concatenate(rounds: list[CellMeasurement]) -> CellMeasurement:
+    """One measurement of all rounds' replicates: their estimates, the sum of their run times."""
+    return dataclasses.replace(
+        rounds[0],
+        grads=jax.tree_util.tree_map(lambda *leaves: np.concatenate(leaves), *[m.grads for m in rounds]),
+        values=np.concatenate([m.values for m in rounds]),
+        run_time_s=sum(m.run_time_s for m in rounds),
+    )
+
+
+def _formed_reference(problem: Problem, measurements) -> tuple[Problem, str]:
+    """The problem with a reference gradient formed from the unbiased estimator whose mean has the smallest
+    standard error (its largest L), and where it came from; unchanged where nothing unbiased was measured."""
+    best = None
+    for (estimator, n), m in measurements.items():
+        if not estimator.unbiased:
+            continue
+        leaves = jax.tree_util.tree_leaves(m.grads)
+        num_replicates = leaves[0].shape[0]
+        mean_variance = sum(leaf.var(axis=0, ddof=1).sum() for leaf in leaves) / num_replicates
+        if best is None or mean_variance < best[0] or (mean_variance == best[0] and n > best[2]):
+            best = (mean_variance, estimator, n, m, num_replicates)
+    if best is None:
+        return problem, "none (no unbiased estimator was measured)"
+    _, estimator, n, m, num_replicates = best
+    mean = jax.tree_util.tree_map(lambda leaf: leaf.mean(axis=0), m.grads)
+    se = jax.tree_util.tree_map(lambda leaf: leaf.std(axis=0, ddof=1) / np.sqrt(num_replicates), m.grads)
+    source = f"the mean of {estimator.name} at L = {n} over R = {num_replicates} replicates"
+    return dataclasses.replace(problem, exact_grad=mean, exact_grad_se=se), source
+
+
+def _variance_as_mse_of_unbiased(metrics: pd.DataFrame, unbiased: dict[str, bool]) -> pd.DataFrame:
+    """Without a reference, an unbiased estimator's MSE is its variance: rows that say so."""
+    variance = metrics[(metrics["metric"] == "variance") & metrics["estimator"].map(unbiased)]
+    return pd.concat([metrics, variance.assign(metric="mse")], ignore_index=True)
+
+
+def _disagreeing(problem: Problem, measurements) -> set[tuple[str, int]]:
+    """The (estimator, L) of unbiased estimators whose mean differs from the reference: per coordinate,
+    z = (ḡ − g*) / sqrt(s²/R + s*²) against the two-sided Bonferroni threshold over every coordinate of
+    every unbiased cell (family-wise false alarm :data:`DISAGREEMENT_FALSE_ALARM`; conservative for the
+    reference's own estimator, whose estimates it averages)."""
+    if problem.exact_grad is None:
+        return set()
+    reference = np.concatenate([np.ravel(leaf) for leaf in jax.tree_util.tree_leaves(problem.exact_grad)])
+    reference_se = (np.zeros_like(reference) if problem.exact_grad_se is None else
+                    np.concatenate([np.ravel(leaf) for leaf in jax.tree_util.tree_leaves(problem.exact_grad_se)]))
+    cells = {cell: m for cell, m in measurements.items() if cell[0].unbiased}
+    if not cells:
+        return set()
+    threshold = bonferroni_z(DISAGREEMENT_FALSE_ALARM, len(cells) * reference.size)
+    flagged = set()
+    for (estimator, n), m in cells.items():
+        g = np.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in jax.tree_util.tree_leaves(m.grads)], axis=1)
+        se = np.sqrt(g.var(axis=0, ddof=1) / g.shape[0] + reference_se**2)
+        difference = np.abs(g.mean(axis=0) - reference)
+        # A coordinate with no spread at all (an exact estimate) is compared to float32 rounding.
+        tolerance = np.maximum(threshold * se, 1e-5 * np.max(np.abs(reference), initial=1e-30))
+        if (difference > tolerance).any():
+            flagged.add((estimator.name, n))
+    return flagged
+
+
+def _table(metrics: pd.DataFrame, skipped: list[dict], unbiased: dict[str, bool],
+           disagreeing: set[tuple[str, int]]):
+    columns = ["estimator", "num_samples", "parameter", "unbiased", "variance", "variance_se", "bias_squared",
+               "bias_squared_se", "mse", "mse_se", "time_per_estimate_s", "cost_evaluations", "replicates",
+               "compile_time_s", "disagrees", "error"]
+    from analysis.load import wide
+
+    if metrics.empty:
+        table = pd.DataFrame(columns=["estimator", "num_samples", "parameter"])
+    else:
+        table = wide(metrics.drop(columns=["problem"]))
+        costs = table[table["parameter"] == ALL_PARAMETERS][
+            ["estimator", "num_samples", "time_per_estimate_s", "cost_evaluations", "compile_time_s"]].dropna()
+        metric_columns = [c for c in ("variance", "variance_se", "bias_squared", "bias_squared_se", "mse", "mse_se")
+                          if c in table]
+        table = table.dropna(subset=["variance"])[["estimator", "num_samples", "parameter", "replicates",
+                                                    *metric_columns]]
+        table = table.merge(costs, on=["estimator", "num_samples"], how="left")
+    failed = pd.DataFrame(skipped, columns=["estimator", "num_samples", "error"]).assign(parameter=ALL_PARAMETERS)
+    table = pd.concat([table.assign(error=""), failed], ignore_index=True)
+    table["unbiased"] = table["estimator"].map(unbiased).astype(bool)
+    table["disagrees"] = [(e, n) in disagreeing for e, n in zip(table["estimator"], table["num_samples"])]
+    for column in columns:
+        if column not in table:
+            table[column] = np.nan
+    order = {name: i for i, name in enumerate(dict.fromkeys(table["estimator"]))}
+    table = table.sort_values(["num_samples", "parameter", "estimator"], key=lambda s: s.map(order)
+                              if s.name == "estimator" else s, kind="stable")
+    return table[columns].reset_index(drop=True)
+
+
+def _host_tree(tree: PyTree) -> PyTree:
+    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf, dtype=np.float64), tree)
