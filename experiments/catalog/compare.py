@@ -37,6 +37,9 @@ class Config(RunSettings):
     replicates: int = 10_000
 
     def validate(self) -> None:
+        if not self.objective:
+            raise ValueError("compare needs --objective MODULE:FUNCTION: the function (in a module on the Python "
+                             "path) that returns (objective, params).")
         if self.objective.count(":") != 1 or not all(self.objective.split(":")):
             raise ValueError(f"--objective must be MODULE:FUNCTION (such as my_model:make_objective), got "
                              f"{self.objective!r}.")
@@ -99,7 +102,7 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True,
 
 
 def add_options(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--objective", required=True, metavar="MODULE:FUNCTION",
+    sub.add_argument("--objective", default="", metavar="MODULE:FUNCTION",
                      help="the function that returns (objective, params) or (objective, params, reference), "
                      "such as my_model:make_objective for make_objective in my_model.py")
     sub.add_argument("--estimators", type=options.comma_list, default=None, metavar="NAMES",
