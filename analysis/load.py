@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.engine.ranking import wide
 from experiments.engine.results import Run, load_run
 
 __all__ = ["Run", "load_metrics", "load_run", "wide"]
@@ -17,14 +18,3 @@ def load_metrics(*paths: str | Path) -> pd.DataFrame:
     if not paths:
         raise ValueError("load_metrics needs at least one run folder.")
     return pd.concat([load_run(p).metrics for p in paths], ignore_index=True)
-
-
-def wide(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell and parameter group, one column per metric, and ``<metric>_se`` for its standard
-    error.  Every other column (problem, estimator, labels such as temperature, L, parameter, ...)
-    identifies the row."""
-    index = [c for c in metrics.columns if c not in ("metric", "value", "std_error")]
-    table = metrics.set_index([*index, "metric"])
-    values = table["value"].unstack("metric")
-    errors = table["std_error"].unstack("metric").add_suffix("_se")
-    return values.join(errors).reset_index().rename_axis(columns=None)

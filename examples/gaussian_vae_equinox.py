@@ -52,7 +52,7 @@ class VAE(eqx.Module):
 def make_objective():
     """The minibatch's negative ELBO as an :class:`estimators.Objective` of the model's arrays."""
     images = jnp.asarray(load_digits().data[:BATCH_SIZE] >= 8, jnp.float32)
-    params, static = eqx.partition(VAE(jax.random.key(0)), eqx.is_array)
+    params, static = eqx.partition(VAE(jax.random.key(0)), eqx.is_inexact_array)
 
     def posterior(p):
         return est.Normal(*eqx.combine(p, static).posterior(images))

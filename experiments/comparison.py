@@ -6,8 +6,8 @@
     result.table                  # estimator, L, parameter group: variance, bias², MSE, time, cost, ...
 
 :func:`compare` measures the estimators the way the benchmark measures its problems (the same compiled
-replicate programs, the same statistics, the same ranking as :func:`analysis.tables.recommendations`),
-pointed at an objective the project has never seen:
+replicate programs, the same statistics, and the report's ranking,
+:func:`experiments.engine.ranking.recommendations`), pointed at an objective the project has never seen:
 
 - **What is measured.** Every registered estimator that applies to the objective's distribution (or the
   ones given, with their options) at every L of ``num_samples`` it can use: R independent L-sample
@@ -18,10 +18,12 @@ pointed at an objective the project has never seen:
   if it is itself an estimate), it is used as such.  Otherwise it is formed from the measurements: the mean
   of the unbiased estimator whose mean has the smallest standard error (at its largest L), with that
   standard error carried into every bias² and MSE.  With no reference (``reference=False``), an unbiased
-  estimator's MSE is its variance and the biased ones are not ranked.
+  estimator's MSE is its variance and the biased ones are not ranked.  The estimator that forms the reference
+  is ranked by its variance too (its mean is the reference).
 - **Agreement.** Against a formed reference, every unbiased estimator's mean should agree within noise; a
-  ``disagrees`` flag (family-wise false alarm 1%) marks those that do not: an estimator whose assumptions
-  the objective breaks (the pathwise gradient of a cost with a step, for instance).
+  ``disagrees`` flag (family-wise false alarm 1% for normal means, judged from 1,000 replicates on) marks
+  those that do not: an estimator whose assumptions the objective breaks (the pathwise gradient of a cost
+  with a step, for instance).
 - **The ranking.** Per L, the estimator with the lowest MSE × time per estimate, the runner-up, their margin
   and whether it is clear (more than two standard errors).
 - **The budget.** Each program is compiled and run for one round of ``round_replicates`` replicates; then
@@ -49,6 +51,7 @@ from tqdm.auto import tqdm
 
 import estimators as est
 from experiments.engine.measure import CellMeasurement, compile_cells
+from experiments.engine.ranking import recommendations, wide  # the benchmark's ranking, so the two agree
 from experiments.engine.statistics import bonferroni_z
 from experiments.engine.tidy import ALL_PARAMETERS, cell_rows
 from experiments.problems import Problem
@@ -60,8 +63,11 @@ ROUND_REPLICATES = 64
 #: The most gradient elements (replicates × parameters × L values) kept on the host per program, so the
 #: statistics of a large model's gradients stay within a few hundred megabytes.
 MAX_HOST_ELEMENTS = 2**25
-#: Family-wise false-alarm rate of the ``disagrees`` flags.
+#: Family-wise false-alarm rate of the ``disagrees`` flags (nominal: for normal means).
 DISAGREEMENT_FALSE_ALARM = 0.01
+#: Fewer replicates than this leave an estimator's agreement unjudged: the normal tail of its mean at a
+#: Bonferroni threshold of about 5 standard errors is not to be trusted from a few dozen heavy-tailed estimates.
+MIN_AGREEMENT_REPLICATES = 1000
 #: XLA's backend optimization level of the programs (LLVM -O1 on CPU), as the benchmark's default run: it
 #: compiles in about 70% of the time of XLA's default for the same run time.
 COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
@@ -74,7 +80,8 @@ class Comparison:
     Attributes:
       table: one row per estimator, L and parameter group (``all``: the whole gradient), with the variance,
         bias², MSE and their standard errors (``_se``), time per estimate, cost evaluations, replicates,
-        whether the estimator is unbiased, whether its mean disagrees with the reference, and ``error``
+        whether the estimator is unbiased, whether its mean disagrees with the reference (<NA> where not judged:
+        a biased estimator, or fewer than :data:`MIN_AGREEMENT_REPLICATES` replicates), and ``error``
         (why it was not measured, empty where it was).
       recommendations: one row per L: the ``best`` estimator by MSE × time, the ``runner_up``, ``margin``
         (the runner-up's MSE × time over the best's), ``margin_z`` (that difference in standard errors) and
@@ -109,7 +116,7 @@ class Comparison:
         if not failed.empty:
             lines.append("Not measured:")
             lines.extend(f"  {r.estimator} (L = {r.num_samples}): {r.error}" for r in failed.itertuples())
-        flagged = self.table.loc[self.table["disagrees"] & (self.table["parameter"] == ALL_PARAMETERS)]
+        flagged = self.table.loc[self.table["disagrees"].fillna(False) & (self.table["parameter"] == ALL_PARAMETERS)]
         if not flagged.empty:
             lines.append("Unbiased estimators whose mean disagrees with the reference (is an assumption broken?): "
                          + ", ".join(f"{r.estimator} (L = {r.num_samples})" for r in flagged.itertuples()))
@@ -175,12 +182,9 @@ def compare(
     bar.close()
 
     measurements = {cell: _concatenate(rounds) for cell, rounds in measured.items()}
-    if given:
-        source = "given"
-    elif reference is None:
-        problem, source = _formed_reference(problem, measurements)
-    else:
-        source = "none"
+    source, reference_estimator = ("given" if given else "none"), None
+    if reference is None:
+        problem, source, reference_estimator = _formed_reference(problem, measurements)
 
     rows, coordinate_rows = [], []
     for (estimator, num_samples_), measurement in measurements.items():
@@ -188,11 +192,13 @@ def compare(
         rows.extend(cell)
         coordinate_rows.extend(by_coordinate)
     metrics = pd.DataFrame(rows)
-    if problem.exact_grad is None and not metrics.empty:
-        metrics = _variance_as_mse_of_unbiased(metrics, {e.name: e.unbiased for e, _ in measurements})
+    if not metrics.empty and problem.exact_grad is None:
+        metrics = _variance_as_mse(metrics, {e.name for e, _ in measurements if e.unbiased})
+    elif not metrics.empty and reference_estimator is not None:
+        # Its estimates are the reference's: measured against their own mean, their MSE would come out low
+        # (by 2/R of the variance at the reference's L).  Unbiased by assumption, its MSE is its variance.
+        metrics = _variance_as_mse(metrics, {reference_estimator})
     table = _table(metrics, skipped, {e.name: e.unbiased for e in candidates}, _disagreeing(problem, measurements))
-    from analysis.tables import recommendations  # the benchmark's ranking, so the two agree
-
     ranking = recommendations(metrics) if not metrics.empty else pd.DataFrame()
     ranking = ranking.drop(columns=["problem"], errors="ignore")
     return Comparison(table=table, recommendations=ranking, metrics=metrics,
@@ -353,9 +359,10 @@ def _concatenate(rounds: list[CellMeasurement]) -> CellMeasurement:
     )
 
 
-def _formed_reference(problem: Problem, measurements) -> tuple[Problem, str]:
+def _formed_reference(problem: Problem, measurements) -> tuple[Problem, str, str | None]:
     """The problem with a reference gradient formed from the unbiased estimator whose mean has the smallest
-    standard error (its largest L), and where it came from; unchanged where nothing unbiased was measured."""
+    standard error (its largest L), where it came from, and that estimator's name; the problem unchanged
+    where nothing unbiased was measured."""
     best = None
     for (estimator, n), m in measurements.items():
         if not estimator.unbiased:
@@ -366,53 +373,55 @@ def _formed_reference(problem: Problem, measurements) -> tuple[Problem, str]:
         if best is None or mean_variance < best[0] or (mean_variance == best[0] and n > best[2]):
             best = (mean_variance, estimator, n, m, num_replicates)
     if best is None:
-        return problem, "none (no unbiased estimator was measured)"
+        return problem, "none (no unbiased estimator was measured)", None
     _, estimator, n, m, num_replicates = best
     mean = jax.tree_util.tree_map(lambda leaf: leaf.mean(axis=0), m.grads)
     se = jax.tree_util.tree_map(lambda leaf: leaf.std(axis=0, ddof=1) / np.sqrt(num_replicates), m.grads)
     source = f"the mean of {estimator.name} at L = {n} over R = {num_replicates} replicates"
-    return dataclasses.replace(problem, exact_grad=mean, exact_grad_se=se), source
+    return dataclasses.replace(problem, exact_grad=mean, exact_grad_se=se), source, estimator.name
 
 
-def _variance_as_mse_of_unbiased(metrics: pd.DataFrame, unbiased: dict[str, bool]) -> pd.DataFrame:
-    """Without a reference, an unbiased estimator's MSE is its variance: rows that say so."""
-    variance = metrics[(metrics["metric"] == "variance") & metrics["estimator"].map(unbiased)]
-    return pd.concat([metrics, variance.assign(metric="mse")], ignore_index=True)
+def _variance_as_mse(metrics: pd.DataFrame, estimators: set[str]) -> pd.DataFrame:
+    """The rows of ``estimators`` (unbiased ones) with their variance as their MSE and no bias²: without a
+    reference, or for the estimator whose mean is the reference."""
+    selected = metrics["estimator"].isin(estimators)
+    kept = metrics[~(selected & metrics["metric"].isin(["mse", "bias_squared"]))]
+    variance = metrics[selected & (metrics["metric"] == "variance")]
+    return pd.concat([kept, variance.assign(metric="mse")], ignore_index=True)
 
 
-def _disagreeing(problem: Problem, measurements) -> set[tuple[str, int]]:
-    """The (estimator, L) of unbiased estimators whose mean differs from the reference: per coordinate,
-    z = (ḡ − g*) / sqrt(s²/R + s*²) against the two-sided Bonferroni threshold over every coordinate of
-    every unbiased cell (family-wise false alarm :data:`DISAGREEMENT_FALSE_ALARM`; conservative for the
-    reference's own estimator, whose estimates it averages)."""
+def _disagreeing(problem: Problem, measurements) -> dict[tuple[str, int], bool]:
+    """For each (estimator, L) of an unbiased estimator with at least :data:`MIN_AGREEMENT_REPLICATES`
+    replicates, whether its mean differs from the reference: per coordinate, z = (ḡ − g*) / sqrt(s²/R + s*²)
+    against the two-sided Bonferroni threshold over every coordinate of every such cell (family-wise false
+    alarm :data:`DISAGREEMENT_FALSE_ALARM` for normal means; a screen, whose rate heavy tails can raise;
+    conservative for the reference's own estimator, whose estimates it averages)."""
     if problem.exact_grad is None:
-        return set()
+        return {}
     reference = np.concatenate([np.ravel(leaf) for leaf in jax.tree_util.tree_leaves(problem.exact_grad)])
     reference_se = (np.zeros_like(reference) if problem.exact_grad_se is None else
                     np.concatenate([np.ravel(leaf) for leaf in jax.tree_util.tree_leaves(problem.exact_grad_se)]))
-    cells = {cell: m for cell, m in measurements.items() if cell[0].unbiased}
+    cells = {cell: m for cell, m in measurements.items()
+             if cell[0].unbiased and len(m.values) >= MIN_AGREEMENT_REPLICATES}
     if not cells:
-        return set()
+        return {}
     threshold = bonferroni_z(DISAGREEMENT_FALSE_ALARM, len(cells) * reference.size)
-    flagged = set()
+    judged = {}
     for (estimator, n), m in cells.items():
         g = np.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in jax.tree_util.tree_leaves(m.grads)], axis=1)
         se = np.sqrt(g.var(axis=0, ddof=1) / g.shape[0] + reference_se**2)
         difference = np.abs(g.mean(axis=0) - reference)
         # A coordinate with no spread at all (an exact estimate) is compared to float32 rounding.
         tolerance = np.maximum(threshold * se, 1e-5 * np.max(np.abs(reference), initial=1e-30))
-        if (difference > tolerance).any():
-            flagged.add((estimator.name, n))
-    return flagged
+        judged[(estimator.name, n)] = bool((difference > tolerance).any())
+    return judged
 
 
 def _table(metrics: pd.DataFrame, skipped: list[dict], unbiased: dict[str, bool],
-           disagreeing: set[tuple[str, int]]):
+           disagreeing: dict[tuple[str, int], bool]):
     columns = ["estimator", "num_samples", "parameter", "unbiased", "variance", "variance_se", "bias_squared",
                "bias_squared_se", "mse", "mse_se", "time_per_estimate_s", "cost_evaluations", "replicates",
                "compile_time_s", "disagrees", "error"]
-    from analysis.load import wide
-
     if metrics.empty:
         table = pd.DataFrame(columns=["estimator", "num_samples", "parameter"])
     else:
@@ -427,7 +436,8 @@ def _table(metrics: pd.DataFrame, skipped: list[dict], unbiased: dict[str, bool]
     failed = pd.DataFrame(skipped, columns=["estimator", "num_samples", "error"]).assign(parameter=ALL_PARAMETERS)
     table = pd.concat([table.assign(error=""), failed], ignore_index=True)
     table["unbiased"] = table["estimator"].map(unbiased).astype(bool)
-    table["disagrees"] = [(e, n) in disagreeing for e, n in zip(table["estimator"], table["num_samples"])]
+    table["disagrees"] = pd.array([disagreeing.get((e, n)) for e, n in zip(table["estimator"], table["num_samples"])],
+                                  dtype="boolean")  # <NA>: not judged
     for column in columns:
         if column not in table:
             table[column] = np.nan

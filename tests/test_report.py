@@ -20,6 +20,17 @@ from experiments.catalog import training
 ESTIMATORS = "pathwise,score_function,score_function_loo,pathwise_delta,straight_through,gumbel_softmax"
 
 
+#: A user's module for the compare run: a quadratic under a 3-D Gaussian.
+USER_MODEL = """
+import jax.numpy as jnp
+import estimators as est
+
+def make_objective():
+    objective = est.Objective(dist=lambda p: est.Normal(p["loc"], jnp.ones(3)), cost=lambda p, x: jnp.sum(x ** 2))
+    return objective, {"loc": jnp.zeros(3)}
+"""
+
+
 @pytest.fixture(scope="module")
 def run_dirs(tmp_path_factory):
     """One small run of every experiment."""
@@ -40,6 +51,11 @@ def run_dirs(tmp_path_factory):
     ]
     for command in commands:
         assert cli.main(command + common) == 0
+    (out / "report_user_model.py").write_text(USER_MODEL)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(out))
+        assert cli.main(["compare", "--objective", "report_user_model:make_objective", "--estimators",
+                         "pathwise,score_function", "--num-samples", "2,16", "--budget-seconds", "3", *common]) == 0
     training.run(training.Config(problems=("logistic_regression", "binary_vae"),
                                  estimators=("pathwise", "score_function"), particles=(1, 2), num_samples=2,
                                  budget=200, evaluations=3, output_dir=str(out), figures=False),
@@ -87,8 +103,8 @@ def test_the_report_has_every_figure_and_table_of_every_run(run_dirs, tmp_path):
     found = _markdown_tables(text)
     headers = [header for header, _ in found]
     assert all(rows for _, rows in found), "every table has data rows"
-    assert sum("best estimator" in h for h in headers) == 1  # the recommendation (variance_vs_L)
-    assert sum("| L = 2 | L = 16 |" in h for h in headers) == 1  # and its problem × L grid
+    assert sum("best estimator" in h for h in headers) == 2  # the recommendations (variance_vs_L, compare)
+    assert sum("| L = 2 | L = 16 |" in h for h in headers) == 2  # and their problem × L grids
     assert sum("max \\|z\\| mean" in h for h in headers) == 6  # agreement: every experiment but training
     # The equal-cost ranking: its problem × budget grid, and each problem's estimators relative to the best.
     assert sum("| 4 evaluations | 16 evaluations |" in h for h in headers) == 2
@@ -97,8 +113,11 @@ def test_the_report_has_every_figure_and_table_of_every_run(run_dirs, tmp_path):
     assert sum("held-out −ELBO" in h for h in headers) == 1
     for csv in re.findall(r"\]\((tables/[^)]+\.csv)\)", text):
         assert not pd.read_csv(path.parent / csv).empty, csv
-    # The recommendation covers every (problem, L) of the run.
-    (header, rows), = [t for t in found if "best estimator" in t[0]]
+    # The recommendation covers every (problem, L) of each run.
+    recommended = [rows for header, rows in found if "best estimator" in header]
+    compared = [rows for rows in recommended if all("report_user_model:make_objective" in row for row in rows)]
+    assert len(compared) == 1 and len(compared[0]) == 2  # compare: one objective at L = 2 and 16
+    (rows,) = [rows for rows in recommended if rows is not compared[0]]
     assert len(rows) == 2 * 2
 
 
