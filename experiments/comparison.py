@@ -164,7 +164,7 @@ def compare(
     """
     start = time.perf_counter()
     _check_arguments(num_samples, budget_seconds, replicates, round_replicates, warmup_steps, reference,
-                     reference_se)
+                     reference_se, params)
     given = reference is not None and reference is not False
     problem = Problem(
         name=name, description="a user's objective", objective=objective, params=params,
@@ -208,7 +208,7 @@ def compare(
 
 
 def _check_arguments(num_samples, budget_seconds, replicates, round_replicates, warmup_steps, reference,
-                     reference_se) -> None:
+                     reference_se, params) -> None:
     if not num_samples or any(int(n) != n or n < 1 for n in num_samples):
         raise ValueError(f"num_samples must be positive integers, got {list(num_samples)}.")
     if not budget_seconds > 0:
@@ -220,8 +220,18 @@ def _check_arguments(num_samples, budget_seconds, replicates, round_replicates, 
         raise ValueError(f"replicates ({replicates}) must be at least round_replicates ({round_replicates}).")
     if warmup_steps < 0:
         raise ValueError(f"warmup_steps must be non-negative, got {warmup_steps}.")
+    if reference is True:
+        raise ValueError("reference is the true gradient (a pytree like params), None to form one from the unbiased "
+                         "estimators, or False for none; got True.")
     if reference_se is not None and (reference is None or reference is False):
         raise ValueError("reference_se is the standard error of a given reference: pass reference as well.")
+    shape = lambda tree: jax.tree_util.tree_map(np.shape, tree)
+    for label, tree in (("reference", reference), ("reference_se", reference_se)):
+        if tree is not None and tree is not False and (
+                jax.tree_util.tree_structure(tree) != jax.tree_util.tree_structure(params)
+                or shape(tree) != shape(params)):
+            raise ValueError(f"{label} must be a pytree like params (the same structure and shapes): params is "
+                             f"{shape(params)}, {label} {shape(tree)}.")
 
 
 def _candidates(estimators) -> list[est.GradientEstimator]:

@@ -137,6 +137,10 @@ def test_bad_arguments_name_the_fix(quadratic):
         call(num_samples=(0, 4))
     with pytest.raises(ValueError, match="pass reference as well"):
         call(reference_se=quadratic.exact_grad)
+    with pytest.raises(ValueError, match="reference must be a pytree like params"):
+        call(reference={"loc": quadratic.exact_grad["loc"]})
+    with pytest.raises(ValueError, match="got True"):
+        call(reference=True)
     with pytest.raises(ValueError, match="'applicable' or a list"):
         call(estimators="all")
     with pytest.raises(ValueError, match="Unknown estimator|unknown estimator"):
