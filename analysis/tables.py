@@ -17,7 +17,11 @@ from analysis.load import wide
 # The benchmark's ranking (shared with experiments.compare), re-exported beside the report's other tables.
 from experiments.engine.ranking import RESOLUTION, label_columns
 from experiments.engine.ranking import recommendations as recommendations
-from experiments.engine.statistics import MEDIAN_OF_MEANS_BLOCKS, bonferroni_z, median_of_means_blocks
+from experiments.engine.statistics import (
+    bonferroni_z,
+    median_of_means_blocks,
+    median_of_means_p_value,
+)
 
 #: An estimate within this fraction of the gradient's largest coordinate is exact up to float32
 #: rounding (accumulated over a few thousand operations); its z-score against the exact value is
@@ -178,19 +182,6 @@ def _mean_against_exact(coordinate_metrics: pd.DataFrame, keys: list[str]) -> pd
     result["mean_se"] = ones["mean_se"]
     result["exact_mean"] = ones["exact_expectation"].fillna(ones["exact_grad"])
     return result.reset_index()
-
-
-def median_of_means_p_value(distance, variance, num_replicates):
-    """P(|median of means − E g| ≥ |distance|) at most, for estimates of variance ``variance`` (any
-    distribution), elementwise over arrays: each of the k blocks of
-    :func:`~experiments.engine.statistics.median_of_means_blocks` misses by that much with probability
-    q ≤ variance / (b |distance|²) (Chebyshev, b the smallest block, ⌊R/k⌋), and the median only if at least
-    ⌈k/2⌉ of them do."""
-    distance, variance, num_replicates = np.broadcast_arrays(distance, variance, num_replicates)
-    blocks = np.minimum(num_replicates, MEDIAN_OF_MEANS_BLOCKS)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.minimum(1.0, variance / (num_replicates // blocks * distance**2))
-    return np.where(distance == 0, 1.0, stats.binom.sf(np.ceil(blocks / 2) - 1, blocks, q))
 
 
 def median_of_means_detectable_bias(num_replicates: int, level: float) -> float:

@@ -54,7 +54,7 @@ def make_objective():
     return objective, init_params(jax.random.key(0))
 
 
-def main(budget_seconds: float = 50.0, **options) -> experiments.Comparison:
+def main(budget_seconds: float = 45.0, **options) -> experiments.Comparison:
     objective, params = make_objective()
     options.setdefault("num_samples", (2, 8))
     result = experiments.compare(objective, params, jax.random.key(0), budget_seconds=budget_seconds, **options)

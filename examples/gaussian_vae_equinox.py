@@ -63,7 +63,7 @@ def make_objective():
     return est.Objective(dist=posterior, cost=cost, batch_ndims=1), params
 
 
-def main(budget_seconds: float = 50.0, **options) -> experiments.Comparison:
+def main(budget_seconds: float = 45.0, **options) -> experiments.Comparison:
     objective, params = make_objective()
     result = experiments.compare(objective, params, jax.random.key(0), budget_seconds=budget_seconds, **options)
     print(result)

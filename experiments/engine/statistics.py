@@ -9,6 +9,7 @@ from __future__ import annotations
 from statistics import NormalDist
 
 import numpy as np
+from scipy import stats
 
 
 def bonferroni_z(false_alarm: float, num_comparisons: int) -> float:
@@ -182,3 +183,16 @@ def signal_to_noise(estimates, groups: int = JACKKNIFE_GROUPS) -> dict[str, tupl
         errors = np.sqrt((groups - 1) / groups * ((left_out - left_out.mean(axis=0)) ** 2).sum(axis=0))
         errors = np.where(values > 0, errors, np.nan)
     return {"snr": (float(values[0]), float(errors[0])), "snr_median": (float(values[1]), float(errors[1]))}
+
+
+def median_of_means_p_value(distance, variance, num_replicates):
+    """P(|median of means − E g| ≥ |distance|) at most, for estimates of variance ``variance`` (any
+    distribution), elementwise over arrays: each of the k blocks of
+    :func:`median_of_means_blocks` misses by that much with probability
+    q ≤ variance / (b |distance|²) (Chebyshev, b the smallest block, ⌊R/k⌋), and the median only if at least
+    ⌈k/2⌉ of them do."""
+    distance, variance, num_replicates = np.broadcast_arrays(distance, variance, num_replicates)
+    blocks = np.minimum(num_replicates, MEDIAN_OF_MEANS_BLOCKS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.minimum(1.0, variance / (num_replicates // blocks * distance**2))
+    return np.where(distance == 0, 1.0, stats.binom.sf(np.ceil(blocks / 2) - 1, blocks, q))
