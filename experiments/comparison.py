@@ -329,8 +329,7 @@ def _measure_within_budget(problem, programs, key, deadline, replicates, round_r
             first = program.measurements(jax.random.fold_in(program_key, 0))
             _check_finite(first)
         except Exception as error:  # one estimator's failure is a row, not the end of the comparison
-            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
-            skipped.extend({"estimator": estimator.name, "num_samples": n, "error": reason} for n in grid)
+            skipped.extend({"estimator": estimator.name, "num_samples": n, "error": _reason(error)} for n in grid)
             tick()
             continue
         for n, m in first.items():
@@ -362,8 +361,12 @@ def _measure_within_budget(problem, programs, key, deadline, replicates, round_r
         try:
             more = program.measurements(jax.random.fold_in(program_key, rounds[i]))
             _check_finite(more)
-        except Exception:
+        except Exception as error:  # a later round's failure (a non-finite estimate) voids the earlier ones too
             limit[i] = rounds[i]
+            for n in program.layout.grid or (program.layout.num_samples,):
+                measured.pop((program.estimator, n), None)
+                skipped.append({"estimator": program.estimator.name, "num_samples": n,
+                                "error": f"{_reason(error)} (in round {rounds[i] + 1})"})
             continue
         elapsed = time.perf_counter() - began
         round_time[i] = 0.5 * (round_time[i] + elapsed)
@@ -374,6 +377,10 @@ def _measure_within_budget(problem, programs, key, deadline, replicates, round_r
             measured[(program.estimator, n)].append(m)
         tick()
     return measured
+
+
+def _reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
 
 
 def _estimator_key(key: jax.Array, estimator: est.GradientEstimator) -> jax.Array:
