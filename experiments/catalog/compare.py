@@ -83,17 +83,19 @@ def run(config: Config, device: jax.Device | None = None, progress: bool = True,
                          num_samples=config.num_samples, budget_seconds=config.budget_seconds,
                          replicates=config.replicates, reference=reference, name=config.objective,
                          progress=progress)
-    folder = RunFolder(config.output_dir, NAME, as_json(config), environment(config.seed))
-    folder.update_config(skipped=[{"problem": config.objective, **entry, "reason": entry.pop("error")}
-                                  for entry in [dict(s) for s in result.skipped]],
-                         reference_source=result.reference_source, wall_time_s=round(result.wall_time_s, 3),
-                         cells=int(result.metrics.groupby(["estimator", "num_samples"]).ngroups)
-                         if not result.metrics.empty else 0)
+    cell_keys = ["estimator", "num_samples"]
+    cells = list(result.metrics.groupby(cell_keys, sort=False)) if not result.metrics.empty else []
     coordinates = result.coordinate_metrics
-    for index, (cell, rows) in enumerate(result.metrics.groupby(["estimator", "num_samples"], sort=False)):
-        cell_coordinates = ([] if coordinates.empty else coordinates[
-            (coordinates["estimator"] == cell[0]) & (coordinates["num_samples"] == cell[1])].to_dict("records"))
-        folder.append(rows.to_dict("records"), cell_coordinates, index=index)
+    coordinates_by_cell = dict(list(coordinates.groupby(cell_keys, sort=False))) if not coordinates.empty else {}
+    folder = RunFolder(config.output_dir, NAME, as_json(config), environment(config.seed))
+    folder.update_config(skipped=[{"problem": config.objective, "estimator": s["estimator"],
+                                   "num_samples": s["num_samples"], "reason": s["error"]} for s in result.skipped],
+                         reference_source=result.reference_source, wall_time_s=round(result.wall_time_s, 3),
+                         cells=len(cells))
+    for index, (cell, rows) in enumerate(cells):
+        cell_coordinates = coordinates_by_cell.get(cell)
+        folder.append(rows.to_dict("records"), [] if cell_coordinates is None else cell_coordinates.to_dict("records"),
+                      index=index)
     result.table.to_csv(folder.path / "comparison.csv", index=False)
     result.recommendations.to_csv(folder.path / "recommendations.csv", index=False)
     if progress:
