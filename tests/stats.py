@@ -14,6 +14,10 @@ from experiments.engine.statistics import bonferroni_z
 
 FALSE_ALARM = 1e-6
 
+#: XLA options of a test's program that draws many samples: the suite compiles at level 0 (tests/conftest.py),
+#: where such a program runs about 3 times slower than at level 1.
+MANY_SAMPLES_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
 
 z_threshold = bonferroni_z  # the two-sided normal quantile for a per-test rate of false_alarm / num_tests
 

@@ -16,7 +16,7 @@ from scipy import integrate, stats
 import estimators as est
 from experiments import problems
 from experiments.problems.families import PROBLEMS as FAMILY_PROBLEMS
-from tests.stats import FALSE_ALARM, assert_mean_matches, z_threshold
+from tests.stats import FALSE_ALARM, MANY_SAMPLES_COMPILER_OPTIONS, assert_mean_matches, z_threshold
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +87,7 @@ def draws_and_gradients(name):
 
         return jax.grad(squared_norm_and_sample, has_aux=True)(params)
 
-    draw = jax.jit(jax.vmap(one, in_axes=(None, 0)))
+    draw = jax.jit(jax.vmap(one, in_axes=(None, 0)), compiler_options=MANY_SAMPLES_COMPILER_OPTIONS)
     return lambda key: draw(family.jax_params(), jax.random.split(key, NUM_DRAWS))
 
 

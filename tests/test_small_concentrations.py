@@ -17,7 +17,7 @@ from scipy import special
 
 import estimators as est
 from estimators.distributions.gamma import log_gamma_draw
-from tests.stats import FALSE_ALARM, assert_mean_matches
+from tests.stats import FALSE_ALARM, MANY_SAMPLES_COMPILER_OPTIONS, assert_mean_matches
 
 CONCENTRATIONS = (0.01, 0.05, 0.1)
 TINY = float(jnp.finfo(jnp.float32).tiny)  # the smallest normal float32: a sample below it is stored as 0
@@ -159,7 +159,8 @@ def estimates(name):
     def both(p, key):
         return [est.grad(objective, estimator, 1)(p, key) for estimator in ESTIMATORS]
 
-    draw = jax.jit(jax.vmap(jax.vmap(both, in_axes=(None, 0)), in_axes=(0, None)))  # (cases, estimates)
+    draw = jax.jit(jax.vmap(jax.vmap(both, in_axes=(None, 0)), in_axes=(0, None)),  # (cases, estimates)
+                   compiler_options=MANY_SAMPLES_COMPILER_OPTIONS)
     return lambda key: draw(params, jax.random.split(key, NUM_ESTIMATES))
 
 
