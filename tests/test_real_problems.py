@@ -22,6 +22,7 @@ from experiments.engine.tidy import MAX_COORDINATE_ROWS, parameter_groups
 from experiments.problems import checkpoints, data, reference, vae
 from experiments.problems.logistic_regression import LogisticRegression
 from experiments.problems.vae import BinaryVAE, GaussianVAE
+from tests.stats import MANY_SAMPLES_COMPILER_OPTIONS
 
 FALSE_ALARM = 1e-3
 
@@ -101,7 +102,7 @@ def test_gaussian_vae_reference_agrees_with_an_independent_sample():
     gradient = est.grad(problem.objective, "pathwise", 256)
     keys = est.sample_keys(jax.random.key(12345), 64)
     chunks = jax.jit(jax.vmap(lambda k: jax.flatten_util.ravel_pytree(gradient(problem.params, k))[0]),
-                     compiler_options=reference.REFERENCE_COMPILER_OPTIONS)(keys)
+                     compiler_options=MANY_SAMPLES_COMPILER_OPTIONS)(keys)
     chunks = np.asarray(chunks, np.float64)
     fresh, fresh_se = chunks.mean(axis=0), chunks.std(axis=0, ddof=1) / np.sqrt(len(chunks))
     stored, stored_se = _flat(problem.exact_grad), _flat(problem.exact_grad_se)
@@ -288,7 +289,7 @@ def test_gaussian_vae_bound_reference_agrees_with_pathwise():
     gradient = est.grad(problem.objective, "pathwise", 128)
     keys = est.sample_keys(jax.random.key(54321), 32)
     chunks = jax.jit(lambda keys: jax.lax.map(lambda k: jax.flatten_util.ravel_pytree(gradient(problem.params, k))[0],
-                                              keys), compiler_options=reference.REFERENCE_COMPILER_OPTIONS)(keys)
+                                              keys), compiler_options=MANY_SAMPLES_COMPILER_OPTIONS)(keys)
     chunks = np.asarray(chunks, np.float64)
     fresh, fresh_se = chunks.mean(axis=0), chunks.std(axis=0, ddof=1) / np.sqrt(len(chunks))
     stored, stored_se = _flat(problem.exact_grad), _flat(problem.exact_grad_se)
