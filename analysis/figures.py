@@ -102,7 +102,8 @@ def run_palette(*configs: dict) -> dict:
 
 def _without_exact(frame: pd.DataFrame, column: str, x: str | None = None) -> tuple[pd.DataFrame, list[str]]:
     """``frame`` with the values of ``column`` below RESOLUTION × the panel's largest blanked (with their
-    ``<column>_se``), so a log axis is not stretched over float rounding and the line breaks there; and
+    ``<column>_se`` and their exact value ``exact_<column>``, whose dotted line would stretch the axis as
+    far), so a log axis is not stretched over float rounding and the line breaks there; and
     the estimators that had such values, to be named on the panel by :func:`_note_exact` (with the
     values of ``x`` where they were, unless it was everywhere)."""
     top = frame[column].max()
@@ -114,7 +115,7 @@ def _without_exact(frame: pd.DataFrame, column: str, x: str | None = None) -> tu
         everywhere = x is None or len(rows) == (frame["estimator"] == name).sum()
         where = ", ".join(f"{v:g}" for v in sorted(rows[x])) if not everywhere else ""
         names.append(f"{name} at {SYMBOLS.get(x, x)} = {where}" if where else name)
-    blanked = [c for c in (column, f"{column}_se") if c in frame]
+    blanked = [c for c in (column, f"{column}_se", f"exact_{column}") if c in frame]
     frame = frame.copy()
     frame.loc[below, blanked] = np.nan
     return frame, names

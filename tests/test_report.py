@@ -433,3 +433,22 @@ def test_the_rounding_of_an_exact_estimators_bias_does_not_stretch_the_mse_axis(
     fig = draw(pd.DataFrame(rows).assign(replicates=100))
     assert fig.axes[0].get_ylim()[0] > 1e-20
     plt.close(fig)
+
+
+def test_an_estimate_exact_to_rounding_does_not_stretch_the_variance_axis():
+    """An estimator whose variance and exact variance are ~0 (exact to float rounding) is named under the
+    panel, and neither its measured line nor its dotted exact line pulls the log axis down to 1e-35."""
+    rows = []
+    for estimator, variance in (("score_function", 2.0), ("pathwise", 0.5), ("indecater", 1e-35)):
+        for num_samples in (1, 32):
+            for metric, value in (("variance", variance / num_samples), ("exact_variance", variance / num_samples)):
+                rows.append({"problem": "toy", "estimator": estimator, "num_samples": num_samples,
+                             "parameter": "logits", "metric": metric, "value": value, "std_error": 0.01 * value,
+                             "replicates": 1000})
+    fig = figures.variance_vs_L(pd.DataFrame(rows))
+    try:
+        (ax,) = [ax for ax in fig.axes if ax.get_visible()]
+        assert ax.get_ylim()[0] > 1e-6
+        assert any("indecater" in text.get_text() for text in ax.texts)
+    finally:
+        plt.close(fig)
