@@ -151,11 +151,22 @@ def log_set_probability_ratios(log_p: jax.Array) -> tuple[jax.Array, jax.Array]:
     return log_ratios, log_pair_ratios
 
 
-def _class_log_probs(dist) -> jax.Array:
+def class_log_probs(dist) -> jax.Array:
     """Each variable's class log-probabilities, (*event_shape without K, K): a Bernoulli's as (1 − p, p)."""
     if isinstance(dist, Bernoulli):
         return jnp.stack([jax.nn.log_sigmoid(-dist.logits), jax.nn.log_sigmoid(dist.logits)], axis=-1)
     return jax.nn.log_softmax(dist.logits, axis=-1)
+
+
+def as_samples(dist, classes: jax.Array) -> jax.Array:
+    """Samples of ``dist`` from the classes of its variables, (L, N, D) for N examples of D variables: a
+    Bernoulli's as 0/1 values, a categorical's one-hot, each of shape (L, *event_shape), with no gradient."""
+    num_samples = classes.shape[0]
+    if isinstance(dist, Bernoulli):
+        samples = classes.astype(dist.dtype)
+    else:
+        samples = jax.nn.one_hot(classes, dist.logits.shape[-1], dtype=dist.dtype)
+    return jax.lax.stop_gradient(samples.reshape((num_samples,) + dist.event_shape))
 
 
 @register("unordered_set", family="score_function")
@@ -186,7 +197,7 @@ class UnorderedSet(GradientEstimator):
             raise ValueError(f"Estimator 'unordered_set' needs num_samples <= {MAX_NUM_SAMPLES}, got {num_samples}: "
                              "its set probabilities sum over the orderings of the samples.")
         batch_shape = objective.batch_shape(dist)
-        log_probs = jax.lax.stop_gradient(_class_log_probs(dist))
+        log_probs = jax.lax.stop_gradient(class_log_probs(dist))
         num_classes = log_probs.shape[-1]
         per_example = log_probs.reshape((math.prod(batch_shape), -1, num_classes))  # (N, D, K)
         if num_classes ** per_example.shape[1] < num_samples:
@@ -198,12 +209,7 @@ class UnorderedSet(GradientEstimator):
         gumbels = jnp.moveaxis(noise(sample_keys(key, num_samples)), 0, 2)  # (N, D, L, K)
         classes, log_p = jax.vmap(stochastic_beam_search)(gumbels, per_example)
         log_ratios, log_pair_ratios = jax.vmap(log_set_probability_ratios)(log_p)  # (N, L), (N, L, L)
-        classes = jnp.moveaxis(classes, 1, 0)  # (L, N, D)
-        if isinstance(dist, Bernoulli):
-            samples = classes.astype(dist.dtype).reshape((num_samples,) + dist.event_shape)
-        else:
-            samples = jax.nn.one_hot(classes, num_classes, dtype=dist.dtype).reshape((num_samples,) + dist.event_shape)
-        samples = jax.lax.stop_gradient(samples)
+        samples = as_samples(dist, jnp.moveaxis(classes, 1, 0))
         weights = jnp.exp(log_p + log_ratios).T  # p(s) R(S, s), (L, N): each example's sum to 1
         baseline_weights = jnp.exp(log_p[:, None, :] + log_pair_ratios)  # p(s') R2[s, s'], (N, L, L)
 

@@ -1,0 +1,130 @@
+"""Sum-and-sample against its exact mean and variance, by enumeration.
+
+The joint outcomes of a few independent categorical (or Bernoulli) variables are enumerated (the toys of
+tests/test_unordered_set.py); C is the L − 1 most probable of them, and the estimate of each outcome z
+outside C, Σ_{c∈C} p(c) f(c) ∇log p(c) + (1 − p(C)) f(z) ∇log p(z), written here in NumPy from the formula,
+has its exact mean and variance as sums over z with weights p(z) / (1 − p(C)).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import estimators as est
+from estimators.sum_and_sample import first_outside, most_probable_configurations
+from tests.stats import assert_mean_matches, assert_variance_matches
+from tests.test_unordered_set import (
+    BERNOULLI_LOGITS,
+    CATEGORICAL_LOGITS,
+    VALUES,
+    categorical_cost,
+    objective_of,
+    outcomes,
+)
+
+
+def exact_moments(kind, num_samples, logits=None):
+    """(∇F, F, E ĝ, Var ĝ, E value) in the logits, by enumeration of the sampled outcome."""
+    xs, probabilities, scores, cost = outcomes(kind, logits)
+    p, f, s = np.array(probabilities), np.array([cost(x) for x in xs]), np.array(scores)
+    gradient = np.tensordot(p * f, s, axes=1)
+    order = np.argsort(-p, kind="stable")
+    summed, rest = order[: num_samples - 1], order[num_samples - 1:]
+    summed_gradient = np.tensordot(p[summed] * f[summed], s[summed], axes=1)
+    weight = 1.0 - p[summed].sum()
+    draws = np.array([summed_gradient + weight * f[z] * s[z] for z in rest])
+    values = np.array([p[summed] @ f[summed] + weight * f[z] for z in rest])
+    conditional = p[rest] / p[rest].sum()
+    mean = np.tensordot(conditional, draws, axes=1)
+    variance = np.tensordot(conditional, (draws - mean) ** 2, axes=1)
+    return gradient, p @ f, mean, variance, conditional @ values
+
+
+def logits_of(kind):
+    return jnp.asarray(CATEGORICAL_LOGITS if kind == "categorical" else BERNOULLI_LOGITS, jnp.float32)
+
+
+@pytest.mark.parametrize("kind", ["categorical", "bernoulli"])
+def test_the_enumerated_estimate_is_unbiased_and_its_variance_falls_with_the_summed_mass(kind):
+    variances = []
+    for num_samples in (1, 2, 3, 5):
+        gradient, objective, mean, variance, value = exact_moments(kind, num_samples)
+        np.testing.assert_allclose(mean, gradient, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(value, objective, rtol=1e-12)
+        variances.append(variance.sum())
+    assert all(later < earlier for earlier, later in zip(variances, variances[1:]))
+
+
+@pytest.mark.parametrize("kind", ["categorical", "bernoulli"])
+@pytest.mark.parametrize("num_samples", [1, 3])
+def test_mean_variance_and_value_match_the_enumeration(key, kind, num_samples):
+    _, objective, mean, variance, _ = exact_moments(kind, num_samples)
+    run = jax.jit(jax.vmap(est.value_and_grad(objective_of(kind), "sum_and_sample", num_samples),
+                           in_axes=(None, 0)))
+    values, estimates = run(logits_of(kind), jax.random.split(key, 100_000))
+    estimates = np.asarray(estimates)
+    assert_mean_matches(estimates, mean, label=f"sum_and_sample {kind} L={num_samples}")
+    assert_variance_matches(estimates, variance, label=f"sum_and_sample {kind} L={num_samples}")
+    assert_mean_matches(np.asarray(values)[:, None], [objective], label="value")
+
+
+@pytest.mark.parametrize("kind", ["categorical", "bernoulli"])
+def test_summing_all_but_one_outcome_is_exact(key, kind):
+    """With L the number of outcomes, C holds all but one, which is sampled: every estimate is ∇F."""
+    num_outcomes = len(outcomes(kind)[0])
+    gradient = exact_moments(kind, num_outcomes)[0]
+    run = jax.jit(jax.vmap(est.grad(objective_of(kind), "sum_and_sample", num_outcomes), in_axes=(None, 0)))
+    estimates = np.asarray(run(logits_of(kind), jax.random.split(key, 20)))
+    np.testing.assert_allclose(estimates, np.broadcast_to(gradient, estimates.shape), rtol=2e-5, atol=2e-6)
+
+
+def test_a_plate_sums_and_samples_per_example_and_weights_its_own_logits(key):
+    """Two examples; example n's cost reads its own variables only, so its logits' expectation is its own
+    enumerated gradient."""
+    logits = jnp.asarray(np.stack([CATEGORICAL_LOGITS, CATEGORICAL_LOGITS[::-1]]), jnp.float32)
+    run = jax.jit(jax.vmap(est.grad(objective_of("categorical", batch_ndims=1), "sum_and_sample", 3),
+                           in_axes=(None, 0)))
+    first, second = (exact_moments("categorical", 3, example)[2] for example in (CATEGORICAL_LOGITS,
+                                                                                  CATEGORICAL_LOGITS[::-1]))
+    assert_mean_matches(run(logits, jax.random.split(key, 50_000)), np.stack([first, second]), label="plate")
+
+
+def test_a_cost_depending_on_the_parameters_adds_its_direct_term(key):
+    """f(θ, x) = w · (v · x_0) + cost(x): ∂F/∂w = E[v · x_0], from the summed and the sampled costs."""
+    params = {"logits": jnp.asarray(CATEGORICAL_LOGITS, jnp.float32), "w": jnp.array(0.7)}
+    objective = est.Objective(dist=lambda q: est.Categorical(q["logits"]),
+                              cost=lambda q, x: q["w"] * (x[0] @ VALUES) + categorical_cost(x))
+    grads = jax.jit(jax.vmap(est.grad(objective, "sum_and_sample", 2), in_axes=(None, 0)))(
+        params, jax.random.split(key, 50_000))
+    p = np.exp(CATEGORICAL_LOGITS[0]) / np.exp(CATEGORICAL_LOGITS[0]).sum()
+    assert_mean_matches(grads["w"], [p @ VALUES], label="direct term")
+
+
+@pytest.mark.parametrize("num_configurations", [1, 7, 30, 81])
+def test_beam_search_finds_the_most_probable_configurations(num_configurations):
+    log_probs = jax.nn.log_softmax(jax.random.normal(jax.random.key(3), (4, 3)), axis=-1)
+    classes, log_p = most_probable_configurations(log_probs, num_configurations)
+    every = np.array(list(itertools.product(range(3), repeat=4)))
+    every_log_p = np.asarray(log_probs)[np.arange(4), every].sum(axis=1)
+    np.testing.assert_allclose(log_p, np.sort(every_log_p)[::-1][:num_configurations], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(log_probs)[np.arange(4), np.asarray(classes)].sum(axis=1), log_p, rtol=1e-6)
+    assert len({tuple(c) for c in np.asarray(classes)}) == num_configurations
+
+
+def test_the_sample_is_the_first_candidate_outside_the_sum_and_too_large_samples_are_refused():
+    candidates = jnp.array([[0, 1], [1, 1], [1, 0]])
+    assert first_outside(candidates, jnp.array([[0, 1], [1, 1]])).tolist() == [1, 0]
+    assert first_outside(candidates, jnp.array([[1, 0], [0, 0]])).tolist() == [0, 1]
+    objective, logits = objective_of("bernoulli"), logits_of("bernoulli")
+    with pytest.raises(ValueError, match="only 8"):
+        est.grad(objective, "sum_and_sample", 9)(logits, jax.random.key(0))
+    estimator = est.get("sum_and_sample")
+    assert estimator.applicability(est.Bernoulli(logits), 8) is None
+    assert "needs L <= 8" in estimator.applicability(est.Bernoulli(logits), 9)
+    assert "needs L <= 9" in estimator.applicability(est.Categorical(logits_of("categorical")), 10)
+    assert estimator.supports(est.Normal(jnp.zeros(2), jnp.ones(2))) is not None
