@@ -89,9 +89,11 @@ class GradientEstimator(abc.ABC):
         del dist
         return None
 
-    def applicability(self, dist: Distribution, num_samples: int) -> str | None:
+    def applicability(self, dist: Distribution, num_samples: int, batch_ndims: int = 0) -> str | None:
         """None where the estimator can serve ``dist`` with L = ``num_samples`` samples; otherwise why not
-        (:meth:`supports`, then the smallest L)."""
+        (:meth:`supports`, then the smallest L).  ``batch_ndims``: the leading axes of a sample that are
+        independent examples (an estimator whose limit on L is per example reads it)."""
+        del batch_ndims
         reason = self.supports(dist)
         if reason is None and num_samples < self.min_num_samples:
             reason = f"needs L >= {self.min_num_samples}"

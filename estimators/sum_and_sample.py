@@ -67,7 +67,10 @@ def most_probable_configurations(log_probs: jax.Array, num_configurations: int) 
         parent, chosen = index // num_classes, index % num_classes
         return (classes[parent].at[:, variable].set(chosen.astype(jnp.int32)), top), None
 
-    (classes, log_p), _ = jax.lax.scan(extend, beams, jnp.arange(num_variables))
+    # The first variable outside the scan: its carry then varies as the log-probabilities do (under shard_map a
+    # carry must vary across devices from the start).
+    beams, _ = extend(beams, 0)
+    (classes, log_p), _ = jax.lax.scan(extend, beams, jnp.arange(1, num_variables))
     return classes, log_p
 
 
@@ -75,6 +78,13 @@ def first_outside(candidates: jax.Array, excluded: jax.Array) -> jax.Array:
     """The first of the ``candidates`` (L, D) configurations that is none of the ``excluded`` (k, D)."""
     inside = jnp.any(jnp.all(candidates[:, None, :] == excluded[None, :, :], axis=-1), axis=-1)
     return candidates[jnp.argmin(inside)]
+
+
+def _outcome_space(dist, batch_ndims: int) -> tuple[int, int]:
+    """(K, D): the classes of each variable and the number of variables of one example."""
+    if isinstance(dist, Bernoulli):
+        return 2, math.prod(dist.logits.shape[batch_ndims:])
+    return dist.logits.shape[-1], math.prod(dist.logits.shape[batch_ndims:-1])
 
 
 @register("sum_and_sample", family="score_function")
@@ -91,13 +101,12 @@ class SumAndSample(GradientEstimator):
             return None
         return "it sums over the most probable outcomes of independent categorical or Bernoulli variables"
 
-    def applicability(self, dist, num_samples):
-        reason = super().applicability(dist, num_samples)
+    def applicability(self, dist, num_samples, batch_ndims=0):
+        reason = super().applicability(dist, num_samples, batch_ndims)
         if reason is None:
-            num_classes = 2 if isinstance(dist, Bernoulli) else dist.logits.shape[-1]
-            num_variables = math.prod(dist.logits.shape[:-1] if isinstance(dist, Categorical) else dist.logits.shape)
+            num_classes, num_variables = _outcome_space(dist, batch_ndims)
             if num_variables * math.log2(num_classes) < math.log2(num_samples):
-                reason = f"needs L <= {num_classes ** num_variables}, the number of joint outcomes"
+                reason = f"needs L <= {num_classes ** num_variables}, the number of joint outcomes of an example"
         return reason
 
     def estimate(self, objective, params, key, num_samples, state):

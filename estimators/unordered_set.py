@@ -184,8 +184,8 @@ class UnorderedSet(GradientEstimator):
             return None
         return "it samples without replacement from independent categorical or Bernoulli variables"
 
-    def applicability(self, dist, num_samples):
-        reason = super().applicability(dist, num_samples)
+    def applicability(self, dist, num_samples, batch_ndims=0):
+        reason = super().applicability(dist, num_samples, batch_ndims)
         if reason is None and num_samples > MAX_NUM_SAMPLES:
             reason = (f"needs L <= {MAX_NUM_SAMPLES} (its set probabilities sum over the orderings of the "
                       "samples)")

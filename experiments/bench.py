@@ -105,7 +105,7 @@ def bench_problem(problem, estimator_names, num_samples: int, num_replicates: in
     floors, rows = {}, []
     for name in estimator_names:
         estimator = est.get(name)
-        if estimator.applicability(dist, num_samples) is not None:
+        if estimator.applicability(dist, num_samples, problem.objective.batch_ndims) is not None:
             continue
         evaluations = problem.cost_evaluations(estimator, num_samples)
         batch = chunk_size(problem, estimator, num_samples, num_replicates, DEFAULT_CHUNK_ELEMENTS)
@@ -136,7 +136,7 @@ def scaling_rows(problem, estimator_names, replicates=SCALING_REPLICATES, num_sa
         estimator = est.get(name)
         for num_replicates in replicates:
             for count in num_samples:
-                if estimator.applicability(dist, count) is not None:
+                if estimator.applicability(dist, count, problem.objective.batch_ndims) is not None:
                     continue
                 runs = [measure_cell(problem, estimator, count, num_replicates, key)
                         for _ in range(repeats + 1)]  # the first compiles; the others reuse its program

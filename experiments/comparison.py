@@ -266,7 +266,7 @@ def _plan(problem: Problem, candidates, grid, every_registered: bool
             continue
         usable = []
         for n in grid:
-            reason = estimator.applicability(dist, n)
+            reason = estimator.applicability(dist, n, problem.objective.batch_ndims)
             if reason is None:
                 usable.append(n)
             else:

@@ -127,4 +127,7 @@ def test_the_sample_is_the_first_candidate_outside_the_sum_and_too_large_samples
     assert estimator.applicability(est.Bernoulli(logits), 8) is None
     assert "needs L <= 8" in estimator.applicability(est.Bernoulli(logits), 9)
     assert "needs L <= 9" in estimator.applicability(est.Categorical(logits_of("categorical")), 10)
+    plate = est.Bernoulli(jnp.zeros((4, 3)))  # 4 examples of 3 variables: 8 outcomes each, 2¹² in all
+    assert estimator.applicability(plate, 9) is None
+    assert "needs L <= 8" in estimator.applicability(plate, 9, batch_ndims=1)
     assert estimator.supports(est.Normal(jnp.zeros(2), jnp.ones(2))) is not None

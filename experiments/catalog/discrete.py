@@ -69,7 +69,7 @@ def largest_affordable_num_samples(problem, estimator: est.GradientEstimator, di
     for num_samples in range(1, budget + 1):
         if problem.cost_evaluations(estimator, num_samples) > budget:
             break
-        if estimator.applicability(dist, num_samples) is None:
+        if estimator.applicability(dist, num_samples, problem.objective.batch_ndims) is None:
             best = num_samples
     return best
 
@@ -88,9 +88,10 @@ def plan(config: Config) -> tuple[list[Cell], list[dict]]:
         for budget in sorted(set(config.cost_budgets)):
             num_samples = largest_affordable_num_samples(problem, estimator, dist, budget)
             if num_samples is None:
+                smallest = problem.cost_evaluations(estimator, _smallest(problem, estimator, dist))
                 skipped.append({"problem": problem.name, "estimator": estimator.name, "cost_budget": budget,
                                 "reason": f"no L it accepts fits {budget} cost evaluations per estimate (at its "
-                                f"smallest L: {problem.cost_evaluations(estimator, _smallest(estimator, dist))})"})
+                                f"smallest L: {smallest})"})
             elif num_samples * score_rows_per_sample(problem, estimator) > MAX_BACKWARD_PASSES:
                 passes = num_samples * score_rows_per_sample(problem, estimator)
                 skipped.append({"problem": problem.name, "estimator": estimator.name, "cost_budget": budget,
@@ -103,8 +104,8 @@ def plan(config: Config) -> tuple[list[Cell], list[dict]]:
     return cells, skipped
 
 
-def _smallest(estimator: est.GradientEstimator, dist) -> int:
-    return next(n for n in range(1, 1024) if estimator.applicability(dist, n) is None)
+def _smallest(problem, estimator: est.GradientEstimator, dist) -> int:
+    return next(n for n in range(1, 1024) if estimator.applicability(dist, n, problem.objective.batch_ndims) is None)
 
 
 def _is_discrete(problem) -> bool:

@@ -177,7 +177,7 @@ def _steps_or_reason(training: Training, objective: est.Objective, params, budge
     """Steps within ``budget`` on the model's minibatch ``objective`` at its initial ``params``, or why none."""
     dist = objective.distribution(params)
     estimator, num_samples = training.estimator, training.num_samples
-    reason = estimator.applicability(dist, num_samples)
+    reason = estimator.applicability(dist, num_samples, objective.batch_ndims)
     if reason is not None:
         return reason, 0
     steps = budget // training.evaluations_per_step(objective, params)

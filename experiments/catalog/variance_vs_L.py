@@ -165,7 +165,8 @@ def plan(config: Config) -> tuple[list[Cell], list[dict]]:
         quick = config.quick and problem.dataset is not None
         dist = problem.distribution()  # once per pair: on the real-data problems it evaluates an encoder
         for n in sorted(set(config.num_samples)):
-            reason = (estimator.applicability(dist, n) or skip_reason(config, estimator, n)
+            reason = (estimator.applicability(dist, n, problem.objective.batch_ndims)
+                      or skip_reason(config, estimator, n)
                       or (quick_skip_reason(problem, estimator, n) if quick else None))
             if reason is None:
                 cells.append(Cell(problem, estimator, n, {}, QUICK_REAL_DATA["replicates"] if quick else None))

@@ -230,7 +230,7 @@ def compile_cells(
         return _compile_grid(problem, estimator, grid, num_replicates, key, chunk_elements, warmup_steps, mesh,
                              compiler_options)
     (num_samples,) = grid
-    reason = estimator.applicability(problem.distribution(), num_samples)
+    reason = estimator.applicability(problem.distribution(), num_samples, problem.objective.batch_ndims)
     if reason is not None:
         raise ValueError(f"{estimator.name} cannot be measured on {problem.name} at L = {num_samples}: {reason}.")
     mesh = mesh if mesh is not None else replicate_mesh()
@@ -245,7 +245,7 @@ def _compile_grid(problem, estimator, grid, num_replicates, key, chunk_elements,
         raise ValueError(f"{estimator.name} has no per-sample statistics on {problem.name}: measure each L with "
                          "measure_cell.")
     for num_samples in grid:
-        reason = estimator.applicability(problem.distribution(), num_samples)
+        reason = estimator.applicability(problem.distribution(), num_samples, problem.objective.batch_ndims)
         if reason is not None:
             raise ValueError(f"{estimator.name} cannot be measured on {problem.name} at L = {num_samples}: {reason}.")
     mesh = mesh if mesh is not None else replicate_mesh()

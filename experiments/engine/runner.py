@@ -89,7 +89,7 @@ def sweep_cells(labelled_problems: Sequence[tuple[dict, Problem]], estimators: S
         dist = problem.distribution()
         for estimator in estimators:
             for n in sorted(set(num_samples)):
-                reason = estimator.applicability(dist, n)
+                reason = estimator.applicability(dist, n, problem.objective.batch_ndims)
                 if reason is None:
                     cells.append(Cell(problem, estimator, n, dict(labels)))
                     continue
