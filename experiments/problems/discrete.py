@@ -24,6 +24,9 @@ the :math:`K^D` outcomes.
 ARMS's L coupled samples have a variance in closed form for the Bernoulli toy's separable cost at any L
 (:func:`experiments.problems.bernoulli_exact.arms_separable_variance`).
 
+Sum-and-sample's variance is its sampled term's, enumerated over the outcomes outside its summed set C,
+which is ranked as the estimator ranks it (:func:`sum_and_sample_variance`).
+
 The leave-one-out baseline's variance is that of a U-statistic (see
 :func:`experiments.problems.base.u_statistic_variance`), from moments of single outcomes.
 
@@ -52,6 +55,7 @@ from estimators import (
     ReinMax,
     StraightThroughGumbel,
 )
+from estimators.sum_and_sample import SCORE_FLOOR, SCORE_UNIT
 from experiments.problems.base import Problem, iid_variance, u_statistic_variance
 from experiments.problems.bernoulli_exact import (
     antithetic_moments,
@@ -95,6 +99,26 @@ def _enumerated_answers(probabilities, costs, scores, per_sample):
         *_leave_one_out_zetas(probabilities, costs, scores)
     )
     return variances, means
+
+
+def sum_and_sample_variance(probabilities, costs, scores, class_log_probs, classes):
+    """Sum-and-sample's exact variance as a function of L.  Its summed set C is the L − 1 outcomes of largest
+    ranking score (each variable's class log-probability rounded to a multiple of
+    :data:`~estimators.sum_and_sample.SCORE_UNIT`, summed over the variables), ties to the lexicographically
+    first, that is the first in the enumeration's order (``classes`` (outcomes, D), lexicographic); the
+    summed part is the same in every estimate, so the variance is that of the sampled term,
+    (1 − p(C)) f(z) ∇log p(z) for z drawn from the outcomes outside C."""
+    floored = np.maximum(np.asarray(class_log_probs, np.float64), SCORE_FLOOR)
+    integer_scores = np.round(floored / SCORE_UNIT).astype(np.int64)  # (D, K)
+    totals = integer_scores[np.arange(classes.shape[1]), classes].sum(axis=1)
+    ranking = np.lexsort((np.arange(len(totals)), -totals))
+
+    def variance(num_samples):
+        summed, rest = ranking[: num_samples - 1], ranking[num_samples - 1:]
+        sampled = (1.0 - probabilities[summed].sum()) * costs[rest, None] * scores[rest]
+        return _moments(probabilities[rest] / probabilities[rest].sum(), sampled)[1]
+
+    return variance
 
 
 def _uniform_quadrature(fn, breakpoints=(), num_nodes: int = 400):
@@ -141,6 +165,8 @@ def bernoulli_toy(name: str = "bernoulli_toy", target: float = 0.45, dim: int = 
         variances[estimator_name] = iid_variance(variance)
     # ARMS couples its L samples, so its variance is not the per-sample one over L; the cost is separable.
     variances["arms"] = functools.partial(arms_separable_variance, logits, (1 - target) ** 2 - target**2)
+    variances["sum_and_sample"] = sum_and_sample_variance(
+        probabilities, costs, scores, np.stack([np.log1p(-p), np.log(p)], axis=-1), outcomes.astype(int))
 
     def coordinate_cost(x):
         return (x - target) ** 2
@@ -230,6 +256,7 @@ def categorical_toy(name: str = "categorical_toy", dim: int = 3, num_categories:
     # The cost is separable, so IndeCateR's every estimate is the exact gradient.
     per_sample["indecater"] = np.broadcast_to(exact_grad.reshape(-1), (len(costs), exact_grad.size))
     variances, means = _enumerated_answers(probabilities, costs, scores, per_sample)
+    variances["sum_and_sample"] = sum_and_sample_variance(probabilities, costs, scores, np.log(p), classes)
     dtype = jnp.result_type(float)
     shape = (dim, num_categories)
     return Problem(
