@@ -23,8 +23,6 @@ from tests.stats import assert_mean_matches, assert_variance_matches
 from tests.test_unordered_set import (
     BERNOULLI_LOGITS,
     CATEGORICAL_LOGITS,
-    VALUES,
-    categorical_cost,
     objective_of,
     outcomes,
 )
@@ -98,26 +96,8 @@ def test_summing_all_but_one_outcome_is_exact(key, kind):
     np.testing.assert_allclose(estimates, np.broadcast_to(gradient, estimates.shape), rtol=2e-5, atol=2e-6)
 
 
-def test_a_plate_sums_and_samples_per_example_and_weights_its_own_logits(key):
-    """Two examples; example n's cost reads its own variables only, so its logits' expectation is its own
-    enumerated gradient."""
-    logits = jnp.asarray(np.stack([CATEGORICAL_LOGITS, CATEGORICAL_LOGITS[::-1]]), jnp.float32)
-    run = jax.jit(jax.vmap(est.grad(objective_of("categorical", batch_ndims=1), "sum_and_sample", 3),
-                           in_axes=(None, 0)))
-    first, second = (exact_moments("categorical", 3, example)[2] for example in (CATEGORICAL_LOGITS,
-                                                                                  CATEGORICAL_LOGITS[::-1]))
-    assert_mean_matches(run(logits, jax.random.split(key, 50_000)), np.stack([first, second]), label="plate")
-
-
-def test_a_cost_depending_on_the_parameters_adds_its_direct_term(key):
-    """f(θ, x) = w · (v · x_0) + cost(x): ∂F/∂w = E[v · x_0], from the summed and the sampled costs."""
-    params = {"logits": jnp.asarray(CATEGORICAL_LOGITS, jnp.float32), "w": jnp.array(0.7)}
-    objective = est.Objective(dist=lambda q: est.Categorical(q["logits"]),
-                              cost=lambda q, x: q["w"] * (x[0] @ VALUES) + categorical_cost(x))
-    grads = jax.jit(jax.vmap(est.grad(objective, "sum_and_sample", 2), in_axes=(None, 0)))(
-        params, jax.random.split(key, 50_000))
-    p = np.exp(CATEGORICAL_LOGITS[0]) / np.exp(CATEGORICAL_LOGITS[0]).sum()
-    assert_mean_matches(grads["w"], [p @ VALUES], label="direct term")
+# A plate and a cost depending on the parameters: tests/test_unordered_set.py checks both estimators over sets of
+# distinct outcomes.
 
 
 @pytest.mark.parametrize("num_configurations", [1, 7, 30, 81])

@@ -126,26 +126,26 @@ def test_mean_variance_and_value_match_the_enumeration(key, kind, num_samples):
     assert_mean_matches(np.asarray(values)[:, None], [objective], label="value")
 
 
-def test_a_plate_draws_a_set_per_example_and_weights_its_own_logits(key):
+@pytest.mark.parametrize("name", ["unordered_set", "sum_and_sample"])
+def test_a_plate_draws_a_set_per_example_and_weights_its_own_logits(key, name):
     """Two examples; example n's cost reads its own variables only, so its logits' expectation is its own
-    enumerated gradient."""
+    enumerated gradient (for both estimators over sets of distinct outcomes, each unbiased)."""
     logits = jnp.asarray(np.stack([CATEGORICAL_LOGITS, CATEGORICAL_LOGITS[::-1]]), jnp.float32)
-    run = jax.jit(jax.vmap(est.grad(objective_of("categorical", batch_ndims=1), "unordered_set", 3),
-                           in_axes=(None, 0)))
+    run = jax.jit(jax.vmap(est.grad(objective_of("categorical", batch_ndims=1), name, 3), in_axes=(None, 0)))
     first, second = (exact_moments("categorical", 3, example)[0] for example in (CATEGORICAL_LOGITS,
                                                                                   CATEGORICAL_LOGITS[::-1]))
-    assert_mean_matches(run(logits, jax.random.split(key, 50_000)), np.stack([first, second]), label="plate")
+    assert_mean_matches(run(logits, jax.random.split(key, 50_000)), np.stack([first, second]), label=f"{name} plate")
 
 
-def test_a_cost_depending_on_the_parameters_adds_its_direct_term(key):
-    """f(θ, x) = w · (v · x_0) + cost(x): ∂F/∂w = E[v · x_0], from the set's weighted costs."""
+@pytest.mark.parametrize("name", ["unordered_set", "sum_and_sample"])
+def test_a_cost_depending_on_the_parameters_adds_its_direct_term(key, name):
+    """f(θ, x) = w · (v · x_0) + cost(x): ∂F/∂w = E[v · x_0], from the weighted costs of the set."""
     params = {"logits": jnp.asarray(CATEGORICAL_LOGITS, jnp.float32), "w": jnp.array(0.7)}
     objective = est.Objective(dist=lambda q: est.Categorical(q["logits"]),
                               cost=lambda q, x: q["w"] * (x[0] @ VALUES) + categorical_cost(x))
-    grads = jax.jit(jax.vmap(est.grad(objective, "unordered_set", 2), in_axes=(None, 0)))(
-        params, jax.random.split(key, 50_000))
+    grads = jax.jit(jax.vmap(est.grad(objective, name, 2), in_axes=(None, 0)))(params, jax.random.split(key, 50_000))
     p = np.exp(CATEGORICAL_LOGITS[0]) / np.exp(CATEGORICAL_LOGITS[0]).sum()
-    assert_mean_matches(grads["w"], [p @ VALUES], label="direct term")
+    assert_mean_matches(grads["w"], [p @ VALUES], label=f"{name} direct term")
 
 
 def test_the_sampled_sets_are_distinct_and_too_small_spaces_and_samples_are_refused():
