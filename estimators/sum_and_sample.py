@@ -20,6 +20,19 @@ summed and the estimate is the score function without a baseline (the base estim
 value returned is :math:`\sum_{c \in C} p(c) f(c) + (1 - p(C)) f(z)`, unbiased for F, and a cost that
 depends on θ adds that sum's direct gradient.
 
+``sum_and_sample_baseline`` (``SumAndSample(sample_baseline=True)``) subtracts from every term's cost that of one more
+sample :math:`x' \sim p`, drawn independently of z, the baseline of the sum-and-sample experiments of Kool,
+van Hoof & Welling (2020; "sasbl" in their code, where it is the evaluation sample):
+
+.. math::
+
+    \hat g = \sum_{c \in C} \nabla p(c)\, \big(f(c) - f(x')\big)
+        + \big(1 - p(C)\big)\, \big(f(z) - f(x')\big)\, \nabla \log p(z),
+
+still unbiased (:math:`\sum_x \nabla p(x) = 0`, and x' is independent of z and of C), with L − 2 outcomes
+summed so that an estimate still evaluates the cost L times: L ≥ 2.  A constant offset of the cost, which
+the plain estimator carries into its sampled term, cancels.
+
 C is found by beam search of width L − 1 over the variables, which is exact for independent variables
 (the prefix of one of the top L − 1 configurations is among the top L − 1 prefixes, else L − 1
 configurations would beat it).  It ranks the configurations by integer scores, each variable's class
@@ -49,7 +62,14 @@ import math
 import jax
 import jax.numpy as jnp
 
-from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclass, sample_keys, surrogate_estimate
+from estimators.base import (
+    EstimatorInfo,
+    GradientEstimator,
+    estimator_dataclass,
+    sample_keys,
+    static,
+    surrogate_estimate,
+)
 from estimators.distributions import Bernoulli, Categorical
 from estimators.registry import register
 from estimators.unordered_set import as_samples, class_log_probs, log1mexp, stochastic_beam_search
@@ -119,23 +139,37 @@ def _outcome_space(dist, batch_ndims: int) -> tuple[int, int]:
 @register("sum_and_sample", family="score_function")
 @estimator_dataclass
 class SumAndSample(GradientEstimator):
-    r"""Sum-and-sample: the score function summed exactly over the L − 1 most probable joint outcomes and
-    sampled once from the rest, weighted by its probability.  Unbiased; independent categorical or
-    Bernoulli variables.  See :mod:`estimators.sum_and_sample`."""
+    r"""Sum-and-sample: the score function summed exactly over the most probable joint outcomes and sampled
+    once from the rest, weighted by its probability; with ``sample_baseline``, every term's cost less that of one more,
+    independent sample (L − 2 summed).  Unbiased; independent categorical or Bernoulli variables.  See
+    :mod:`estimators.sum_and_sample`."""
 
-    info = EstimatorInfo("sum_and_sample")
+    sample_baseline: bool = static(default=False)
+
+    @property
+    def info(self):
+        if self.sample_baseline:
+            return EstimatorInfo("sum_and_sample_baseline", min_num_samples=2)
+        return EstimatorInfo("sum_and_sample")
 
     def supports(self, dist):
         if isinstance(dist, (Bernoulli, Categorical)):
             return None
         return "it sums over the most probable outcomes of independent categorical or Bernoulli variables"
 
+    def _distinct(self, num_samples: int) -> int:
+        """The distinct outcomes an estimate takes: C and the sample, not the baseline's independent draw."""
+        return num_samples - 1 if self.sample_baseline else num_samples
+
     def applicability(self, dist, num_samples, batch_ndims=0):
         reason = super().applicability(dist, num_samples, batch_ndims)
         if reason is None:
             num_classes, num_variables = _outcome_space(dist, batch_ndims)
-            if num_variables * math.log2(num_classes) < math.log2(num_samples):
-                reason = f"needs L <= {num_classes ** num_variables}, the number of joint outcomes of an example"
+            if num_variables * math.log2(num_classes) < math.log2(self._distinct(num_samples)):
+                largest = num_classes ** num_variables + num_samples - self._distinct(num_samples)
+                reason = f"needs L <= {largest}, the number of joint outcomes of an example"
+                if self.sample_baseline:
+                    reason += " plus the baseline's draw"
         return reason
 
     def estimate(self, objective, params, key, num_samples, state):
@@ -145,31 +179,38 @@ class SumAndSample(GradientEstimator):
         num_classes = log_probs.shape[-1]
         per_example = log_probs.reshape((math.prod(batch_shape), -1, num_classes))  # (N, D, K)
         num_examples, num_variables = per_example.shape[:2]
-        if num_variables * math.log2(num_classes) < math.log2(num_samples):
-            raise ValueError(f"sum_and_sample sums {num_samples - 1} outcomes and samples one more, but each "
-                             f"example has only {num_classes ** num_variables}; use a smaller num_samples.")
-        num_summed = num_samples - 1
-        # The sample's noise: beam i's Gumbels from sample key i, as every estimator draws its samples' noise.
+        distinct = self._distinct(num_samples)
+        if num_variables * math.log2(num_classes) < math.log2(distinct):
+            raise ValueError(f"{self.name} sums {distinct - 1} outcomes and samples one more, but each example has "
+                             f"only {num_classes ** num_variables}; use a smaller num_samples.")
+        num_summed = distinct - 1
+        keys = sample_keys(key, num_samples)
+        # The sample's noise: beam i's Gumbels from sample key i, as every estimator draws its samples' noise; the
+        # baseline's draw from the last key.
         noise = jax.vmap(lambda k: jax.random.gumbel(k, (num_examples, num_variables, num_classes), log_probs.dtype))
-        gumbels = jnp.moveaxis(noise(sample_keys(key, num_samples)), 0, 2)  # (N, D, L, K)
-        candidates, _ = jax.vmap(stochastic_beam_search)(gumbels, per_example)  # (N, L, D)
+        gumbels = jnp.moveaxis(noise(keys[:distinct]), 0, 2)  # (N, D, distinct, K)
+        candidates, _ = jax.vmap(stochastic_beam_search)(gumbels, per_example)  # (N, distinct, D)
         if num_summed:
             summed, log_p_summed = jax.vmap(most_probable_configurations, in_axes=(0, None))(per_example, num_summed)
             sampled = jax.vmap(first_outside)(candidates, summed)
             # 1 − p(C), each example's probability of the outcomes not summed.
             rest = jnp.exp(log1mexp(jnp.minimum(jax.nn.logsumexp(log_p_summed, axis=-1), 0.0)))
-            classes = jnp.concatenate([jnp.moveaxis(summed, 1, 0), sampled[None]])  # (L, N, D): C, then z
+            classes = jnp.concatenate([jnp.moveaxis(summed, 1, 0), sampled[None]])  # (distinct, N, D): C, then z
         else:
             rest = jnp.ones((num_examples,), log_probs.dtype)
-            classes = jnp.moveaxis(candidates, 1, 0)
+            classes = jnp.moveaxis(candidates[:, :1], 1, 0)
         samples = as_samples(dist, classes)
+        if self.sample_baseline:
+            samples = jnp.concatenate([samples, jax.lax.stop_gradient(dist.sample(keys[distinct]))[None]])
 
         def surrogate(q):
-            costs = objective.costs(q, samples).reshape((num_samples, -1))  # (L, N): C's outcomes, then z
+            costs = objective.costs(q, samples).reshape((num_samples, -1))  # (L, N): C, z, the baseline's draw
             signal = jax.lax.stop_gradient(costs)
+            if self.sample_baseline:
+                signal = signal - signal[distinct][None]  # b = f(x'), per example
             log_q = jax.vmap(lambda x: objective.example_log_prob(objective.distribution(q), x))(samples)
             log_q = log_q.reshape((num_samples, -1))
-            probabilities = jnp.exp(log_q[:num_summed])  # p(c), differentiable: Σ ∇p(c) f(c)
+            probabilities = jnp.exp(log_q[:num_summed])  # p(c), differentiable: Σ ∇p(c) (f(c) − b)
             summed_value = jnp.sum(jax.lax.stop_gradient(probabilities) * costs[:num_summed])
             sampled_value = jnp.sum(rest * costs[num_summed])
             score_terms = jnp.sum(probabilities * signal[:num_summed]) + jnp.sum(rest * signal[num_summed]
@@ -178,3 +219,6 @@ class SumAndSample(GradientEstimator):
             return score_terms + value, jax.lax.stop_gradient(value)
 
         return surrogate_estimate(surrogate, params, state)
+
+
+register("sum_and_sample_baseline", lambda: SumAndSample(sample_baseline=True), family="score_function")

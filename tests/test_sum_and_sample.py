@@ -41,21 +41,27 @@ def ranking(kind, logits=None):
     return np.lexsort((np.arange(len(every)), -scores))
 
 
-def exact_moments(kind, num_samples, logits=None):
-    """(∇F, F, E ĝ, Var ĝ, E value) in the logits, by enumeration of the sampled outcome."""
+def exact_moments(kind, num_samples, logits=None, baseline=False):
+    """(∇F, F, E ĝ, Var ĝ, E value) in the logits, by enumeration of the sampled outcome z (and, with
+    ``baseline``, of the baseline's independent draw x', b = f(x'), L − 2 outcomes summed)."""
     xs, probabilities, scores, cost = outcomes(kind, logits)
     p, f, s = np.array(probabilities), np.array([cost(x) for x in xs]), np.array(scores)
     gradient = np.tensordot(p * f, s, axes=1)
     order = ranking(kind, logits)
-    summed, rest = order[: num_samples - 1], order[num_samples - 1:]
-    summed_gradient = np.tensordot(p[summed] * f[summed], s[summed], axes=1)
+    num_summed = num_samples - 2 if baseline else num_samples - 1
+    summed, rest = order[:num_summed], order[num_summed:]
     weight = 1.0 - p[summed].sum()
-    draws = np.array([summed_gradient + weight * f[z] * s[z] for z in rest])
-    values = np.array([p[summed] @ f[summed] + weight * f[z] for z in rest])
     conditional = p[rest] / p[rest].sum()
-    mean = np.tensordot(conditional, draws, axes=1)
-    variance = np.tensordot(conditional, (draws - mean) ** 2, axes=1)
-    return gradient, p @ f, mean, variance, conditional @ values
+    draws, values, weights = [], [], []
+    for b, b_weight in zip(f, p) if baseline else [(0.0, 1.0)]:
+        for z, z_weight in zip(rest, conditional):
+            draws.append(np.tensordot(p[summed] * (f[summed] - b), s[summed], axes=1) + weight * (f[z] - b) * s[z])
+            values.append(p[summed] @ f[summed] + weight * f[z])
+            weights.append(b_weight * z_weight)
+    weights, draws = np.array(weights), np.array(draws)
+    mean = np.tensordot(weights, draws, axes=1)
+    variance = np.tensordot(weights, (draws - mean) ** 2, axes=1)
+    return gradient, p @ f, mean, variance, weights @ np.array(values)
 
 
 def logits_of(kind):
@@ -73,16 +79,31 @@ def test_the_enumerated_estimate_is_unbiased_and_its_variance_falls_with_the_sum
     assert all(later < earlier for earlier, later in zip(variances, variances[1:]))
 
 
+def test_the_baseline_is_unbiased_and_cancels_a_constant_offset_of_the_cost():
+    for kind in ("categorical", "bernoulli"):
+        for num_samples in (2, 3, 5):
+            gradient, objective, mean, variance, value = exact_moments(kind, num_samples, baseline=True)
+            np.testing.assert_allclose(mean, gradient, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(value, objective, rtol=1e-12)
+    # The Bernoulli toy's cost, Σ (b − 0.45)², sits far from zero: the plain estimator's sampled term carries
+    # it, and the baseline removes it (the toy's own exact variances, at L = 4).
+    toy = problems.get("bernoulli_toy")
+    plain, with_baseline = (toy.exact_variance(name, 4)["logits"].sum() for name in ("sum_and_sample",
+                                                                                    "sum_and_sample_baseline"))
+    assert with_baseline < plain / 10
+
+
 @pytest.mark.parametrize("kind", ["categorical", "bernoulli"])
-@pytest.mark.parametrize("num_samples", [1, 3])
-def test_mean_variance_and_value_match_the_enumeration(key, kind, num_samples):
-    _, objective, mean, variance, _ = exact_moments(kind, num_samples)
-    run = jax.jit(jax.vmap(est.value_and_grad(objective_of(kind), "sum_and_sample", num_samples),
-                           in_axes=(None, 0)))
+@pytest.mark.parametrize(("name", "num_samples"), [("sum_and_sample", 1), ("sum_and_sample", 3),
+                                                    ("sum_and_sample_baseline", 2),
+                                                    ("sum_and_sample_baseline", 4)])
+def test_mean_variance_and_value_match_the_enumeration(key, kind, name, num_samples):
+    _, objective, mean, variance, _ = exact_moments(kind, num_samples, baseline=name.endswith("baseline"))
+    run = jax.jit(jax.vmap(est.value_and_grad(objective_of(kind), name, num_samples), in_axes=(None, 0)))
     values, estimates = run(logits_of(kind), jax.random.split(key, 100_000))
     estimates = np.asarray(estimates)
-    assert_mean_matches(estimates, mean, label=f"sum_and_sample {kind} L={num_samples}")
-    assert_variance_matches(estimates, variance, label=f"sum_and_sample {kind} L={num_samples}")
+    assert_mean_matches(estimates, mean, label=f"{name} {kind} L={num_samples}")
+    assert_variance_matches(estimates, variance, label=f"{name} {kind} L={num_samples}")
     assert_mean_matches(np.asarray(values)[:, None], [objective], label="value")
 
 
@@ -116,19 +137,20 @@ def test_beam_search_finds_the_most_probable_configurations(num_configurations):
     np.testing.assert_allclose(np.sort(every_log_p)[::-1][:num_configurations], log_p, atol=4 * 2.0**-11)
 
 
+@pytest.mark.parametrize("estimator", ["sum_and_sample", "sum_and_sample_baseline"])
 @pytest.mark.parametrize("name", ["bernoulli_toy", "categorical_toy"])
-def test_on_the_toys_equally_probable_outcomes_tie_and_the_exact_variance_holds(key, name):
+def test_on_the_toys_equally_probable_outcomes_tie_and_the_exact_variance_holds(key, name, estimator):
     """The toys' spread logits make many outcomes equally probable: a float32 ranking would order them by
     rounding, and move the variance by up to 40% at L = 16; the integer scores tie them exactly, so the
     problem's enumerated variance (its own C, from float64 log-probabilities) is the estimator's."""
     problem = problems.get(name)
     log_probs = class_log_probs(problem.distribution())
     np.testing.assert_array_equal(ranking_scores(log_probs), np.round(np.asarray(log_probs, np.float64) * 2**10))
-    run = jax.jit(jax.vmap(est.grad(problem.objective, "sum_and_sample", 16), in_axes=(None, 0)))
+    run = jax.jit(jax.vmap(est.grad(problem.objective, estimator, 16), in_axes=(None, 0)))
     estimates = np.asarray(run(problem.params, jax.random.split(key, 50_000))["logits"]).reshape(50_000, -1)
-    exact = problem.exact_variance("sum_and_sample", 16)["logits"].reshape(-1)
-    assert_mean_matches(estimates, np.reshape(problem.exact_grad["logits"], -1), label=f"{name} mean")
-    assert_variance_matches(estimates, exact, label=f"{name} L=16")
+    exact = problem.exact_variance(estimator, 16)["logits"].reshape(-1)
+    assert_mean_matches(estimates, np.reshape(problem.exact_grad["logits"], -1), label=f"{estimator} {name} mean")
+    assert_variance_matches(estimates, exact, label=f"{estimator} {name} L=16")
 
 
 def test_the_sample_is_the_first_candidate_outside_the_sum_and_too_large_samples_are_refused():
@@ -142,6 +164,11 @@ def test_the_sample_is_the_first_candidate_outside_the_sum_and_too_large_samples
     assert estimator.applicability(est.Bernoulli(logits), 8) is None
     assert "needs L <= 8" in estimator.applicability(est.Bernoulli(logits), 9)
     assert "needs L <= 9" in estimator.applicability(est.Categorical(logits_of("categorical")), 10)
+    with_baseline = est.get("sum_and_sample_baseline")  # its baseline's draw need not be distinct
+    assert with_baseline.applicability(est.Bernoulli(logits), 9) is None
+    assert "needs L <= 9" in with_baseline.applicability(est.Bernoulli(logits), 10)
+    with pytest.raises(ValueError, match="num_samples >= 2"):
+        est.grad(objective, "sum_and_sample_baseline", 1)
     plate = est.Bernoulli(jnp.zeros((4, 3)))  # 4 examples of 3 variables: 8 outcomes each, 2¹² in all
     assert estimator.applicability(plate, 9) is None
     assert "needs L <= 8" in estimator.applicability(plate, 9, batch_ndims=1)

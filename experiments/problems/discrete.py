@@ -101,22 +101,33 @@ def _enumerated_answers(probabilities, costs, scores, per_sample):
     return variances, means
 
 
-def sum_and_sample_variance(probabilities, costs, scores, class_log_probs, classes):
-    """Sum-and-sample's exact variance as a function of L.  Its summed set C is the L − 1 outcomes of largest
-    ranking score (each variable's class log-probability rounded to a multiple of
-    :data:`~estimators.sum_and_sample.SCORE_UNIT`, summed over the variables), ties to the lexicographically
-    first, that is the first in the enumeration's order (``classes`` (outcomes, D), lexicographic); the
-    summed part is the same in every estimate, so the variance is that of the sampled term,
-    (1 − p(C)) f(z) ∇log p(z) for z drawn from the outcomes outside C."""
+def sum_and_sample_variance(probabilities, costs, scores, class_log_probs, classes, baseline=False):
+    """Sum-and-sample's exact variance as a function of L.  Its summed set C is the L − 1 (L − 2 with
+    ``baseline``) outcomes of largest ranking score (each variable's class log-probability rounded to a
+    multiple of :data:`~estimators.sum_and_sample.SCORE_UNIT`, summed over the variables), ties to the
+    lexicographically first, that is the first in the enumeration's order (``classes`` (outcomes, D),
+    lexicographic).  Without a baseline the summed part is the same in every estimate, so the variance is that
+    of the sampled term, (1 − p(C)) f(z) ∇log p(z), z drawn from the outcomes outside C; with one, b = f(x') of
+    an independent x' ~ p enters every term, and the variance is over the pairs (z, x')."""
     floored = np.maximum(np.asarray(class_log_probs, np.float64), SCORE_FLOOR)
     integer_scores = np.round(floored / SCORE_UNIT).astype(np.int64)  # (D, K)
     totals = integer_scores[np.arange(classes.shape[1]), classes].sum(axis=1)
     ranking = np.lexsort((np.arange(len(totals)), -totals))
 
     def variance(num_samples):
-        summed, rest = ranking[: num_samples - 1], ranking[num_samples - 1:]
-        sampled = (1.0 - probabilities[summed].sum()) * costs[rest, None] * scores[rest]
-        return _moments(probabilities[rest] / probabilities[rest].sum(), sampled)[1]
+        num_summed = num_samples - 2 if baseline else num_samples - 1
+        summed, rest = ranking[:num_summed], ranking[num_summed:]
+        weight = 1.0 - probabilities[summed].sum()
+        conditional = probabilities[rest] / probabilities[rest].sum()
+        if not baseline:
+            return _moments(conditional, weight * costs[rest, None] * scores[rest])[1]
+        summed_scores = probabilities[summed] @ scores[summed]  # Σ_C ∇p(c), which −b multiplies
+        b = costs[:, None, None]  # (x', 1, 1)
+        draws = (probabilities[summed] * costs[summed]) @ scores[summed] - b * summed_scores \
+            + weight * (costs[rest, None] - b) * scores[rest]  # (x', z, coordinates)
+        pair_weights = probabilities[:, None] * conditional[None, :]
+        mean = np.tensordot(pair_weights, draws, axes=2)
+        return np.tensordot(pair_weights, (draws - mean) ** 2, axes=2)
 
     return variance
 
@@ -165,8 +176,10 @@ def bernoulli_toy(name: str = "bernoulli_toy", target: float = 0.45, dim: int = 
         variances[estimator_name] = iid_variance(variance)
     # ARMS couples its L samples, so its variance is not the per-sample one over L; the cost is separable.
     variances["arms"] = functools.partial(arms_separable_variance, logits, (1 - target) ** 2 - target**2)
-    variances["sum_and_sample"] = sum_and_sample_variance(
-        probabilities, costs, scores, np.stack([np.log1p(-p), np.log(p)], axis=-1), outcomes.astype(int))
+    for estimator_name, baseline in (("sum_and_sample", False), ("sum_and_sample_baseline", True)):
+        variances[estimator_name] = sum_and_sample_variance(probabilities, costs, scores,
+                                                  np.stack([np.log1p(-p), np.log(p)], axis=-1), outcomes.astype(int),
+                                                  baseline)
 
     def coordinate_cost(x):
         return (x - target) ** 2
@@ -256,7 +269,8 @@ def categorical_toy(name: str = "categorical_toy", dim: int = 3, num_categories:
     # The cost is separable, so IndeCateR's every estimate is the exact gradient.
     per_sample["indecater"] = np.broadcast_to(exact_grad.reshape(-1), (len(costs), exact_grad.size))
     variances, means = _enumerated_answers(probabilities, costs, scores, per_sample)
-    variances["sum_and_sample"] = sum_and_sample_variance(probabilities, costs, scores, np.log(p), classes)
+    for estimator_name, baseline in (("sum_and_sample", False), ("sum_and_sample_baseline", True)):
+        variances[estimator_name] = sum_and_sample_variance(probabilities, costs, scores, np.log(p), classes, baseline)
     dtype = jnp.result_type(float)
     shape = (dim, num_categories)
     return Problem(
