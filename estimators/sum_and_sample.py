@@ -42,12 +42,13 @@ and so is the variance (any C chosen without z keeps the estimate unbiased).  z 
 outside C in a stochastic beam search of width L (Kool, van Hoof & Welling 2019): its L configurations
 are the top L of Gumbel-perturbed joint log-probabilities, at least one of them lies outside the L − 1
 outcomes of C, and the best perturbed outcome outside C is a Gumbel-max sample of p restricted to the
-complement of C.  Both searches take D steps over L·K candidates, never the :math:`K^D` outcomes.  L cost
-evaluations.
+complement of C.  Both searches take D steps over L·K candidates, never the :math:`K^D` outcomes (with the
+baseline, one fewer in each: L − 2 summed, a stochastic beam of width L − 1).  L cost evaluations.
 
 Assumptions: independent categorical or Bernoulli variables, at least L outcomes in each example's joint
-space.  With independent examples (``Objective(..., batch_ndims=B)``) each example sums its own most
-probable outcomes and samples its own rest, and its logits are weighted by its own costs.
+space (L − 1 with the baseline, whose draw may repeat one).  With independent examples
+(``Objective(..., batch_ndims=B)``) each example sums its own most probable outcomes and samples its own
+rest, and its logits are weighted by its own costs.
 
 References: Liu, Regier, Tripuraneni, Jordan & McAuliffe, *Rao-Blackwellized Stochastic Gradients for
 Discrete Distributions*, ICML 2019 (authors' code ``Runjing-Liu120/RaoBlackwellizedSGD``); Kool, van Hoof
@@ -140,9 +141,9 @@ def _outcome_space(dist, batch_ndims: int) -> tuple[int, int]:
 @estimator_dataclass
 class SumAndSample(GradientEstimator):
     r"""Sum-and-sample: the score function summed exactly over the most probable joint outcomes and sampled
-    once from the rest, weighted by its probability; with ``sample_baseline``, every term's cost less that of one more,
-    independent sample (L − 2 summed).  Unbiased; independent categorical or Bernoulli variables.  See
-    :mod:`estimators.sum_and_sample`."""
+    once from the rest, weighted by its probability; with ``sample_baseline``, every term's cost less that of
+    one more, independent sample (L − 2 summed).  Unbiased; independent categorical or Bernoulli variables.
+    See :mod:`estimators.sum_and_sample`."""
 
     sample_baseline: bool = static(default=False)
 
