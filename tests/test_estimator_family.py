@@ -243,6 +243,9 @@ PARAMS = {"mu": jnp.zeros(3)}
         ("measure_valued", CATEGORICAL, r"'measure_valued' cannot serve a Categorical.*Gaussian.*Bernoulli"),
         ("indecater", GAUSSIAN, r"'indecater' cannot serve a Normal.*categorical or Bernoulli"),
         ("reinmax", GAUSSIAN, r"'reinmax' cannot serve a Normal.*Bernoulli or Categorical"),
+        ("unordered_set", GAUSSIAN, r"'unordered_set' cannot serve a Normal.*categorical or Bernoulli"),
+        ("sum_and_sample", GAUSSIAN, r"'sum_and_sample' cannot serve a Normal.*categorical or Bernoulli"),
+        ("sum_and_sample_baseline", GAUSSIAN, r"'sum_and_sample_baseline' cannot serve a Normal.*categorical"),
     ],
 )
 def test_wrong_distribution_kind(name, objective, message, key):
