@@ -52,6 +52,7 @@ from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclas
 from estimators.distributions import Bernoulli, Categorical
 from estimators.registry import register
 from estimators.sample_axis import map_samples
+from estimators.unordered_set import classes_and_variables
 
 
 def _class_probabilities(dist) -> jax.Array:
@@ -76,12 +77,12 @@ class IndeCateR(GradientEstimator):
         return f"it enumerates the classes of categorical or Bernoulli variables, not of a {type(dist).__name__}"
 
     def cost_evaluations(self, num_samples, dist, batch_ndims=0):
-        num_classes, variable_shape = _classes_and_variables(dist)
+        num_classes, variable_shape = classes_and_variables(dist)
         return num_samples * (math.prod(variable_shape[batch_ndims:]) * (num_classes - 1) + 1)
 
     def estimate(self, objective, params, key, num_samples, state):
         dist = objective.distribution(params)
-        num_classes, variable_shape = _classes_and_variables(dist)
+        num_classes, variable_shape = classes_and_variables(dist)
         batch_shape = objective.batch_shape(dist)
         # Class indices as (E, V) with a plate: example e's V variables, variable v moved in every example at
         # once; (V,) without.
@@ -125,9 +126,3 @@ class IndeCateR(GradientEstimator):
 
         return surrogate_estimate(surrogate, params, state)
 
-
-def _classes_and_variables(dist) -> tuple[int, tuple[int, ...]]:
-    """(K, the variables' shape): a Bernoulli's variables are its event, a categorical's all but the classes."""
-    if isinstance(dist, Bernoulli):
-        return 2, tuple(dist.event_shape)
-    return dist.event_shape[-1], tuple(dist.event_shape[:-1])

@@ -73,7 +73,13 @@ from estimators.base import (
 )
 from estimators.distributions import Bernoulli, Categorical
 from estimators.registry import register
-from estimators.unordered_set import as_samples, class_log_probs, log1mexp, stochastic_beam_search
+from estimators.unordered_set import (
+    as_samples,
+    class_log_probs,
+    classes_and_variables,
+    log1mexp,
+    stochastic_beam_search,
+)
 
 #: The unit in which the variables' class log-probabilities are ranked: each is rounded to a multiple of it and
 #: the configurations' scores are sums of those integers, exact in any order of addition.  Outcomes of equal
@@ -132,9 +138,8 @@ def first_outside(candidates: jax.Array, excluded: jax.Array) -> jax.Array:
 
 def _outcome_space(dist, batch_ndims: int) -> tuple[int, int]:
     """(K, D): the classes of each variable and the number of variables of one example."""
-    if isinstance(dist, Bernoulli):
-        return 2, math.prod(dist.logits.shape[batch_ndims:])
-    return dist.logits.shape[-1], math.prod(dist.logits.shape[batch_ndims:-1])
+    num_classes, variable_shape = classes_and_variables(dist)
+    return num_classes, math.prod(variable_shape[batch_ndims:])
 
 
 @register("sum_and_sample", family="score_function")

@@ -158,6 +158,14 @@ def class_log_probs(dist) -> jax.Array:
     return jax.nn.log_softmax(dist.logits, axis=-1)
 
 
+def classes_and_variables(dist) -> tuple[int, tuple[int, ...]]:
+    """(K, the variables' shape) of independent categorical or Bernoulli variables: a Bernoulli's variables are
+    its event, two classes each; a categorical's are all its axes but the last, the classes."""
+    if isinstance(dist, Bernoulli):
+        return 2, tuple(dist.event_shape)
+    return dist.event_shape[-1], tuple(dist.event_shape[:-1])
+
+
 def as_samples(dist, classes: jax.Array) -> jax.Array:
     """Samples of ``dist`` from the classes of its variables, (L, N, D) for N examples of D variables: a
     Bernoulli's as 0/1 values, a categorical's one-hot, each of shape (L, *event_shape), with no gradient."""
