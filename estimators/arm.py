@@ -26,8 +26,8 @@ a cost that depends on θ adds :math:`\tfrac12(\nabla_\theta f(\theta, b) + \nab
 Two cost evaluations per sample.  With independent examples (``Objective(..., batch_ndims=B)``) the
 pair is formed from the one u of all examples at once, and example n's logits are weighted by its own
 costs :math:`f_n(b), f_n(\tilde b)` (the pairing is per example, as the cost of example n reads only
-its own latents).  Defined for Bernoulli latents; the categorical extensions (ARSM,
-and the coupled estimators of Dong et al. 2021) are other methods.
+its own latents).  Defined for Bernoulli latents; for categoricals,
+:mod:`estimators.categorical_disarm` carries the pair over by stick-breaking (Dong et al. 2021).
 
 References:
   Yin & Zhou, *ARM: Augment-REINFORCE-Merge Gradient for Stochastic Binary Networks*, ICLR 2019.
@@ -59,7 +59,7 @@ def unsupported(dist) -> str | None:
         return None
     return (
         f"it is defined for Bernoulli latents, not {type(dist).__name__} (for categorical latents use "
-        "rebar, relax or score_function_loo)"
+        "categorical_disarm, rebar, relax or score_function_loo)"
     )
 
 
@@ -80,7 +80,7 @@ def antithetic_estimate(objective, params, key, num_samples, state, logit_gradie
         # Each cost is evaluated once: its value weighs the logit gradient, its θ-gradient is the direct term.
         cost_b, cost_antithetic = objective.costs(p, b), objective.costs(p, antithetic)  # (L, *batch_shape)
         weights = jax.lax.stop_gradient((cost_b, cost_antithetic))
-        weights = tuple(_per_logit(w, logits.ndim + 1) for w in weights)  # example n's cost for its logits
+        weights = tuple(per_logit(w, logits.ndim + 1) for w in weights)  # example n's cost for its logits
         logit_grads = jax.vmap(logit_gradient, in_axes=(None, 0, 0, 0, 0, 0))(logits, u, *weights, b, antithetic)
         logit_grad = jax.lax.stop_gradient(jnp.mean(logit_grads, axis=0))
         value = jnp.mean(0.5 * (objective.sum_examples(cost_b) + objective.sum_examples(cost_antithetic)))
@@ -89,7 +89,7 @@ def antithetic_estimate(objective, params, key, num_samples, state, logit_gradie
     return surrogate_estimate(surrogate, params, state)
 
 
-def _per_logit(costs, ndim):
+def per_logit(costs, ndim):
     """Per-example costs (L, *batch_shape) with trailing unit axes, to broadcast over each example's logits."""
     if costs.ndim == 1:
         return costs  # no plate: one cost per sample

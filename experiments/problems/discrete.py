@@ -132,6 +132,60 @@ def sum_and_sample_variance(probabilities, costs, scores, class_log_probs, class
     return variance
 
 
+def categorical_disarm_pairs(logits):
+    """The law of categorical DisARM's antithetic pair (z, z̃) for one variable in natural order, and its
+    estimate per pair before the cost weight: (P, G), P[m, n] = P(z = m, z̃ = n) and G[m, n] ∈ R^K such
+    that the pair's estimate in the logits is ½(f(z) − f(z̃)) G[z, z̃].
+
+    Per stick-breaking coordinate i, with s = σ(α_i): both bits 0 with probability (1 − 2s)_+, one of them
+    1 with min(s, 1 − s) each, both 1 with (2s − 1)_+.  Below min(z, z̃) both bits are 0 (DisARM's term is
+    0); at min(z, z̃) < K − 1, where z ≠ z̃, the stopping sample's bit is 1 and the other's 0 (± σ(|α_i|));
+    between min and max only the continuing sample's bit is read (0, then 1 at its own stop).  The
+    gradient in the logits is Jᵀ of that in α, J = ∂α/∂ℓ."""
+    logits = np.asarray(logits, np.float64)
+    num_classes = len(logits)
+    tails = np.array([np.logaddexp.reduce(logits[i:]) for i in range(num_classes)])
+    alpha = logits[:-1] - tails[1:]
+    s = 1 / (1 + np.exp(-alpha))
+    both_zero, one_only, both_one = np.maximum(1 - 2 * s, 0), np.minimum(s, 1 - s), np.maximum(2 * s - 1, 0)
+    stop = np.append(s, 1.0)  # P(a continuing sample stops at class k | it reached k); class K always stops
+    law = np.zeros((num_classes, num_classes))
+    factors = np.zeros((num_classes, num_classes, num_classes - 1))
+    for m in range(num_classes):
+        for n in range(num_classes):
+            low, high = min(m, n), max(m, n)
+            reach = np.prod(both_zero[:low])
+            if m == n:
+                law[m, n] = reach * (both_one[m] if m < num_classes - 1 else 1.0)
+                continue
+            law[m, n] = reach * one_only[low] * np.prod(1 - s[low + 1:high]) * stop[high]
+            sign = 1.0 if m < n else -1.0  # +: z stops first (b = 1, b̃ = 0), −: z̃ does
+            factors[m, n, low] = sign / (1 + np.exp(-abs(alpha[low])))
+            bits = (np.arange(num_classes - 1) == high).astype(float)
+            between = (np.arange(num_classes - 1) > low) & (np.arange(num_classes - 1) <= high)
+            factors[m, n, between] = -sign * (bits - s)[between]  # +(b − s) where z continues, −(b̃ − s) where z̃ does
+    # J[i, k] = ∂α_i/∂ℓ_k = δ_ik − [k > i] e^{ℓ_k} / Σ_{j > i} e^{ℓ_j}.
+    jacobian = np.eye(num_classes)[:-1] - np.triu(np.exp(logits[None, :] - tails[1:, None]), k=1)
+    return law, factors @ jacobian
+
+
+def categorical_disarm_separable_variance(logits, class_costs):
+    """Categorical DisARM's exact one-pair variance, (D, K), in natural order, for a separable cost
+    f(x) = Σ_d c(x_d).  With Δ_e = c(z_e) − c(z̃_e) (mean 0, the pair's samples share a law) and
+    G_d = G[z_d, z̃_d]: ĝ_d = ½(Δ_d + Σ_{e≠d} Δ_e) G_d, the other variables independent of variable d, so
+    E[ĝ_d²] = ¼(E[Δ_d² G_d²] + Σ_{e≠d} E[Δ_e²] E[G_d²])."""
+    pairs = [categorical_disarm_pairs(row) for row in np.asarray(logits, np.float64)]
+    delta = np.asarray(class_costs, np.float64)[:, None] - np.asarray(class_costs, np.float64)[None, :]
+    spread = np.array([np.sum(law * delta**2) for law, _ in pairs])  # E[Δ_e²]
+    variances = []
+    for d, (law, gradients) in enumerate(pairs):
+        mean = 0.5 * np.einsum("mn,mn,mnk->k", law, delta, gradients)
+        second = 0.25 * (np.einsum("mn,mn,mnk->k", law, delta**2, gradients**2)
+                         + (spread.sum() - spread[d]) * np.einsum("mn,mnk->k", law, gradients**2))
+        variances.append(second - mean**2)
+    return np.array(variances)
+
+
 def _uniform_quadrature(fn, breakpoints=(), num_nodes: int = 400):
     """∫₀¹ fn(u) du by Gauss–Legendre on each piece between the breakpoints."""
     edges = [0.0, *sorted(breakpoints), 1.0]
@@ -271,6 +325,8 @@ def categorical_toy(name: str = "categorical_toy", dim: int = 3, num_categories:
     variances, means = _enumerated_answers(probabilities, costs, scores, per_sample)
     for estimator_name, baseline in (("sum_and_sample", False), ("sum_and_sample_baseline", True)):
         variances[estimator_name] = sum_and_sample_variance(probabilities, costs, scores, np.log(p), classes, baseline)
+    disarm_pair = categorical_disarm_separable_variance(logits, class_costs)  # the toy is in natural order
+    variances["categorical_disarm"] = iid_variance(disarm_pair.reshape(-1))
     dtype = jnp.result_type(float)
     shape = (dim, num_categories)
     return Problem(
