@@ -76,8 +76,8 @@ from estimators.registry import register
 from estimators.unordered_set import (
     as_samples,
     class_log_probs,
-    classes_and_variables,
     log1mexp,
+    outcome_space,
     stochastic_beam_search,
 )
 
@@ -136,12 +136,6 @@ def first_outside(candidates: jax.Array, excluded: jax.Array) -> jax.Array:
     return candidates[jnp.argmin(inside)]
 
 
-def _outcome_space(dist, batch_ndims: int) -> tuple[int, int]:
-    """(K, D): the classes of each variable and the number of variables of one example."""
-    num_classes, variable_shape = classes_and_variables(dist)
-    return num_classes, math.prod(variable_shape[batch_ndims:])
-
-
 @register("sum_and_sample", family="score_function")
 @estimator_dataclass
 class SumAndSample(GradientEstimator):
@@ -170,7 +164,7 @@ class SumAndSample(GradientEstimator):
     def applicability(self, dist, num_samples, batch_ndims=0):
         reason = super().applicability(dist, num_samples, batch_ndims)
         if reason is None:
-            num_classes, num_variables = _outcome_space(dist, batch_ndims)
+            num_classes, num_variables = outcome_space(dist, batch_ndims)
             if num_variables * math.log2(num_classes) < math.log2(self._distinct(num_samples)):
                 largest = num_classes ** num_variables + num_samples - self._distinct(num_samples)
                 reason = f"needs L <= {largest}, the number of joint outcomes of an example"

@@ -27,12 +27,13 @@ a time, each of the L partial configurations kept is extended by every class, ea
 perturbation of its log-probability conditioned on its parent's, and the L largest are kept, so that the L
 complete configurations are the top L of Gumbel-perturbed joint log-probabilities, a sample without
 replacement from the product distribution, in D steps of L·K candidates (never the :math:`K^D` outcomes).
-The set probabilities are sums over orderings, computed exactly (the pairs' :math:`(L-2)!` orderings, from
-which the single leave-outs and P(S) follow, as in the authors' code): L ≤ 8, where the 720 orderings of
-each of the 28 pairs take about 3 ms per example on a CPU core (0.02 ms at L = 4).  Where the L samples
-hold all but 1e-5 of an example's mass, the estimate is the exact gradient over the set (the ratios are 1, as
-in the authors' code; float32 cannot represent the remaining mass), biased by at most that mass.  L cost
-evaluations.
+The set probabilities are sums over orderings up to L = 5 (the pairs' :math:`(L-2)!` orderings, from which
+the single leave-outs and P(S) follow), and one-dimensional integrals above
+(:func:`log_set_probability_ratios_by_quadrature`, as in the authors' code), which cost O(L²) per set instead
+of O(L!) and are faster from L = 6 (on a CPU core: 14 against 34 µs per set at L = 6, 24 against 3,000 µs
+at L = 8); L ≤ 32.  Where the L samples hold all but 1e-5 of an example's mass, the estimate is the exact
+gradient over the set (the ratios are 1, as in the authors' code; float32 cannot represent the remaining
+mass), biased by at most that mass.  L cost evaluations.
 
 Assumptions: independent categorical or Bernoulli variables, at least L outcomes in each example's joint
 space.  With independent examples (``Objective(..., batch_ndims=B)``) each example draws its own set over
@@ -57,8 +58,14 @@ from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclas
 from estimators.distributions import Bernoulli, Categorical
 from estimators.registry import register
 
-#: The largest L: the set probabilities sum over (L − 2)! orderings for each of the L(L − 1)/2 pairs.
-MAX_NUM_SAMPLES = 8
+#: The largest L whose set probabilities are sums over orderings ((L − 2)! for each of the L(L − 1)/2 pairs);
+#: the integrals are faster from L = 6.
+MAX_ORDERINGS_NUM_SAMPLES = 5
+#: The largest L: above :data:`MAX_ORDERINGS_NUM_SAMPLES` the set probabilities are integrals, each of the
+#: L(L − 1)/2 pairs' on :data:`QUADRATURE_NODES` nodes.
+MAX_NUM_SAMPLES = 32
+#: Nodes of the trapezoid rule for the set probabilities' integrals (uniform in log v).
+QUADRATURE_NODES = 128
 
 
 def log1mexp(x: jax.Array) -> jax.Array:
@@ -151,6 +158,53 @@ def log_set_probability_ratios(log_p: jax.Array) -> tuple[jax.Array, jax.Array]:
     return log_ratios, log_pair_ratios
 
 
+def log_set_probability_ratios_by_quadrature(log_p: jax.Array,
+                                             num_nodes: int = QUADRATURE_NODES) -> tuple[jax.Array, jax.Array]:
+    """:func:`log_set_probability_ratios` from integrals, for any L.  The L items of S arrive first in a race of
+    exponential clocks of rates p (Gumbel-top-k), so with :math:`a_s = p_s / (1 - p(S))`
+
+    .. math::
+
+        P(S) = \\int_0^\\infty e^{-v} \\prod_{s \\in S} (1 - e^{-a_s v})\\, dv,
+
+    and leaving s (or s and s') out renormalizes p without changing any :math:`a_i`, so :math:`P^{D\\setminus
+    s}(S\\setminus s)` and :math:`P^{D\\setminus\\{s,s'\\}}(S\\setminus\\{s,s'\\})` are the same integral without
+    those factors (the authors' code integrates them too).  The trapezoid rule in t = log v, from
+    :math:`v = 10^{-7}/\\max_s a_s` to :math:`4L + 60` (beyond the mass of :math:`v^L e^{-v}`), agrees with
+    the sums over orderings to 4e-12 in float64 at 128 nodes (its error falls as :math:`e^{-\\pi^2/h}`, h the
+    step, at most about 0.25); in float32 the ratios carry the rounding of :math:`1 - p(S)` (up to 2e-3 in
+    their logs where the set holds all but 1e-4 of the mass, against 3e-4 for the orderings).  Where the set
+    holds all but 1e-5 of the mass both are 1, as there."""
+    num_samples = log_p.shape[0]
+    log_set, log_singles, log_pairs = log_set_probabilities_by_quadrature(log_p, num_nodes)
+    off_diagonal = ~jnp.eye(num_samples, dtype=bool)
+    exact = jax.nn.logsumexp(log_p) > -1e-5
+    log_ratios = jnp.where(exact, 0.0, log_singles - log_set)
+    log_pair_ratios = jnp.where(exact | ~off_diagonal, 0.0, log_pairs - log_singles[:, None])
+    return log_ratios, log_pair_ratios
+
+
+def log_set_probabilities_by_quadrature(log_p: jax.Array, num_nodes: int = QUADRATURE_NODES):
+    """``(log P(S), log P^{D∖s}(S∖s) (L,), log P^{D∖{s,s'}}(S∖{s,s'}) (L, L))`` of the L distinct samples with
+    joint log-probabilities ``log_p``, by the integrals of :func:`log_set_probability_ratios_by_quadrature`
+    (the diagonal of the pairs' is that of S without s counted twice: unused)."""
+    num_samples = log_p.shape[0]
+    log_rest = log1mexp(jnp.minimum(jax.nn.logsumexp(log_p), 0.0))  # log(1 − p(S))
+    log_a = log_p - log_rest
+    t_low = math.log(1e-7) - jnp.max(log_a)
+    t_high = math.log(4 * num_samples + 60)
+    step = (t_high - t_low) / (num_nodes - 1)
+    t = t_low + step * jnp.arange(num_nodes, dtype=log_p.dtype)
+    log_factors = log1mexp(-jnp.exp(log_a[:, None] + t[None, :]))  # log(1 − e^{−a_s v}), (L, nodes)
+    log_measure = -jnp.exp(t) + t + jnp.log(step)  # e^{−v} dv = e^{−v} v dt
+    log_integrand = log_measure + jnp.sum(log_factors, axis=0)  # (nodes,)
+    log_set = jax.nn.logsumexp(log_integrand)
+    log_singles = jax.nn.logsumexp(log_integrand[None, :] - log_factors, axis=-1)  # (L,)
+    log_pairs = jax.nn.logsumexp(log_integrand[None, None, :] - log_factors[:, None, :] - log_factors[None, :, :],
+                                 axis=-1)
+    return log_set, log_singles, log_pairs
+
+
 def class_log_probs(dist) -> jax.Array:
     """Each variable's class log-probabilities, (*event_shape without K, K): a Bernoulli's as (1 − p, p)."""
     if isinstance(dist, Bernoulli):
@@ -164,6 +218,12 @@ def classes_and_variables(dist) -> tuple[int, tuple[int, ...]]:
     if isinstance(dist, Bernoulli):
         return 2, tuple(dist.event_shape)
     return dist.event_shape[-1], tuple(dist.event_shape[:-1])
+
+
+def outcome_space(dist, batch_ndims: int = 0) -> tuple[int, int]:
+    """(K, D): the classes of each variable and the number of variables of one example."""
+    num_classes, variable_shape = classes_and_variables(dist)
+    return num_classes, math.prod(variable_shape[batch_ndims:])
 
 
 def as_samples(dist, classes: jax.Array) -> jax.Array:
@@ -182,7 +242,7 @@ def as_samples(dist, classes: jax.Array) -> jax.Array:
 class UnorderedSet(GradientEstimator):
     r"""The unordered set estimator with its built-in baseline: L distinct samples of the joint distribution
     drawn without replacement (stochastic beam search), each weighted by the probability of the set
-    without it.  Unbiased; 2 ≤ L ≤ 8; independent categorical or Bernoulli variables.
+    without it.  Unbiased; 2 ≤ L ≤ 32; independent categorical or Bernoulli variables.
     See :mod:`estimators.unordered_set`."""
 
     info = EstimatorInfo("unordered_set", min_num_samples=2)
@@ -195,15 +255,19 @@ class UnorderedSet(GradientEstimator):
     def applicability(self, dist, num_samples, batch_ndims=0):
         reason = super().applicability(dist, num_samples, batch_ndims)
         if reason is None and num_samples > MAX_NUM_SAMPLES:
-            reason = (f"needs L <= {MAX_NUM_SAMPLES} (its set probabilities sum over the orderings of the "
-                      "samples)")
+            reason = (f"needs L <= {MAX_NUM_SAMPLES} (its baseline integrates the set probabilities of each of "
+                      "the L(L − 1)/2 pairs)")
+        if reason is None:
+            num_classes, num_variables = outcome_space(dist, batch_ndims)
+            if num_variables * math.log2(num_classes) < math.log2(num_samples):
+                reason = f"needs L <= {num_classes ** num_variables}, the number of joint outcomes of an example"
         return reason
 
     def estimate(self, objective, params, key, num_samples, state):
         dist = objective.distribution(params)
         if num_samples > MAX_NUM_SAMPLES:
             raise ValueError(f"Estimator 'unordered_set' needs num_samples <= {MAX_NUM_SAMPLES}, got {num_samples}: "
-                             "its set probabilities sum over the orderings of the samples.")
+                             "its baseline integrates the set probabilities of each of the L(L − 1)/2 pairs.")
         batch_shape = objective.batch_shape(dist)
         log_probs = jax.lax.stop_gradient(class_log_probs(dist))
         num_classes = log_probs.shape[-1]
@@ -216,7 +280,9 @@ class UnorderedSet(GradientEstimator):
         noise = jax.vmap(lambda k: jax.random.gumbel(k, (num_examples, num_variables, num_classes), log_probs.dtype))
         gumbels = jnp.moveaxis(noise(sample_keys(key, num_samples)), 0, 2)  # (N, D, L, K)
         classes, log_p = jax.vmap(stochastic_beam_search)(gumbels, per_example)
-        log_ratios, log_pair_ratios = jax.vmap(log_set_probability_ratios)(log_p)  # (N, L), (N, L, L)
+        ratios = (log_set_probability_ratios if num_samples <= MAX_ORDERINGS_NUM_SAMPLES
+                  else log_set_probability_ratios_by_quadrature)
+        log_ratios, log_pair_ratios = jax.vmap(ratios)(log_p)  # (N, L), (N, L, L)
         samples = as_samples(dist, jnp.moveaxis(classes, 1, 0))
         weights = jnp.exp(log_p + log_ratios).T  # p(s) R(S, s), (L, N): each example's sum to 1
         baseline_weights = jnp.exp(log_p[:, None, :] + log_pair_ratios)  # p(s') R2[s, s'], (N, L, L)

@@ -148,6 +148,81 @@ def test_a_cost_depending_on_the_parameters_adds_its_direct_term(key, name):
     assert_mean_matches(grads["w"], [p @ VALUES], label=f"{name} direct term")
 
 
+def random_sets(seed, num_samples, count):
+    """(count, L) log-probabilities of sets drawn without replacement from random distributions, peaked to flat,
+    over L + 1 to L + 30 outcomes."""
+    rng = np.random.default_rng(seed)
+    sets = []
+    for _ in range(count):
+        logits = rng.normal(size=num_samples + int(rng.integers(1, 31))) * rng.choice([0.5, 2.0, 5.0])
+        log_p = logits - np.logaddexp.reduce(logits)
+        sets.append(log_p[rng.choice(len(log_p), num_samples, replace=False, p=np.exp(log_p))])
+    return np.array(sets)
+
+
+@pytest.mark.parametrize("num_samples", [3, 6, 8])
+def test_the_integrals_agree_with_the_sums_over_orderings(num_samples):
+    """To float64 rounding, and within float32's rounding of 1 − p(S) (the integrals' a_s = p_s / (1 − p(S));
+    the sets holding all but 1e-4 of their mass are the worst, 2e-3 in the log-ratios)."""
+    from estimators.unordered_set import log_set_probability_ratios, log_set_probability_ratios_by_quadrature
+
+    log_p = random_sets(num_samples, num_samples, 12)
+    by_orderings = jax.jit(jax.vmap(log_set_probability_ratios))
+    by_integrals = jax.jit(jax.vmap(log_set_probability_ratios_by_quadrature))
+    with jax.enable_x64(True):
+        exact = by_orderings(jnp.asarray(log_p, jnp.float64))
+        for integral, ordering in zip(by_integrals(jnp.asarray(log_p, jnp.float64)), exact):
+            np.testing.assert_allclose(integral, ordering, rtol=0, atol=1e-9)
+        float32_inputs = jnp.asarray(log_p, jnp.float32).astype(jnp.float64)  # the same sets, rounded
+        exact = by_orderings(float32_inputs)
+    for integral, ordering in zip(by_integrals(jnp.asarray(log_p, jnp.float32)), exact):
+        np.testing.assert_allclose(integral, ordering, rtol=0, atol=3e-3)
+
+
+@pytest.mark.parametrize(("num_outcomes", "num_samples"), [(12, 10), (34, 32)])
+def test_the_integrals_sum_to_one_over_every_set_beyond_the_orderings(num_outcomes, num_samples):
+    """Σ_S P(S) = 1 over the sets of size L, and for each outcome s (pair s, s') the sets containing it give
+    Σ P^{D∖s}(S∖s) = 1 (Σ P^{D∖{s,s'}}(S∖{s,s'}) = 1): the draws without replacement of the rest, exhaustively."""
+    from estimators.unordered_set import log_set_probabilities_by_quadrature
+
+    rng = np.random.default_rng(num_samples)
+    logits = rng.normal(size=num_outcomes) * 1.5
+    log_p = logits - np.logaddexp.reduce(logits)
+    sets = np.array(list(itertools.combinations(range(num_outcomes), num_samples)))
+    with jax.enable_x64(True):
+        integrals = jax.jit(jax.vmap(log_set_probabilities_by_quadrature))
+        log_set, log_singles, log_pairs = integrals(jnp.asarray(log_p[sets]))
+    singles, pairs = np.zeros(num_outcomes), np.zeros((num_outcomes, num_outcomes))
+    np.add.at(singles, sets, np.exp(np.asarray(log_singles)))
+    rows, columns = sets[:, :, None], sets[:, None, :]
+    off_diagonal = rows != columns
+    np.add.at(pairs, (np.broadcast_to(rows, log_pairs.shape)[off_diagonal],
+                      np.broadcast_to(columns, log_pairs.shape)[off_diagonal]),
+              np.exp(np.asarray(log_pairs))[off_diagonal])
+    assert abs(np.exp(np.asarray(log_set)).sum() - 1) < 1e-12
+    np.testing.assert_allclose(singles, 1, atol=1e-12)
+    np.testing.assert_allclose(pairs[~np.eye(num_outcomes, dtype=bool)], 1, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["bernoulli_toy", "categorical_toy"])
+def test_the_estimate_beyond_the_orderings_is_unbiased(key, name):
+    """L = 16 (set probabilities from the integrals) on the toys of 32 and 64 outcomes, against their exact
+    gradients and objectives."""
+    from experiments import problems
+
+    problem = problems.get(name)
+    run = jax.jit(jax.vmap(est.value_and_grad(problem.objective, "unordered_set", 16), in_axes=(None, 0)))
+    values, grads = run(problem.params, jax.random.split(key, 10_000))
+    assert_mean_matches(np.asarray(grads["logits"]), problem.exact_grad["logits"], label=f"{name} L=16")
+    dist = problem.distribution()
+    num_classes, num_variables = est.unordered_set.outcome_space(dist)
+    log_probs = np.asarray(est.unordered_set.class_log_probs(dist), np.float64).reshape(num_variables, num_classes)
+    every = np.array(list(itertools.product(range(num_classes), repeat=num_variables)))  # (outcomes, D)
+    probabilities = np.exp(log_probs[np.arange(num_variables), every].sum(axis=1))
+    costs = problem.objective.costs(problem.params, est.unordered_set.as_samples(dist, jnp.asarray(every)))
+    assert_mean_matches(np.asarray(values)[:, None], [probabilities @ np.asarray(costs, np.float64)], label="value")
+
+
 def test_the_sampled_sets_are_distinct_and_too_small_spaces_and_samples_are_refused():
     from estimators.unordered_set import MAX_NUM_SAMPLES, stochastic_beam_search
 
@@ -158,9 +233,12 @@ def test_the_sampled_sets_are_distinct_and_too_small_spaces_and_samples_are_refu
     logits = jnp.asarray(BERNOULLI_LOGITS, jnp.float32)
     with pytest.raises(ValueError, match="num_samples >= 2"):
         est.grad(objective, "unordered_set", 1)
+    wide = est.Objective(dist=est.Bernoulli, cost=lambda logits, b: jnp.sum(b))
     with pytest.raises(ValueError, match=f"num_samples <= {MAX_NUM_SAMPLES}"):
-        est.grad(objective, "unordered_set", MAX_NUM_SAMPLES + 1)(logits, jax.random.key(0))
+        est.grad(wide, "unordered_set", MAX_NUM_SAMPLES + 1)(jnp.zeros(6), jax.random.key(0))
     one_bit = est.Objective(dist=est.Bernoulli, cost=lambda logits, b: jnp.sum(b))
     with pytest.raises(ValueError, match="only 2"):
         est.grad(one_bit, "unordered_set", 3)(jnp.zeros(1), jax.random.key(0))
-    assert est.get("unordered_set").applicability(est.Bernoulli(logits), 9) is not None
+    applicability = est.get("unordered_set").applicability
+    assert "needs L <= 8, the number of joint outcomes" in applicability(est.Bernoulli(logits), 9)
+    assert "needs L <= 32" in applicability(est.Bernoulli(jnp.zeros(6)), 33)

@@ -163,16 +163,17 @@ def regenerate(path: Path | str = BOUNDS_FILE, replicates: int = REFERENCE_REPLI
 def extend(path: Path | str = BOUNDS_FILE, replicates: int = REFERENCE_REPLICATES, seed: int = REFERENCE_SEED,
            output_dir: str = "results", write: bool = True, progress: bool = True) -> Bounds:
     """Add bounds for the profile's cells that the file does not cover yet (a problem added to the profile,
-    an estimator added to the registry), from a reference run of those (problem, estimator) pairs alone,
-    leaving every existing check's expected value and standard errors as they are (their bands widen
-    slightly: the threshold z grows with the number of checks)."""
+    an estimator added to the registry, an L an estimator newly accepts), from a reference run of those
+    (problem, estimator) pairs alone, leaving every existing check's expected value and standard errors as
+    they are (their bands widen slightly: the threshold z grows with the number of checks)."""
     from experiments.engine.results import git_state
 
     path = Path(path)
     old = load_bounds(path)
-    covered = set(zip(old.checks["problem"], old.checks["estimator"]))
-    cells = [c for c in profile_cells() if (c.problem.name, c.estimator.name) not in covered]
-    new_pairs = sorted({(c.problem.name, c.estimator.name) for c in cells})
+    covered = set(zip(old.checks["problem"], old.checks["estimator"], old.checks["num_samples"]))
+    cells = [c for c in profile_cells() if (c.problem.name, c.estimator.name, c.num_samples) not in covered]
+    new_cells = {(c.problem.name, c.estimator.name, c.num_samples) for c in cells}
+    new_pairs = sorted({(problem, estimator) for problem, estimator, _ in new_cells})
     if not new_pairs:
         print("every cell of the profile has bounds already: nothing to extend")
         return old
@@ -188,7 +189,8 @@ def extend(path: Path | str = BOUNDS_FILE, replicates: int = REFERENCE_REPLICATE
 
     run_dir = variance_vs_L.run(config, progress=progress)
     reference = measured_from_run(run_dir)
-    is_new = pd.Series(list(zip(reference["problem"], reference["estimator"])), index=reference.index).isin(new_pairs)
+    keys = zip(reference["problem"], reference["estimator"], reference["num_samples"])
+    is_new = pd.Series([key in new_cells for key in keys], index=reference.index, dtype=bool)
     reference = reference[is_new]
     exact = exact_answers(cells)
     sanity = reference_against_exact(reference, exact)
@@ -214,14 +216,14 @@ def extend(path: Path | str = BOUNDS_FILE, replicates: int = REFERENCE_REPLICATE
             per_check * (len(checks) - heavy + HEAVY_TAIL_INFLATION * heavy),
         "extensions": [*old.reference.get("extensions", []), {
             "problems": new_problems, "estimators": new_estimators,
-            "cells": [f"{problem}/{estimator}" for problem, estimator in new_pairs],
+            "cells": [f"{problem}/{estimator}/L={size}" for problem, estimator, size in sorted(new_cells)],
             "replicates": replicates, "seed": seed, **git_state(),
             "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "wall_time_s": round(time.perf_counter() - start, 1),
             "max_abs_z_against_exact": round(float(sanity["z"].abs().max()), 3), "run_id": Path(run_dir).name}],
     }
     new = Bounds(old.replicates, old.family_wise_false_alarm, z, reference, checks)
-    print(f"reference run {run_dir} of {len(new_pairs)} cells: {len(added.checks)} new checks, {len(sanity)} with "
+    print(f"reference run {run_dir} of {len(new_cells)} new cells: {len(added.checks)} new checks, {len(sanity)} with "
           f"exact answers (max |z| against them {sanity['z'].abs().max():.2f}); {len(checks)} checks in all, "
           f"z = {z:.3f} (was {old.z_threshold:.3f}); no existing expected value moved")
     if write:
