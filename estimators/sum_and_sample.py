@@ -45,6 +45,12 @@ outcomes of C, and the best perturbed outcome outside C is a Gumbel-max sample o
 complement of C.  Both searches take D steps over L·K candidates, never the :math:`K^D` outcomes (with the
 baseline, one fewer in each: L − 2 summed, a stochastic beam of width L − 1).  L cost evaluations.
 
+``sum_and_sample_stochastic`` (``SumAndSample(stochastic_set=True)``) is the stochastic sum-and-sample of Kool,
+van Hoof & Welling (2020): C is the first L − 1 configurations of the stochastic beam (a sample without
+replacement) and z its L-th, which, given the first L − 1, is a draw of p restricted to the rest; the same
+formula, unbiased for the same reason (C is random but chosen without z), with C favouring the probable
+outcomes instead of being the most probable ones.  One search of width L instead of two.
+
 Assumptions: independent categorical or Bernoulli variables, at least L outcomes in each example's joint
 space (L − 1 with the baseline, whose draw may repeat one).  With independent examples
 (``Objective(..., batch_ndims=B)``) each example sums its own most probable outcomes and samples its own
@@ -141,15 +147,24 @@ def first_outside(candidates: jax.Array, excluded: jax.Array) -> jax.Array:
 class SumAndSample(GradientEstimator):
     r"""Sum-and-sample: the score function summed exactly over the most probable joint outcomes and sampled
     once from the rest, weighted by its probability; with ``sample_baseline``, every term's cost less that of
-    one more, independent sample (L − 2 summed).  Unbiased; independent categorical or Bernoulli variables.
-    See :mod:`estimators.sum_and_sample`."""
+    one more, independent sample (L − 2 summed); with ``stochastic_set``, the summed outcomes drawn without
+    replacement instead of the most probable (Kool et al.'s stochastic variant; not with ``sample_baseline``).
+    Unbiased; independent categorical or Bernoulli variables.  See :mod:`estimators.sum_and_sample`."""
 
     sample_baseline: bool = static(default=False)
+    stochastic_set: bool = static(default=False)
+
+    def __post_init__(self):
+        if self.sample_baseline and self.stochastic_set:
+            raise ValueError("SumAndSample takes sample_baseline or stochastic_set, not both: the registered forms are "
+                             "sum_and_sample, sum_and_sample_baseline and sum_and_sample_stochastic.")
 
     @property
     def info(self):
         if self.sample_baseline:
             return EstimatorInfo("sum_and_sample_baseline", min_num_samples=2)
+        if self.stochastic_set:
+            return EstimatorInfo("sum_and_sample_stochastic")
         return EstimatorInfo("sum_and_sample")
 
     def supports(self, dist):
@@ -189,8 +204,11 @@ class SumAndSample(GradientEstimator):
         # baseline's draw from the last key.
         noise = jax.vmap(lambda k: jax.random.gumbel(k, (num_examples, num_variables, num_classes), log_probs.dtype))
         gumbels = jnp.moveaxis(noise(keys[:distinct]), 0, 2)  # (N, D, distinct, K)
-        candidates, _ = jax.vmap(stochastic_beam_search)(gumbels, per_example)  # (N, distinct, D)
-        if num_summed:
+        candidates, log_p_candidates = jax.vmap(stochastic_beam_search)(gumbels, per_example)  # (N, distinct, D)
+        if num_summed and self.stochastic_set:  # C: the beam's first L − 1, z: its next
+            rest = jnp.exp(log1mexp(jnp.minimum(jax.nn.logsumexp(log_p_candidates[:, :num_summed], axis=-1), 0.0)))
+            classes = jnp.moveaxis(candidates, 1, 0)  # (distinct, N, D)
+        elif num_summed:
             summed, log_p_summed = jax.vmap(most_probable_configurations, in_axes=(0, None))(per_example, num_summed)
             sampled = jax.vmap(first_outside)(candidates, summed)
             # 1 − p(C), each example's probability of the outcomes not summed.
@@ -222,3 +240,4 @@ class SumAndSample(GradientEstimator):
 
 
 register("sum_and_sample_baseline", lambda: SumAndSample(sample_baseline=True), family="score_function")
+register("sum_and_sample_stochastic", lambda: SumAndSample(stochastic_set=True), family="score_function")

@@ -150,9 +150,15 @@ def log_set_probability_ratios(log_p: jax.Array) -> tuple[jax.Array, jax.Array]:
     terms = jnp.where(off_diagonal, log_p[None, :] + log_pairs, -jnp.inf)
     log_singles = jax.nn.logsumexp(terms, axis=-1) - log1mexp(jnp.minimum(log_p, 0.0))
     log_set = jax.nn.logsumexp(log_p + log_singles)
-    # Where the set holds all but 1e-5 of the mass (a peaked posterior at a few samples), 1 − Σ p rounds to
-    # nothing in float32: the estimate is then the exact sum over the set, R = 1 (as in the authors' code).
+    return _log_ratios(log_p, log_set, log_singles, log_pairs)
+
+
+def _log_ratios(log_p, log_set, log_singles, log_pairs):
+    """``(log R1, log R2)`` from the set probabilities.  Where the set holds all but 1e-5 of the mass (a peaked
+    posterior at a few samples), 1 − Σ p rounds to nothing in float32: the estimate is then the exact sum over
+    the set, R = 1 (as in the authors' code)."""
     exact = jax.nn.logsumexp(log_p) > -1e-5
+    off_diagonal = ~jnp.eye(log_p.shape[0], dtype=bool)
     log_ratios = jnp.where(exact, 0.0, log_singles - log_set)
     log_pair_ratios = jnp.where(exact | ~off_diagonal, 0.0, log_pairs - log_singles[:, None])
     return log_ratios, log_pair_ratios
@@ -175,13 +181,7 @@ def log_set_probability_ratios_by_quadrature(log_p: jax.Array,
     step, at most about 0.25); in float32 the ratios carry the rounding of :math:`1 - p(S)` (up to 2e-3 in
     their logs where the set holds all but 1e-4 of the mass, against 3e-4 for the orderings).  Where the set
     holds all but 1e-5 of the mass both are 1, as there."""
-    num_samples = log_p.shape[0]
-    log_set, log_singles, log_pairs = log_set_probabilities_by_quadrature(log_p, num_nodes)
-    off_diagonal = ~jnp.eye(num_samples, dtype=bool)
-    exact = jax.nn.logsumexp(log_p) > -1e-5
-    log_ratios = jnp.where(exact, 0.0, log_singles - log_set)
-    log_pair_ratios = jnp.where(exact | ~off_diagonal, 0.0, log_pairs - log_singles[:, None])
-    return log_ratios, log_pair_ratios
+    return _log_ratios(log_p, *log_set_probabilities_by_quadrature(log_p, num_nodes))
 
 
 def log_set_probabilities_by_quadrature(log_p: jax.Array, num_nodes: int = QUADRATURE_NODES):

@@ -246,6 +246,7 @@ PARAMS = {"mu": jnp.zeros(3)}
         ("unordered_set", GAUSSIAN, r"'unordered_set' cannot serve a Normal.*categorical or Bernoulli"),
         ("sum_and_sample", GAUSSIAN, r"'sum_and_sample' cannot serve a Normal.*categorical or Bernoulli"),
         ("sum_and_sample_baseline", GAUSSIAN, r"'sum_and_sample_baseline' cannot serve a Normal.*categorical"),
+        ("sum_and_sample_stochastic", GAUSSIAN, r"'sum_and_sample_stochastic' cannot serve a Normal.*categorical"),
         ("categorical_disarm", BINARY, r"'categorical_disarm' cannot serve a Bernoulli.*categorical.*disarm"),
     ],
 )

@@ -107,6 +107,45 @@ def test_mean_variance_and_value_match_the_enumeration(key, kind, name, num_samp
     assert_mean_matches(np.asarray(values)[:, None], [objective], label="value")
 
 
+def stochastic_exact_moments(kind, num_samples):
+    """(∇F, E ĝ, Var ĝ) of the stochastic variant, by enumeration of the ordered draws without replacement
+    (s_1, …, s_L): C = the first L − 1, z = s_L."""
+    xs, probabilities, scores, cost = outcomes(kind)
+    p, f, s = np.array(probabilities), np.array([cost(x) for x in xs]), np.array(scores)
+    gradient = np.tensordot(p * f, s, axes=1)
+    draws, weights = [], []
+    for ordering in itertools.permutations(range(len(p)), num_samples):
+        left, probability = 1.0, 1.0
+        for i in ordering:
+            probability *= p[i] / left
+            left -= p[i]
+        summed, z = list(ordering[:-1]), ordering[-1]
+        draws.append(np.tensordot(p[summed] * f[summed], s[summed], axes=1) + (1 - p[summed].sum()) * f[z] * s[z])
+        weights.append(probability)
+    weights, draws = np.array(weights), np.array(draws)
+    mean = np.tensordot(weights, draws, axes=1)
+    return gradient, mean, np.tensordot(weights, (draws - mean) ** 2, axes=1)
+
+
+@pytest.mark.parametrize("kind", ["categorical", "bernoulli"])
+def test_the_stochastic_set_is_unbiased_and_matches_its_enumeration(key, kind):
+    for num_samples in (1, 2, 3, 4):
+        gradient, mean, _ = stochastic_exact_moments(kind, num_samples)
+        np.testing.assert_allclose(mean, gradient, rtol=1e-10, atol=1e-12)
+    _, mean, variance = stochastic_exact_moments(kind, 3)
+    run = jax.jit(jax.vmap(est.grad(objective_of(kind), "sum_and_sample_stochastic", 3), in_axes=(None, 0)))
+    estimates = np.asarray(run(logits_of(kind), jax.random.split(key, 100_000)))
+    assert_mean_matches(estimates, mean, label=f"sum_and_sample_stochastic {kind}")
+    assert_variance_matches(estimates, variance, label=f"sum_and_sample_stochastic {kind}")
+    # Summing the most probable outcomes beats summing a sample of them on these toys, at the same L.
+    assert variance.sum() > exact_moments(kind, 3)[3].sum()
+
+
+def test_the_stochastic_set_takes_no_baseline():
+    with pytest.raises(ValueError, match="not both"):
+        est.SumAndSample(sample_baseline=True, stochastic_set=True)
+
+
 @pytest.mark.parametrize("kind", ["categorical", "bernoulli"])
 def test_summing_all_but_one_outcome_is_exact(key, kind):
     """With L the number of outcomes, C holds all but one, which is sampled: every estimate is ∇F."""

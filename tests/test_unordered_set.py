@@ -126,7 +126,8 @@ def test_mean_variance_and_value_match_the_enumeration(key, kind, num_samples):
     assert_mean_matches(np.asarray(values)[:, None], [objective], label="value")
 
 
-@pytest.mark.parametrize("name", ["unordered_set", "sum_and_sample", "sum_and_sample_baseline"])
+@pytest.mark.parametrize("name", ["unordered_set", "sum_and_sample", "sum_and_sample_baseline",
+                                  "sum_and_sample_stochastic"])
 def test_a_plate_draws_a_set_per_example_and_weights_its_own_logits(key, name):
     """Two examples; example n's cost reads its own variables only, so its logits' expectation is its own
     enumerated gradient (for both estimators over sets of distinct outcomes, each unbiased)."""
@@ -137,7 +138,8 @@ def test_a_plate_draws_a_set_per_example_and_weights_its_own_logits(key, name):
     assert_mean_matches(run(logits, jax.random.split(key, 50_000)), np.stack([first, second]), label=f"{name} plate")
 
 
-@pytest.mark.parametrize("name", ["unordered_set", "sum_and_sample", "sum_and_sample_baseline"])
+@pytest.mark.parametrize("name", ["unordered_set", "sum_and_sample", "sum_and_sample_baseline",
+                                  "sum_and_sample_stochastic"])
 def test_a_cost_depending_on_the_parameters_adds_its_direct_term(key, name):
     """f(θ, x) = w · (v · x_0) + cost(x): ∂F/∂w = E[v · x_0], from the weighted costs of the set."""
     params = {"logits": jnp.asarray(CATEGORICAL_LOGITS, jnp.float32), "w": jnp.array(0.7)}
