@@ -12,8 +12,8 @@ and :math:`z = \min\{i : b_i = 1\}` (z = K where none succeeds).  One uniform ve
 antithetic pair, :math:`b = \mathbb{1}[u < \sigma(\alpha)]` and :math:`\tilde b = \mathbb{1}[1 - u <
 \sigma(\alpha)]`, hence two categorical samples z and z̃, each with the categorical's law.  The cost
 depends on b only through z, so the DisARM estimate of :math:`\nabla_\alpha F` is Rao-Blackwellized
-coordinate by coordinate (Dong, Mnih & Tucker 2021, section 4): with :math:`\Delta = \tfrac12(f(z) - f(\tilde
-z))`,
+coordinate by coordinate (Dong, Mnih & Tucker 2021, as in their code): with
+:math:`\Delta = \tfrac12(f(z) - f(\tilde z))`,
 
 .. math::
 
@@ -37,9 +37,9 @@ evaluations per pair, 2L in all, like ``disarm``; at K = 2 it is DisARM on the B
 pair is drawn for all examples at once and example n's logits are weighted by its own costs.
 
 ``order`` fixes which class breaks the stick first: ``"natural"`` (the classes as given, the default of
-the authors' code) or ``"descending"`` (the classes sorted by decreasing logit, one of the orderings the
-paper compares: the first, most probable class is then an antithetic pair's likeliest point of
-disagreement).  The order is a function of θ only, so either is unbiased.
+the authors' code) or ``"descending"`` (the classes sorted by decreasing logit, one of the orderings their
+code offers: the most probable class then breaks the stick first).  The order is a function of θ only, so
+either is unbiased.
 
 Reference: Dong, Mnih & Tucker, *Coupled Gradient Estimators for Discrete Latent Variables*, NeurIPS 2021
 (the stick-breaking estimator, without importance weighting or the tree construction).
