@@ -27,6 +27,10 @@ ARMS's L coupled samples have a variance in closed form for the Bernoulli toy's 
 Sum-and-sample's variance is its sampled term's, enumerated over the outcomes outside its summed set C,
 which is ranked as the estimator ranks it (:func:`sum_and_sample_variance`).
 
+Categorical DisARM's variance on the categorical toy's separable cost follows from the law of each variable's
+antithetic pair (z, z̃) and the pair's estimate, both functions of (z, z̃) alone
+(:func:`categorical_disarm_pairs`, :func:`categorical_disarm_separable_variance`).
+
 The leave-one-out baseline's variance is that of a U-statistic (see
 :func:`experiments.problems.base.u_statistic_variance`), from moments of single outcomes.
 
