@@ -76,20 +76,32 @@ def antithetic_estimate(objective, params, key, num_samples, state, logit_gradie
 
     u, b, antithetic = jax.vmap(antithetic_pair)(sample_keys(key, num_samples))
 
+    def mean_logit_gradient(cost_b, cost_antithetic):
+        logit_grads = jax.vmap(logit_gradient, in_axes=(None, 0, 0, 0, 0, 0))(logits, u, cost_b, cost_antithetic, b,
+                                                                              antithetic)
+        return jnp.mean(logit_grads, axis=0)
+
+    return antithetic_pairs_estimate(objective, params, state, b, antithetic, mean_logit_gradient)
+
+
+def antithetic_pairs_estimate(objective, params, state, samples, antithetic, logit_gradient: Callable) -> Estimate:
+    """The estimate of L antithetic pairs ``(samples, antithetic)`` (each (L, *event_shape)) whose gradient in the
+    distribution's logits is ``logit_gradient(costs, antithetic_costs)`` (each (L, *batch_shape, 1, …), example
+    n's costs broadcast over its logits), plus the direct term; the value is the pairs' mean cost."""
+    ndim = objective.distribution(params).logits.ndim + 1
+
     def surrogate(p):
         # Each cost is evaluated once: its value weighs the logit gradient, its θ-gradient is the direct term.
-        cost_b, cost_antithetic = objective.costs(p, b), objective.costs(p, antithetic)  # (L, *batch_shape)
-        weights = jax.lax.stop_gradient((cost_b, cost_antithetic))
-        weights = tuple(per_logit(w, logits.ndim + 1) for w in weights)  # example n's cost for its logits
-        logit_grads = jax.vmap(logit_gradient, in_axes=(None, 0, 0, 0, 0, 0))(logits, u, *weights, b, antithetic)
-        logit_grad = jax.lax.stop_gradient(jnp.mean(logit_grads, axis=0))
-        value = jnp.mean(0.5 * (objective.sum_examples(cost_b) + objective.sum_examples(cost_antithetic)))
+        costs, antithetic_costs = objective.costs(p, samples), objective.costs(p, antithetic)  # (L, *batch_shape)
+        weights = (_per_logit(jax.lax.stop_gradient(c), ndim) for c in (costs, antithetic_costs))
+        logit_grad = jax.lax.stop_gradient(logit_gradient(*weights))
+        value = jnp.mean(0.5 * (objective.sum_examples(costs) + objective.sum_examples(antithetic_costs)))
         return jnp.sum(logit_grad * objective.distribution(p).logits) + value, value
 
     return surrogate_estimate(surrogate, params, state)
 
 
-def per_logit(costs, ndim):
+def _per_logit(costs, ndim):
     """Per-example costs (L, *batch_shape) with trailing unit axes, to broadcast over each example's logits."""
     if costs.ndim == 1:
         return costs  # no plate: one cost per sample

@@ -50,15 +50,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from estimators.arm import per_logit
-from estimators.base import (
-    EstimatorInfo,
-    GradientEstimator,
-    estimator_dataclass,
-    sample_keys,
-    static,
-    surrogate_estimate,
-)
+from estimators.arm import antithetic_pairs_estimate
+from estimators.base import EstimatorInfo, GradientEstimator, estimator_dataclass, sample_keys, static
 from estimators.distributions import Categorical
 from estimators.registry import register
 
@@ -79,11 +72,10 @@ def first_success(bits: jax.Array) -> jax.Array:
     return jnp.min(jnp.where(bits > 0, jnp.arange(num_bits), num_bits), axis=-1)
 
 
-def pair_logit_gradient(alpha, u, cost, cost_antithetic):
-    """The Rao-Blackwellized DisARM estimate of ∇α for one pair (the module's formula); ``cost`` and
+def pair_logit_gradient(alpha, b, antithetic, cost, cost_antithetic):
+    """The Rao-Blackwellized DisARM estimate of ∇α for one pair of bit vectors (the module's formula); ``cost`` and
     ``cost_antithetic`` broadcast against α (one per example under a plate)."""
     sigma = jax.nn.sigmoid(alpha)
-    b, antithetic = (u < sigma).astype(alpha.dtype), (1 - u < sigma).astype(alpha.dtype)
     z, z_antithetic = first_success(b)[..., None], first_success(antithetic)[..., None]
     index = jnp.arange(alpha.shape[-1]).reshape((1,) * (alpha.ndim - 1) + (-1,))
     both_breaking = index <= jnp.minimum(z, z_antithetic)
@@ -132,23 +124,19 @@ class CategoricalDisARM(GradientEstimator):
         ordered = lambda theta: jnp.take_along_axis(theta, permutation, axis=-1)
         alpha, alpha_vjp = jax.vjp(lambda theta: stick_breaking_logits(ordered(theta)), logits)
 
-        def antithetic_pair(sample_key):
+        def antithetic_bits(sample_key):
             u = jax.random.uniform(sample_key, alpha.shape, alpha.dtype)
             sigma = jax.nn.sigmoid(alpha)
-            to_sample = lambda bits: jnp.take_along_axis(permutation, first_success(bits)[..., None], axis=-1)[..., 0]
-            one_hot = lambda bits: jax.nn.one_hot(to_sample(bits), num_classes, dtype=alpha.dtype)
-            return u, one_hot((u < sigma).astype(alpha.dtype)), one_hot((1 - u < sigma).astype(alpha.dtype))
+            return (u < sigma).astype(alpha.dtype), (1 - u < sigma).astype(alpha.dtype)
 
-        u, z, z_antithetic = jax.vmap(antithetic_pair)(sample_keys(key, num_samples))
+        b, antithetic = jax.vmap(antithetic_bits)(sample_keys(key, num_samples))  # (L, *alpha.shape) each
+        # Each pair's categorical samples: the class of each variable's first success, one-hot.
+        classes = lambda bits: jnp.take_along_axis(permutation[None], first_success(bits)[..., None], axis=-1)[..., 0]
+        one_hot = lambda bits: jax.nn.one_hot(classes(bits), num_classes, dtype=alpha.dtype)
 
-        def surrogate(p):
-            cost, cost_antithetic = objective.costs(p, z), objective.costs(p, z_antithetic)  # (L, *batch_shape)
-            weights = jax.lax.stop_gradient((cost, cost_antithetic))
-            weights = tuple(per_logit(w, alpha.ndim + 1) for w in weights)  # example n's cost for its logits
-            alpha_grads = jax.vmap(pair_logit_gradient, in_axes=(None, 0, 0, 0))(alpha, u, *weights)
-            (logit_grad,) = alpha_vjp(jnp.mean(alpha_grads, axis=0))
-            logit_grad = jax.lax.stop_gradient(logit_grad)
-            value = jnp.mean(0.5 * (objective.sum_examples(cost) + objective.sum_examples(cost_antithetic)))
-            return jnp.sum(logit_grad * objective.distribution(p).logits) + value, value
+        def logit_gradient(costs, antithetic_costs):
+            alpha_grads = jax.vmap(pair_logit_gradient, in_axes=(None, 0, 0, 0, 0))(alpha, b, antithetic, costs,
+                                                                                   antithetic_costs)
+            return alpha_vjp(jnp.mean(alpha_grads, axis=0))[0]
 
-        return surrogate_estimate(surrogate, params, state)
+        return antithetic_pairs_estimate(objective, params, state, one_hot(b), one_hot(antithetic), logit_gradient)

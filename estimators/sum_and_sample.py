@@ -205,18 +205,15 @@ class SumAndSample(GradientEstimator):
         noise = jax.vmap(lambda k: jax.random.gumbel(k, (num_examples, num_variables, num_classes), log_probs.dtype))
         gumbels = jnp.moveaxis(noise(keys[:distinct]), 0, 2)  # (N, D, distinct, K)
         candidates, log_p_candidates = jax.vmap(stochastic_beam_search)(gumbels, per_example)  # (N, distinct, D)
-        if num_summed and self.stochastic_set:  # C: the beam's first L − 1, z: its next
-            rest = jnp.exp(log1mexp(jnp.minimum(jax.nn.logsumexp(log_p_candidates[:, :num_summed], axis=-1), 0.0)))
+        if self.stochastic_set or not num_summed:  # C: the beam's first L − 1 (none at L = 1), z: its next
+            log_p_summed = log_p_candidates[:, :num_summed]
             classes = jnp.moveaxis(candidates, 1, 0)  # (distinct, N, D)
-        elif num_summed:
+        else:
             summed, log_p_summed = jax.vmap(most_probable_configurations, in_axes=(0, None))(per_example, num_summed)
             sampled = jax.vmap(first_outside)(candidates, summed)
-            # 1 − p(C), each example's probability of the outcomes not summed.
-            rest = jnp.exp(log1mexp(jnp.minimum(jax.nn.logsumexp(log_p_summed, axis=-1), 0.0)))
             classes = jnp.concatenate([jnp.moveaxis(summed, 1, 0), sampled[None]])  # (distinct, N, D): C, then z
-        else:
-            rest = jnp.ones((num_examples,), log_probs.dtype)
-            classes = jnp.moveaxis(candidates[:, :1], 1, 0)
+        # 1 − p(C), each example's probability of the outcomes not summed (1 where nothing is).
+        rest = jnp.exp(log1mexp(jnp.minimum(jax.nn.logsumexp(log_p_summed, axis=-1), 0.0)))
         samples = as_samples(dist, classes)
         if self.sample_baseline:
             samples = jnp.concatenate([samples, jax.lax.stop_gradient(dist.sample(keys[distinct]))[None]])
