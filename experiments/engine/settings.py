@@ -53,13 +53,22 @@ class MeasurementSettings(RunSettings):
     #: estimate whose median ratio to level 3's, 1.08, is inside the spread between two runs at one level
     #: (0.34-2.5 per cell); the reference profiles keep XLA's default.
     xla_optimization_level: int | None = 1
+    #: Whether XLA's CPU backend compiles fusions with its MLIR fusion emitters (its default).  Without them
+    #: the programs compile in about 70% of the CPU time (the ci profile: 105 s -> 65 s of XLA compiling on 2
+    #: CPU cores) to the same values within float32 rounding, and most run as fast, but a reduction over a data
+    #: axis can run 3 times slower (logistic regression's score function); so only the ci profile, which
+    #: reads values and never times, turns them off.  No effect on other platforms.
+    xla_fusion_emitters: bool = True
 
     @property
-    def compiler_options(self) -> dict[str, int] | None:
+    def compiler_options(self) -> dict[str, int | bool] | None:
         """The XLA compiler options of the timed programs (None: XLA's defaults)."""
-        if self.xla_optimization_level is None:
-            return None
-        return {"xla_backend_optimization_level": self.xla_optimization_level}
+        options: dict[str, int | bool] = {}
+        if self.xla_optimization_level is not None:
+            options["xla_backend_optimization_level"] = self.xla_optimization_level
+        if not self.xla_fusion_emitters:
+            options["xla_cpu_use_fusion_emitters"] = False
+        return options or None
 
     def validate(self) -> None:
         # A variance's standard error is the spread of the replicates' squared deviations from their mean,
