@@ -67,7 +67,7 @@ QUICK_REAL_DATA = {"replicates": 500, "max_num_samples": 128, "max_cost_evaluati
 
 #: Named sets of cells (``--profile``).  ``ci``: the cells of the variance-bound regression check
 #: (:mod:`experiments.bounds`): every estimator on the problems below, at L = 2 and 16, 50,000
-#: replicates each, in about five minutes on 2 CPU cores.  The cosine is a smooth non-polynomial cost
+#: replicates each, in about three and a half minutes on 2 CPU cores.  The cosine is a smooth non-polynomial cost
 #: (no estimator is exact on it), the ELBO's cost depends on the parameters (the direct term), the two
 #: toys cover the discrete estimators, and the two plate toys every estimator with per-example costs
 #: and parameters shared across examples.  Each replicate of a stateful estimator runs its own
