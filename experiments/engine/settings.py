@@ -54,7 +54,7 @@ class MeasurementSettings(RunSettings):
     #: (0.34-2.5 per cell); the reference profiles keep XLA's default.
     xla_optimization_level: int | None = 1
     #: Whether XLA's CPU backend compiles fusions with its MLIR fusion emitters (its default).  Without them
-    #: the programs compile in about 70% of the CPU time (the ci profile: 105 s -> 65 s of XLA compiling on 2
+    #: the programs compile in about 60% of the time (the ci profile: 105 s -> 61 s of XLA compiling on 2
     #: CPU cores) to the same values within float32 rounding, and most run as fast, but a reduction over a data
     #: axis can run 3 times slower (logistic regression's score function); so only the ci profile, which
     #: reads values and never times, turns them off.  No effect on other platforms.
