@@ -243,6 +243,7 @@ PARAMS = {"mu": jnp.zeros(3)}
         ("measure_valued", CATEGORICAL, r"'measure_valued' cannot serve a Categorical.*Gaussian.*Bernoulli"),
         ("indecater", GAUSSIAN, r"'indecater' cannot serve a Normal.*categorical or Bernoulli"),
         ("reinmax", GAUSSIAN, r"'reinmax' cannot serve a Normal.*Bernoulli or Categorical"),
+        ("decoupled_straight_through", GAUSSIAN, r"'decoupled_straight_through' cannot serve a Normal.*Bernoulli"),
         ("unordered_set", GAUSSIAN, r"'unordered_set' cannot serve a Normal.*categorical or Bernoulli"),
         ("sum_and_sample", GAUSSIAN, r"'sum_and_sample' cannot serve a Normal.*categorical or Bernoulli"),
         ("sum_and_sample_baseline", GAUSSIAN, r"'sum_and_sample_baseline' cannot serve a Normal.*categorical"),
@@ -264,7 +265,7 @@ def test_leave_one_out_estimators_need_two_samples(name, options):
         est.grad(GAUSSIAN, est.get(name, **options), 1)
 
 
-@pytest.mark.parametrize("name", ["gumbel_softmax", "straight_through_gumbel", "reinmax"])
+@pytest.mark.parametrize("name", ["gumbel_softmax", "straight_through_gumbel", "reinmax", "decoupled_straight_through"])
 @pytest.mark.parametrize("temperature", [0.0, -1.0, "hot"])
 def test_non_positive_temperature(name, temperature):
     with pytest.raises(ValueError, match=rf"{name} needs a positive temperature"):

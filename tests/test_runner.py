@@ -340,7 +340,8 @@ def test_bias_vs_temperature_run(tmp_path):
     [
         (
             ["--estimators", "pathwise"],
-            r"pathwise has no temperature; choose from gapped_straight_through, reinmax, gumbel_softmax, "
+            r"pathwise has no temperature; choose from decoupled_straight_through, gapped_straight_through, reinmax, "
+            r"gumbel_softmax, "
             r"straight_through_gumbel, gumbel_rao, rebar, relax",
         ),
         (["--temperatures", "0,1"], r"--temperatures must be positive numbers, got \[0.0, 1.0\]"),

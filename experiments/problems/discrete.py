@@ -12,7 +12,9 @@ come from enumerating the :math:`2^D` outcomes:
 - Gumbel-Softmax and straight-through Gumbel (temperature τ) depend only on each coordinate's logistic
   noise u: with :math:`z = \sigma((\theta + u)/\tau)`, :math:`2(z - t)\,z(1 - z)/\tau` and
   :math:`2(\mathbb{1}[z > \tfrac12] - t)\,z(1 - z)/\tau`, integrated over u by Gauss–Legendre
-  quadrature in the uniform variable (split where the indicator jumps), at any temperature.
+  quadrature in the uniform variable (split where the indicator jumps), at any temperature;
+- decoupled straight-through likewise, with :math:`2(\mathbb{1}[\theta/\tau_f + u > 0] - t)\,z(1 - z)/\tau_b`,
+  :math:`z = \sigma(\theta/\tau_b + u)`.
 
 **Categorical toy.** D independent variables with K classes, :math:`x_d` one-hot with probabilities
 :math:`p_d = \mathrm{softmax}(\ell_d)`, and :math:`f(x) = \sum_d (v^\top x_d - t)^2` for class values
@@ -51,6 +53,7 @@ from numpy.polynomial.legendre import leggauss
 from estimators import (
     Bernoulli,
     Categorical,
+    DecoupledStraightThrough,
     GappedStraightThrough,
     GumbelRao,
     GumbelSoftmax,
@@ -214,6 +217,21 @@ def relaxed_bernoulli_moments(logit: float, target: float, temperature: float, s
     return mean, _uniform_quadrature(lambda u: gradient(u) ** 2, middle) - mean**2
 
 
+def decoupled_bernoulli_moments(logit: float, target: float, forward_temperature: float,
+                                backward_temperature: float):
+    """Mean and variance of one coordinate's decoupled straight-through gradient: the sample
+    𝟙[ℓ/τ_f + u > 0] forward, σ'(ℓ/τ_b + u)/τ_b backward, u = log(v/(1 − v)) logistic, by quadrature over v."""
+    def gradient(v):
+        noise = np.log(v) - np.log1p(-v)
+        forward = (logit / forward_temperature + noise > 0).astype(float)
+        z = 1 / (1 + np.exp(-(logit / backward_temperature + noise)))
+        return 2 * (forward - target) * z * (1 - z) / backward_temperature
+
+    middle = [1 / (1 + np.exp(logit / forward_temperature))]  # where the forward sample jumps
+    mean = _uniform_quadrature(gradient, middle)
+    return mean, _uniform_quadrature(lambda v: gradient(v) ** 2, middle) - mean**2
+
+
 def bernoulli_toy(name: str = "bernoulli_toy", target: float = 0.45, dim: int = 5) -> Problem:
     """The Bernoulli toy with logits spread over [−1, 1] in ``dim`` dimensions."""
     logits = np.linspace(-1.0, 1.0, dim)
@@ -248,8 +266,8 @@ def bernoulli_toy(name: str = "bernoulli_toy", target: float = 0.45, dim: int = 
     @functools.cache
     def relaxation_answers(estimator):
         """The estimators whose answers depend on their options (temperatures, REBAR's scale, Gumbel-Rao's
-        K): Gumbel-Softmax and straight-through Gumbel by quadrature, REBAR and Gumbel-Rao by
-        :mod:`experiments.problems.bernoulli_exact`."""
+        K): Gumbel-Softmax, straight-through Gumbel and decoupled straight-through by quadrature, REBAR and
+        Gumbel-Rao by :mod:`experiments.problems.bernoulli_exact`."""
         if isinstance(estimator, Rebar):
             _, variance = rebar_separable_moments(logits, coordinate_cost, coordinate_cost_derivative,
                                                   estimator.scale, estimator.temperature)
@@ -265,6 +283,10 @@ def bernoulli_toy(name: str = "bernoulli_toy", target: float = 0.45, dim: int = 
             class_gradients = np.zeros((dim, 2, 2))
             class_gradients[:, :, 1] = 2 * (np.array([0.0, 1.0]) - target)  # ∂f/∂b at b = 0 and b = 1
             return gapped_answers(estimator, two_class, class_gradients, (dim, 2), column=1)
+        if isinstance(estimator, DecoupledStraightThrough):
+            moments = np.array([decoupled_bernoulli_moments(logit, target, float(estimator.forward_temperature),
+                                                            float(estimator.temperature)) for logit in logits])
+            return {"logits": moments[:, 0]}, _as_logits(iid_variance(moments[:, 1]), (dim,))
         if not isinstance(estimator, (GumbelSoftmax, StraightThroughGumbel)):
             return None
         straight_through = isinstance(estimator, StraightThroughGumbel)
