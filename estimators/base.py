@@ -213,6 +213,14 @@ def concrete_number(value: Any) -> float | None:
     return None
 
 
+def check_positive_integer(estimator: Any, option: str) -> None:
+    """Check a static integer option of a frozen estimator (a network's ``hidden_units``): a positive int."""
+    value = getattr(estimator, option)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        owner = getattr(getattr(estimator, "info", None), "name", type(estimator).__name__)
+        raise ValueError(f"{owner} needs a positive integer number of {option}, got {value!r}.")
+
+
 def check_option(estimator: Any, option: str, is_valid: Callable[[float], bool], requirement: str) -> None:
     """Check a continuous option of a frozen estimator where it is concrete (storing it as a float), so a
     bad value fails at construction; traced values pass through (they are checked nowhere)."""

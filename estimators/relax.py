@@ -42,6 +42,7 @@ from estimators.base import (
     EstimatorInfo,
     GradientEstimator,
     check_option,
+    check_positive_integer,
     estimator_dataclass,
     sample_keys,
     static,
@@ -74,8 +75,7 @@ class Relax(GradientEstimator):
     def __post_init__(self):
         check_temperature(self)
         check_option(self, "scale", math.isfinite, "a finite initial scale η for its control variate")
-        if isinstance(self.hidden_units, bool) or not isinstance(self.hidden_units, int) or self.hidden_units < 1:
-            raise ValueError(f"relax needs a positive integer number of hidden_units, got {self.hidden_units!r}.")
+        check_positive_integer(self, "hidden_units")
         check_option(self, "learning_rate", lambda rate: rate > 0, "a positive learning_rate")
 
     def supports(self, dist):

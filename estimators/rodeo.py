@@ -60,6 +60,7 @@ from estimators.base import (
     EstimatorInfo,
     GradientEstimator,
     check_option,
+    check_positive_integer,
     estimator_dataclass,
     sample_keys,
     static,
@@ -150,8 +151,7 @@ class Rodeo(GradientEstimator):
     info = EstimatorInfo("rodeo", stateful=True, min_num_samples=2)
 
     def __post_init__(self):
-        if isinstance(self.hidden_units, bool) or not isinstance(self.hidden_units, int) or self.hidden_units < 1:
-            raise ValueError(f"rodeo needs a positive integer number of hidden_units, got {self.hidden_units!r}.")
+        check_positive_integer(self, "hidden_units")
         check_option(self, "learning_rate", lambda rate: rate > 0, "a positive learning_rate")
 
     def supports(self, dist):

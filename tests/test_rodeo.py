@@ -18,22 +18,9 @@ import pytest
 import estimators as est
 from estimators.rodeo import LEAKY_SLOPE, control_network, rodeo_logit_gradient
 from tests.stats import FALSE_ALARM, assert_mean_matches, assert_variance_matches
+from tests.test_double_control_variates import LOGITS, cost, cost_gradient, jax_cost  # a non-separable cost
 
-LOGITS = np.array([-0.8, 0.6, 1.5])
-
-
-def cost(b):
-    """Not separable, not linear in b."""
-    return (b[0] - 0.3) ** 2 + 2.0 * b[0] * b[1] - b[1] + np.exp(0.5 * b[1] * b[2])
-
-
-def cost_gradient(b):
-    e = np.exp(0.5 * b[1] * b[2])
-    return np.array([2 * (b[0] - 0.3) + 2 * b[1], 2 * b[0] - 1 + 0.5 * b[2] * e, 0.5 * b[1] * e])
-
-
-OBJECTIVE = est.Objective(dist=est.Bernoulli,
-                          cost=lambda q, b: (b[0] - 0.3) ** 2 + 2.0 * b[0] * b[1] - b[1] + jnp.exp(0.5 * b[1] * b[2]))
+OBJECTIVE = est.Objective(dist=est.Bernoulli, cost=lambda q, b: jax_cost(b))
 
 
 def control(alpha=0.7, beta=-1.3, hidden_units=8, seed=3):
