@@ -7,6 +7,7 @@ import re
 from unittest import mock
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -225,6 +226,8 @@ def test_resume_refuses_what_it_cannot_continue(case, message, small_run, tmp_pa
     (["--replicates", "2"], r"--replicates must be at least 3 to give a variance a standard error"),
     (["--problems", ""], r"--problems: expected at least one comma-separated value, got ''; leave the option out"),
     (["--estimators", " , "], r"--estimators: expected at least one comma-separated value"),
+    (["--max-seconds-per-cell", "0"], r"--max-seconds-per-cell: expected a positive number of seconds or 'none'"),
+    (["--max-seconds-per-cell", "soon"], r"--max-seconds-per-cell: expected a number of seconds or 'none', got 'soon'"),
 ])
 def test_cli_errors_name_the_option(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -567,3 +570,78 @@ def test_the_xla_optimization_level_reaches_the_timed_programs_and_leaves_the_es
     args = cli.build_parser().parse_args(["variance_vs_L", "--profile", "full", "--xla-optimization-level", "1"])
     with pytest.raises(ValueError, match="drop --xla-optimization-level"):
         variance_vs_L.make_config(args, ["--profile", "--xla-optimization-level"])
+
+
+@pytest.mark.parametrize("grid", [(1, 4), (4,)], ids=["shared_program", "one_L"])
+def test_rounds_within_a_time_budget_are_the_first_estimates_of_one_program(grid):
+    """A program run in rounds (replicates 0-17, 18-35, ...) gives the estimates of one program for all R,
+    replicate for replicate (the same chunks, the same keys); a budget too small for a second round keeps
+    the first round's, which are the first estimates of the same replicates."""
+    from experiments.engine.measure import measure_cell, measure_grid
+
+    problem, estimator, key = problems.get("bernoulli_toy"), est.get("score_function_ema"), jax.random.key(5)
+
+    def measure(**budget):
+        if len(grid) > 1:
+            return measure_grid(problem, estimator, grid, 48, key, **budget)
+        return {grid[0]: measure_cell(problem, estimator, grid[0], 48, key, **budget)}
+
+    whole = measure()
+    rounds = measure(max_seconds=1e9, min_replicates=16)
+    first_round = measure(max_seconds=1e-9, min_replicates=16)
+    for n in grid:
+        assert whole[n].values.shape == rounds[n].values.shape == (48,)
+        np.testing.assert_allclose(rounds[n].values, whole[n].values, rtol=1e-6)
+        np.testing.assert_allclose(rounds[n].grads["logits"], whole[n].grads["logits"], rtol=1e-6, atol=1e-7)
+        # Rounds of whole chunks: 3 replicates per chunk at R = 48, so 18 cover the 16 asked for.
+        kept = first_round[n].values.shape[0]
+        assert kept == 18
+        np.testing.assert_allclose(first_round[n].grads["logits"], whole[n].grads["logits"][:kept], rtol=1e-6,
+                                   atol=1e-7)
+        assert first_round[n].run_time_s > 0
+
+
+def test_the_time_budget_records_the_replicates_each_cell_used(tmp_path):
+    """With a budget no round fits in, every program stops after its first round of about ``min_replicates``
+    (here 200 of the 400 asked for) and each row says so; without one (the profiles, or 'none' on the command
+    line) every cell has all 400."""
+    from experiments.catalog import variance_vs_L
+
+    counts = {}
+    for seconds in (1e-9, None):
+        config = variance_vs_L.Config(problems=("gaussian_quadratic",), estimators=("pathwise", "score_function_loo"),
+                                      num_samples=(2, 8), replicates=400, max_seconds_per_cell=seconds,
+                                      output_dir=str(tmp_path / str(seconds)), figures=False)
+        run = analysis.load_run(variance_vs_L.run(config, progress=False))
+        counts[seconds] = set(run.metrics["replicates"])
+        assert run.config["max_seconds_per_cell"] == seconds
+    assert counts == {1e-9: {200}, None: {400}}
+    assert variance_vs_L.Config().max_seconds_per_cell == variance_vs_L.DEFAULT_MAX_SECONDS_PER_CELL
+    assert all(variance_vs_L.Config.from_profile(name).max_seconds_per_cell is None for name in ("full", "ci"))
+    with pytest.raises(ValueError, match="must be positive"):
+        variance_vs_L.Config(max_seconds_per_cell=0.0).validate()
+
+
+def test_a_stateful_estimators_warm_up_chain_is_not_timed_as_its_estimates():
+    """Dispatch is asynchronous: the shared warm-up chain must have finished before the timed program starts,
+    or its run time lands in the estimates' (RODEO's 50-step chain on the binary VAE once made its time per
+    estimate four times too large).  Here the chain's state passes through a second or more of matrix products, with
+    no effect on its value, after it is dispatched; the 32 estimates themselves take milliseconds."""
+    from experiments.engine import measure
+
+    @jax.jit
+    def slow(state):
+        product = lambda _, a: jnp.tanh(a @ a)
+        busy = jax.lax.fori_loop(0, 400, product, jnp.full((500, 500), 1e-3, jnp.float32))
+        return state + (busy[0, 0] > 2.0).astype(state.dtype)  # tanh < 1: adds 0, once the products are done
+
+    original = measure._untimed
+
+    def untimed_then_slow(*args, **static):
+        return jax.tree_util.tree_map(slow, original(*args, **static))
+
+    problem = problems.get("bernoulli_toy")
+    with mock.patch.object(measure, "_untimed", untimed_then_slow):
+        measured = measure.measure_cell(problem, est.get("score_function_ema"), 4, 32, jax.random.key(0),
+                                        warmup_steps=2)
+    assert measured.run_time_s < 0.5

@@ -54,6 +54,12 @@ DEFAULT_NUM_SAMPLES = (1, 32, 1024)
 #: measure-valued estimator); the cells of one shared program take the R of its largest L.
 DEFAULT_REPLICATES = 1_000
 DEFAULT_MAX_COST_EVALUATIONS = 2**22
+#: The default run's time budget per program (a cell, or the cells of a shared L grid), compilation excluded:
+#: the cells whose cost the evaluation budget does not see (RODEO trains a network on every pair of samples,
+#: about 0.1 s per estimate on the binary VAE at L = 32; Gumbel-Rao's K relaxed backward passes per sample)
+#: stop after the rounds of about 200 replicates that fit in it, so that none takes more than a few
+#: seconds of the run.  The profiles have none: their R does not depend on the machine.
+DEFAULT_MAX_SECONDS_PER_CELL = 1.5
 
 #: A quick run (the default) measures the real-data problems, whose every cost evaluation runs a
 #: model on its data, at fewer replicates, at L up to ``max_num_samples``, and without the cells whose
@@ -92,6 +98,7 @@ PROFILES = {
         "replicates": 10_000,
         "max_cost_evaluations": 2**25,
         "xla_optimization_level": None,  # times per estimate as XLA's default compiles them
+        "max_seconds_per_cell": None,
     },
     "ci": {
         "problems": ("gaussian_cosine", "gaussian_elbo", "bernoulli_toy", "categorical_toy", "bernoulli_plate",
@@ -121,6 +128,7 @@ PROFILES = {
         # and without the emitters), which compiles its 186 programs in 60% of the time they take with the emitters.
         "xla_optimization_level": 1,
         "xla_fusion_emitters": False,
+        "max_seconds_per_cell": None,
     },
 }
 
@@ -134,6 +142,7 @@ class Config(MeasurementSettings):
     num_samples: Sequence[int] = DEFAULT_NUM_SAMPLES
     replicates: int = DEFAULT_REPLICATES
     max_cost_evaluations: int = DEFAULT_MAX_COST_EVALUATIONS
+    max_seconds_per_cell: float | None = DEFAULT_MAX_SECONDS_PER_CELL
     #: The smallest L at which stateful estimators are measured (their replicates share a warm state).
     stateful_min_num_samples: int = 1
     #: (problem, estimator) pairs not measured, though the estimator applies.
@@ -239,7 +248,7 @@ def add_options(sub: argparse.ArgumentParser) -> None:
 
 #: The options a profile fixes.
 PROFILE_FIXES = ("--problems", "--estimators", "--num-samples", "--replicates", "--max-cost-evaluations", "--quick",
-                 "--no-quick", "--xla-optimization-level")
+                 "--no-quick", "--xla-optimization-level", "--max-seconds-per-cell")
 
 
 def make_config(args: argparse.Namespace, given: Sequence[str]) -> Config:

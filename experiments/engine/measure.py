@@ -155,6 +155,8 @@ def measure_cell(
     warmup: str = "shared",
     mesh: Mesh | None = None,
     compiler_options: dict | None = None,
+    max_seconds: float | None = None,
+    min_replicates: int = 1,
 ) -> CellMeasurement:
     """R independent L-sample estimates of the gradient at the problem's parameters.
 
@@ -171,6 +173,12 @@ def measure_cell(
     averaged over its warm states, at ``warmup_steps + 1`` times the cost.  A program compiled for an
     earlier cell that differs only in values (parameters, continuous options) is reused.  The timed program
     is compiled with XLA's ``compiler_options`` (None: its defaults).
+
+    With ``max_seconds``, the program computes rounds of about ``min_replicates`` replicates (whole chunks
+    on every device) and runs them in turn, replicates 0, 1, ... as one program of R would, until R or until
+    the next round would take the run past ``max_seconds`` (:meth:`CompiledCell.run_within`): R is then
+    between ``min(R, min_replicates)`` and R, the first replicates of the cell that a run without a budget
+    measures.
     """
     if warmup not in ("shared", "per_replicate"):
         raise ValueError(f"warmup must be 'shared' or 'per_replicate', got {warmup!r}.")
@@ -179,7 +187,11 @@ def measure_cell(
     batch = chunk_size(problem, estimator, num_samples, num_replicates, chunk_elements,
                        warmup_steps + 1 if per_replicate else 1)
     layout = _layout(num_samples, (), warmup_steps, per_replicate, num_replicates, batch, mesh)
-    return _measure(problem, estimator, layout, num_replicates, key, compiler_options)
+    if max_seconds is None:
+        return _measure(problem, estimator, layout, num_replicates, key, compiler_options)
+    rounds = _round_layout(layout, num_replicates, min_replicates)
+    program = _compile(problem, estimator, rounds, rounds.padded, key, compiler_options)
+    return program.run_within(key, num_replicates, max_seconds)
 
 
 def measure_grid(
@@ -192,6 +204,8 @@ def measure_grid(
     warmup_steps: int = DEFAULT_WARMUP_STEPS,
     mesh: Mesh | None = None,
     compiler_options: dict | None = None,
+    max_seconds: float | None = None,
+    min_replicates: int = 1,
 ) -> dict[int, CellMeasurement]:
     """R replicate estimates at every L of ``grid`` from one program, for an estimator with per-sample
     statistics (:meth:`~estimators.GradientEstimator.has_sample_statistics`: every separable one, the
@@ -203,11 +217,12 @@ def measure_grid(
     of a shared warm-up chain at L (``warmup="shared"`` of :func:`measure_cell`; the chains of every L run
     as one more program).  Each L's
     run time is the program's, shared out in proportion to its cost evaluations
-    (``program_num_samples`` records the L that was timed); the compilations are counted at the smallest L."""
+    (``program_num_samples`` records the L that was timed); the compilations are counted at the smallest L.
+    ``max_seconds`` and ``min_replicates``: rounds within a time budget, as for :func:`measure_cell`."""
     grid = tuple(sorted(set(grid)))
     cell = _compile_grid(problem, estimator, grid, num_replicates, key, chunk_elements, warmup_steps, mesh,
-                         compiler_options)
-    return cell.measurements(key)
+                         compiler_options, None if max_seconds is None else min_replicates)
+    return cell.measurements(key, num_replicates, max_seconds)
 
 
 def compile_cells(
@@ -240,7 +255,7 @@ def compile_cells(
 
 
 def _compile_grid(problem, estimator, grid, num_replicates, key, chunk_elements, warmup_steps, mesh,
-                  compiler_options) -> CompiledCell:
+                  compiler_options, round_replicates: int | None = None) -> CompiledCell:
     if not estimator.has_sample_statistics(problem.objective):
         raise ValueError(f"{estimator.name} has no per-sample statistics on {problem.name}: measure each L with "
                          "measure_cell.")
@@ -255,6 +270,9 @@ def _compile_grid(problem, estimator, grid, num_replicates, key, chunk_elements,
     statistics_size = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(one_sample))
     batch = chunk_size(problem, estimator, largest, num_replicates, chunk_elements, elements_per_sample=statistics_size)
     layout = _layout(largest, grid, warmup_steps, False, num_replicates, batch, mesh)
+    if round_replicates is not None:  # a program for rounds (its chunks those of the program for all R)
+        layout = _round_layout(layout, num_replicates, round_replicates)
+        num_replicates = layout.padded
     return _compile(problem, estimator, layout, num_replicates, key, compiler_options)
 
 
@@ -284,6 +302,13 @@ def _layout(num_samples, grid, warmup_steps, per_replicate, num_replicates, batc
     return _Layout(num_samples, grid, warmup_steps, per_replicate, chunks_per_device * mesh.size * batch, batch, mesh)
 
 
+def _round_layout(layout: _Layout, num_replicates: int, min_replicates: int) -> _Layout:
+    """The layout of a program that computes rounds of at least ``min(num_replicates, min_replicates)``
+    replicates: ``layout``'s chunks, as few per device as hold them."""
+    return _layout(layout.num_samples, layout.grid, layout.warmup_steps, layout.per_replicate,
+                   min(num_replicates, min_replicates), layout.batch, layout.mesh)
+
+
 def _measure(problem: Problem, estimator: est.GradientEstimator, layout: _Layout, num_replicates: int,
              key: jax.Array, compiler_options: dict | None = None) -> CellMeasurement:
     """Compile and run the program of ``layout``; the first ``num_replicates`` estimates on the host."""
@@ -304,9 +329,12 @@ def _compile(problem: Problem, estimator: est.GradientEstimator, layout: _Layout
                              warmup_steps=0 if per_replicate else warmup_steps)
         else:
             state = est.value_and_grad_with_state(objective, estimator, num_samples).init(params)
+        # Dispatch is asynchronous: without this wait, the warm-up chain would still be running when the
+        # timed program starts, and its time would count as the estimates'.
+        state = jax.block_until_ready(state)
 
         start = time.perf_counter()
-        lowered = _all_replicates.lower(objective, estimator, layout, params, key, state)
+        lowered = _all_replicates.lower(objective, estimator, layout, params, key, state, np.uint32(0))
         compiled = lowered.compile(compiler_options=compiler_options)
         compile_time = time.perf_counter() - start if compilations() else 0.0
     return CompiledCell(problem, estimator, layout, num_replicates, state, compiled, compile_time, compilations())
@@ -327,11 +355,12 @@ class CompiledCell:
     compile_time_s: float
     compilations: int
 
-    def run(self, key: jax.Array) -> CellMeasurement:
-        """The ``num_replicates`` estimates of replicate keys ``fold_in(key, r)``, on the host, timed."""
+    def run(self, key: jax.Array, first_replicate: int = 0) -> CellMeasurement:
+        """The ``num_replicates`` estimates of replicate keys ``fold_in(key, r)``, r from ``first_replicate``
+        on, on the host, timed."""
         start = time.perf_counter()
-        values, grads = jax.block_until_ready(
-            self.compiled(self.problem.objective, self.estimator, self.problem.params, key, self.state))
+        values, grads = jax.block_until_ready(self.compiled(self.problem.objective, self.estimator, self.problem.params,
+                                                            key, self.state, np.uint32(first_replicate)))
         run_time = time.perf_counter() - start
 
         def to_host(x):
@@ -351,9 +380,30 @@ class CompiledCell:
             compilations=self.compilations,
         )
 
-    def measurements(self, key: jax.Array) -> dict[int, CellMeasurement]:
-        """:meth:`run`'s estimates by L: the program's one L, or each L of its grid."""
-        measured = self.run(key)
+    def run_within(self, key: jax.Array, max_replicates: int, seconds: float) -> CellMeasurement:
+        """Rounds of :meth:`run` (replicates 0 to R - 1, then R to 2R - 1, ...: the estimates one program
+        of ``max_replicates`` would give) until ``max_replicates`` estimates, or until one more round, at
+        the rounds' mean time, would take their run time past ``seconds``; at least one round.  The run
+        time is that of the estimates kept."""
+        rounds: list[CellMeasurement] = []
+        elapsed = 0.0
+        while len(rounds) * self.num_replicates < max_replicates:
+            if rounds and elapsed * (len(rounds) + 1) / len(rounds) > seconds:
+                break
+            rounds.append(self.run(key, first_replicate=len(rounds) * self.num_replicates))
+            elapsed += rounds[-1].run_time_s
+        computed = len(rounds) * self.num_replicates
+        kept = min(computed, max_replicates)
+        join = lambda *leaves: np.concatenate(leaves)[:kept]
+        return dataclasses.replace(
+            rounds[0], grads=jax.tree_util.tree_map(join, *[r.grads for r in rounds]),
+            values=join(*[r.values for r in rounds]), run_time_s=elapsed * kept / computed)
+
+    def measurements(self, key: jax.Array, max_replicates: int | None = None,
+                     seconds: float | None = None) -> dict[int, CellMeasurement]:
+        """:meth:`run`'s estimates by L: the program's one L, or each L of its grid; with ``seconds``, those
+        of :meth:`run_within` up to ``max_replicates``."""
+        measured = self.run(key) if seconds is None else self.run_within(key, max_replicates, seconds)
         if not self.layout.grid:
             return {self.layout.num_samples: measured}
         return _split_grid(self.problem, self.estimator, self.layout.grid, measured)
@@ -372,11 +422,12 @@ class _Layout(NamedTuple):
 
 
 #: XLA options of the programs that prepare a measurement and are not timed (a stateful estimator's initial
-#: state and warm-up chain): LLVM's optimizations and the MLIR fusion emitters off, which cuts their compile
-#: time about threefold (RELAX's 50-step chain on the binary VAE: 2.0 -> 0.7 CPU seconds, running in 0.37 s
-#: either way) for a chain that runs once.  The timed programs keep XLA's emitters: their time per estimate
-#: is a result, and without the emitters some run 3 times slower (logistic regression's score function).
-UNTIMED_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+#: state and warm-up chain): LLVM at -O1 and the MLIR fusion emitters off, which compiles them in about half
+#: the time of XLA's defaults (RELAX's 50-step chain on the binary VAE: 2.1 -> 1.2 s; RODEO's: 1.3 -> 0.7 s)
+#: and runs them about as fast (0.6 s and 4.2 s); LLVM at -O0 would compile no faster and run RODEO's chain
+#: in 37 s.  The timed programs keep XLA's emitters: their time per estimate is a result, and without the
+#: emitters some run 3 times slower (logistic regression's score function).
+UNTIMED_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
 
 
 def _untimed(program, *args, **static):
@@ -439,9 +490,10 @@ def _chain(objective, estimator, num_samples, warmup_steps, params, key, state):
 
 
 @functools.partial(jax.jit, static_argnames=("layout",))
-def _all_replicates(objective, estimator, layout, params, key, state):
-    """``layout.padded`` replicate estimates ``(values, grads)``: replicate r from ``fold_in(key, r)``,
-    split over the mesh's devices, vmapped in chunks of ``layout.batch`` and ``lax.map``-ped over them."""
+def _all_replicates(objective, estimator, layout, params, key, state, first_replicate):
+    """``layout.padded`` replicate estimates ``(values, grads)``: replicate r from ``fold_in(key, r)``, for r
+    from ``first_replicate`` on (an argument, so that one program computes any round of replicates), split
+    over the mesh's devices, vmapped in chunks of ``layout.batch`` and ``lax.map``-ped over them."""
     update = est.value_and_grad_with_state(objective, estimator, layout.num_samples).update
 
     def one_replicate(params, key, state):
@@ -481,6 +533,7 @@ def _all_replicates(objective, estimator, layout, params, key, state):
     split = PartitionSpec(REPLICATE_AXIS)
     sharded_share = jax.shard_map(device_share, mesh=layout.mesh, in_specs=(PartitionSpec(), PartitionSpec(), split),
                                   out_specs=split)
-    keys = est.sample_keys(key, layout.padded)  # replicate r: fold_in(key, r), on whichever device
+    replicates = first_replicate + jnp.arange(layout.padded, dtype=jnp.uint32)
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, replicates)  # fold_in(key, r), on any device
     keys = jax.lax.with_sharding_constraint(keys, NamedSharding(layout.mesh, split))
     return sharded_share(params, state, keys)

@@ -80,6 +80,11 @@ def add_measurement_options(sub: argparse.ArgumentParser, default_replicates: in
                      metavar="LEVEL", help="XLA's backend optimization level (on CPU, LLVM's -O level) for the "
                      "timed programs: 0-3 or 'default' (XLA's, 3). Level 1 compiles in about 70%% of the time with "
                      "the same total compute; the full and ci profiles use XLA's default (default: 1)")
+    sub.add_argument("--max-seconds-per-cell", type=seconds_or_none, default=None, metavar="S",
+                     help="run a cell's replicates (a shared program's: its cells') in rounds of about 200 and stop "
+                     "when the next round would take its estimates past S seconds, compilation excluded (at least "
+                     "one round; R recorded per row); 'none' for no budget (default: the experiment's own, none "
+                     "but for variance_vs_L's default run)")
     sub.add_argument("--resume", metavar="RUN_DIR", default=None,
                      help="continue the interrupted run in RUN_DIR (a results/<experiment>/<run_id>.partial folder) "
                      "with the settings in its config.json, skipping the cells it finished; only --device, "
@@ -94,6 +99,19 @@ def add_estimator_options(sub: argparse.ArgumentParser, default_num_samples: Seq
                      metavar="LS", help="comma-separated sample counts L (default: %(default)s)")
 
 
+def seconds_or_none(text: str) -> float | str:
+    """A positive number of seconds, or 'none'."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds or 'none', got {text!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds or 'none', got {text!r}")
+    return seconds
+
+
 def run_settings(args: argparse.Namespace) -> dict:
     """The :class:`~experiments.engine.settings.RunSettings` fields the options give."""
     return dict(seed=args.seed, output_dir=args.output_dir, device=args.device, precision=args.precision,
@@ -103,6 +121,8 @@ def run_settings(args: argparse.Namespace) -> dict:
 def measurement_settings(args: argparse.Namespace) -> dict:
     """The :class:`~experiments.engine.settings.MeasurementSettings` fields the options give."""
     level = getattr(args, "xla_optimization_level", None)  # not given: the experiment's (or profile's) own
+    seconds = getattr(args, "max_seconds_per_cell", None)  # likewise
     return dict(run_settings(args), replicates=args.replicates, max_cost_evaluations=args.max_cost_evaluations,
                 num_devices=args.num_devices, share_programs=args.shared_programs,
-                **({} if level is None else {"xla_optimization_level": None if level == "default" else int(level)}))
+                **({} if level is None else {"xla_optimization_level": None if level == "default" else int(level)}),
+                **({} if seconds is None else {"max_seconds_per_cell": None if seconds == "none" else seconds}))

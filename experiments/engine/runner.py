@@ -150,12 +150,13 @@ def program_groups(settings: MeasurementSettings, cells: Sequence[Cell]) -> dict
 def measure_cells(settings: MeasurementSettings, cell: Cell, grid: Sequence[int], replicates: int, key: jax.Array,
                   mesh) -> dict[int, CellMeasurement]:
     """The measurements of ``cell``'s problem and estimator at every L of ``grid``: one program over the grid
-    (:func:`measure_grid`) for several L, :func:`measure_cell` for one."""
+    (:func:`measure_grid`) for several L, :func:`measure_cell` for one; within ``settings``' time budget."""
+    budget = {"max_seconds": settings.max_seconds_per_cell, "min_replicates": settings.min_replicates}
     if len(grid) > 1:
         return measure_grid(cell.problem, cell.estimator, grid, replicates, key, settings.chunk_elements,
-                            settings.warmup_steps, mesh, settings.compiler_options)
+                            settings.warmup_steps, mesh, settings.compiler_options, **budget)
     return {grid[0]: measure_cell(cell.problem, cell.estimator, grid[0], replicates, key, settings.chunk_elements,
-                                  settings.warmup_steps, settings.warmup, mesh, settings.compiler_options)}
+                                  settings.warmup_steps, settings.warmup, mesh, settings.compiler_options, **budget)}
 
 
 def devices_for(settings: MeasurementSettings, device: jax.Device) -> list:

@@ -36,6 +36,13 @@ class MeasurementSettings(RunSettings):
     #: many times per sample (measure-valued: 4 per coordinate) from dominating a run.
     max_cost_evaluations: int = 2**25
     min_replicates: int = 200
+    #: A time budget for each program's estimates (a cell, or the cells of a shared L grid), compilation
+    #: excluded, or None for none: its replicates run in rounds of about ``min_replicates`` until R, or until
+    #: the next round would overrun the budget (at least one round); each row records its R.  Cells that
+    #: cost more than the cost evaluations count (a network trained on every pair of samples, a costly
+    #: model) then take no more than their share of a run.  R then depends on the machine's speed; the
+    #: estimates are the first R of those a run without a budget makes.
+    max_seconds_per_cell: float | None = None
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
     warmup_steps: int = DEFAULT_WARMUP_STEPS
     #: How stateful estimators warm up: "shared" (one chain; every replicate starts from its state)
@@ -79,6 +86,8 @@ class MeasurementSettings(RunSettings):
         if self.min_replicates < 3:
             raise ValueError(f"min_replicates must be at least 3 to give a variance a standard error, got "
                              f"{self.min_replicates}.")
+        if self.max_seconds_per_cell is not None and not self.max_seconds_per_cell > 0:
+            raise ValueError(f"--max-seconds-per-cell must be positive (or 'none'), got {self.max_seconds_per_cell}.")
         if self.chunk_elements < 1:
             raise ValueError(f"chunk_elements must be positive, got {self.chunk_elements}.")
         if self.warmup_steps < 0:
