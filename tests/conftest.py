@@ -13,7 +13,8 @@ estimates of each contract case: a median difference of 1e-7 of the largest coor
 numbers bit for bit; at most 1e-5, where the optimal baseline's ratio of sums amplifies rounding); the
 suite checks values, never speed.  Programs that run long set their own level: the benchmark's timed
 programs (level 1, or XLA's default in the reference profiles), the ci profile of the variance-bound
-check (level 1) and the large samples of reference gradients.  Set ``XLA_FLAGS`` with
+check (level 1), the large samples of reference gradients and the benchmark's warm-up chains of stateful
+estimators (level 1, ``experiments.engine.measure.UNTIMED_COMPILER_OPTIONS``).  Set ``XLA_FLAGS`` with
 another ``--xla_backend_optimization_level`` to test at that level.
 """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from unittest import mock
 
 import jax
@@ -601,6 +602,28 @@ def test_rounds_within_a_time_budget_are_the_first_estimates_of_one_program(grid
         assert first_round[n].run_time_s > 0
 
 
+@pytest.mark.parametrize("seconds, rounds", [(0.5, 1), (2.5, 2), (3.0, 3), (100.0, 3)])
+def test_the_time_budget_stops_before_the_round_that_would_pass_it(seconds, rounds):
+    """Rounds of 4 replicates that take 1 s each, 10 replicates asked for: a round starts only if the rounds'
+    mean time says it ends within the budget (always the first), the rounds stop at the 3 that cover R, and
+    the run time is that of the estimates kept (10 of the 12 the third round leaves)."""
+    from experiments.engine.measure import CellMeasurement, CompiledCell
+
+    def one_second_round(self, key, first_replicate=0):
+        replicates = np.arange(first_replicate, first_replicate + self.num_replicates, dtype=np.float64)
+        return CellMeasurement(grads={"x": replicates[:, None]}, values=replicates, compile_time_s=0.0,
+                               run_time_s=1.0, chunk_size=2)
+
+    cell = CompiledCell(problem=None, estimator=None, layout=None, num_replicates=4, state=None, compiled=None,
+                        compile_time_s=0.0, compilations=1)
+    with mock.patch.object(CompiledCell, "run", one_second_round):
+        measured = cell.run_within(jax.random.key(0), max_replicates=10, seconds=seconds)
+    kept = min(4 * rounds, 10)
+    np.testing.assert_array_equal(measured.values, np.arange(kept))
+    np.testing.assert_array_equal(measured.grads["x"][:, 0], np.arange(kept))
+    assert measured.run_time_s == pytest.approx(rounds * kept / (4 * rounds))
+
+
 def test_the_time_budget_records_the_replicates_each_cell_used(tmp_path):
     """With a budget no round fits in, every program stops after its first round of about ``min_replicates``
     (here 200 of the 400 asked for) and each row says so; without one (the profiles, or 'none' on the command
@@ -625,15 +648,20 @@ def test_the_time_budget_records_the_replicates_each_cell_used(tmp_path):
 def test_a_stateful_estimators_warm_up_chain_is_not_timed_as_its_estimates():
     """Dispatch is asynchronous: the shared warm-up chain must have finished before the timed program starts,
     or its run time lands in the estimates' (RODEO's 50-step chain on the binary VAE once made its time per
-    estimate four times too large).  Here the chain's state passes through a second or more of matrix products, with
-    no effect on its value, after it is dispatched; the 32 estimates themselves take milliseconds."""
+    estimate four times too large).  Here the chain's state passes, unchanged, through matrix products sized to take
+    1.5 s on this machine (timed first), after the chain is dispatched; the 32 estimates take milliseconds."""
     from experiments.engine import measure
+
+    product = lambda _, a: jnp.tanh(a @ a)
+    busy = jax.jit(lambda n: jax.lax.fori_loop(0, n, product, jnp.full((500, 500), 1e-3, jnp.float32)))
+    jax.block_until_ready(busy(1))
+    start = time.perf_counter()
+    jax.block_until_ready(busy(20))
+    steps = max(20, round(1.5 / ((time.perf_counter() - start) / 20)))
 
     @jax.jit
     def slow(state):
-        product = lambda _, a: jnp.tanh(a @ a)
-        busy = jax.lax.fori_loop(0, 400, product, jnp.full((500, 500), 1e-3, jnp.float32))
-        return state + (busy[0, 0] > 2.0).astype(state.dtype)  # tanh < 1: adds 0, once the products are done
+        return state + (busy(steps)[0, 0] > 2.0).astype(state.dtype)  # tanh < 1: adds 0, once the products are done
 
     original = measure._untimed
 

@@ -55,10 +55,11 @@ DEFAULT_NUM_SAMPLES = (1, 32, 1024)
 DEFAULT_REPLICATES = 1_000
 DEFAULT_MAX_COST_EVALUATIONS = 2**22
 #: The default run's time budget per program (a cell, or the cells of a shared L grid), compilation excluded:
-#: the cells whose cost the evaluation budget does not see (RODEO trains a network on every pair of samples,
-#: about 0.1 s per estimate on the binary VAE at L = 32; Gumbel-Rao's K relaxed backward passes per sample)
-#: stop after the rounds of about 200 replicates that fit in it, so that none takes more than a few
-#: seconds of the run.  The profiles have none: their R does not depend on the machine.
+#: the cells whose cost the evaluation budget does not see (RODEO runs a network on every pair of samples,
+#: about 24 ms per estimate on the binary VAE at L = 32 on 2 CPU cores; Gumbel-Rao's K relaxed backward
+#: passes per sample) stop after the rounds of about 200 replicates that fit in it.  A program always runs
+#: one round, so a cell slower than 1.5 s per round (RODEO's: about 5 s) takes one round's time.  The
+#: profiles have none: their R does not depend on the machine.
 DEFAULT_MAX_SECONDS_PER_CELL = 1.5
 
 #: A quick run (the default) measures the real-data problems, whose every cost evaluation runs a

@@ -381,10 +381,10 @@ class CompiledCell:
         )
 
     def run_within(self, key: jax.Array, max_replicates: int, seconds: float) -> CellMeasurement:
-        """Rounds of :meth:`run` (replicates 0 to R - 1, then R to 2R - 1, ...: the estimates one program
-        of ``max_replicates`` would give) until ``max_replicates`` estimates, or until one more round, at
-        the rounds' mean time, would take their run time past ``seconds``; at least one round.  The run
-        time is that of the estimates kept."""
+        """Rounds of :meth:`run`, each of this program's n replicates (replicates 0 to n - 1, then n to 2n - 1,
+        ...: the estimates one program of ``max_replicates`` would give) until ``max_replicates`` estimates,
+        or until one more round, at the rounds' mean time, would take their run time past ``seconds``; at
+        least one round.  The run time is that of the estimates kept."""
         rounds: list[CellMeasurement] = []
         elapsed = 0.0
         while len(rounds) * self.num_replicates < max_replicates:

@@ -71,7 +71,7 @@ def add_measurement_options(sub: argparse.ArgumentParser, default_replicates: in
     add_run_options(sub)
     sub.add_argument("--num-devices", type=int, default=None, metavar="N",
                      help="split the replicates across the first N devices of the chosen platform "
-                     "(default: all of them, on every host; results do not depend on N)")
+                     "(default: all of them, on every host; results do not depend on N, but for R under a time budget)")
     sub.add_argument("--shared-programs", action=argparse.BooleanOptionalAction, default=True,
                      help="measure every L of an estimator with per-sample statistics (the separable ones, the "
                      "score function with a baseline) from one program, whose time is shared out among the L by "
